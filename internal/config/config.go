@@ -1,0 +1,156 @@
+// Package config holds proxyd's configuration as plain structs: the
+// defaults (in one place, Default), and validation that names the key and
+// the reason. Loading (YAML, environment, flags) is cmd/proxyd's job; this
+// package never reads the environment or files.
+package config
+
+import "time"
+
+// Config is the whole configuration. Keys follow ../shared/SPEC.md §1.
+type Config struct {
+	Listen          string        `mapstructure:"listen" yaml:"listen"`
+	Admin           Admin         `mapstructure:"admin" yaml:"admin"`
+	Limits          Limits        `mapstructure:"limits" yaml:"limits"`
+	Hosts           []HostRule    `mapstructure:"hosts" yaml:"hosts"`
+	Priority        Priority      `mapstructure:"priority" yaml:"priority"`
+	Upstream        Upstream      `mapstructure:"upstream" yaml:"upstream"`
+	Routes          []Route       `mapstructure:"routes" yaml:"routes"`
+	Log             Log           `mapstructure:"log" yaml:"log"`
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout" yaml:"shutdown_timeout"`
+}
+
+// Admin configures the admin listener.
+type Admin struct {
+	Listen string `mapstructure:"listen" yaml:"listen"`
+	// Token, when set, is required as a bearer token on /api/.
+	Token string `mapstructure:"token" yaml:"token"`
+}
+
+// Limits are the global admission limits. They can change at runtime.
+type Limits struct {
+	// Rate is requests per second admitted overall; 0 means unlimited.
+	Rate float64 `mapstructure:"rate" yaml:"rate"`
+	// Burst is the token-bucket size.
+	Burst int `mapstructure:"burst" yaml:"burst"`
+	// Concurrency caps requests in flight upstream; 0 means unlimited.
+	Concurrency int `mapstructure:"concurrency" yaml:"concurrency"`
+	// QueueSize caps waiting requests.
+	QueueSize int `mapstructure:"queue_size" yaml:"queue_size"`
+	// MaxWait is the longest a request may wait.
+	MaxWait time.Duration `mapstructure:"max_wait" yaml:"max_wait"`
+	// MaxTunnels caps open CONNECT tunnels.
+	MaxTunnels int `mapstructure:"max_tunnels" yaml:"max_tunnels"`
+	// RejectStatus is the status of proxy-side rejections: 503 or 429.
+	RejectStatus int `mapstructure:"reject_status" yaml:"reject_status"`
+}
+
+// HostRule is a per-destination limit. Nil Rate or Concurrency means
+// unlimited; nil Burst means max(1, Rate).
+type HostRule struct {
+	Match       string   `mapstructure:"match" yaml:"match"`
+	Rate        *float64 `mapstructure:"rate" yaml:"rate,omitempty"`
+	Burst       *int     `mapstructure:"burst" yaml:"burst,omitempty"`
+	Concurrency *int     `mapstructure:"concurrency" yaml:"concurrency,omitempty"`
+}
+
+// Priority configures urgency resolution (SPEC §3).
+type Priority struct {
+	Default      int            `mapstructure:"default" yaml:"default"`
+	Header       string         `mapstructure:"header" yaml:"header"`
+	TrustHeaders bool           `mapstructure:"trust_headers" yaml:"trust_headers"`
+	Aging        time.Duration  `mapstructure:"aging" yaml:"aging"`
+	Rules        []PriorityRule `mapstructure:"rules" yaml:"rules"`
+}
+
+// PriorityRule sets the urgency of requests that match every given field.
+type PriorityRule struct {
+	Host       string       `mapstructure:"host" yaml:"host,omitempty"`
+	PathPrefix string       `mapstructure:"path_prefix" yaml:"path_prefix,omitempty"`
+	Method     string       `mapstructure:"method" yaml:"method,omitempty"`
+	ClientCIDR string       `mapstructure:"client_cidr" yaml:"client_cidr,omitempty"`
+	Header     *HeaderMatch `mapstructure:"header" yaml:"header,omitempty"`
+	// Priority is required (a pointer so that a missing value is an error,
+	// not urgency 0).
+	Priority *int `mapstructure:"priority" yaml:"priority"`
+}
+
+// HeaderMatch matches a request header's value exactly.
+type HeaderMatch struct {
+	Name  string `mapstructure:"name" yaml:"name"`
+	Value string `mapstructure:"value" yaml:"value"`
+}
+
+// Upstream configures forwarding.
+type Upstream struct {
+	Timeout             time.Duration `mapstructure:"timeout" yaml:"timeout"`
+	MaxTimeout          time.Duration `mapstructure:"max_timeout" yaml:"max_timeout"`
+	TimeoutHeader       string        `mapstructure:"timeout_header" yaml:"timeout_header"`
+	DialTimeout         time.Duration `mapstructure:"dial_timeout" yaml:"dial_timeout"`
+	MaxIdleConnsPerHost int           `mapstructure:"max_idle_conns_per_host" yaml:"max_idle_conns_per_host"`
+	Retry               Retry         `mapstructure:"retry" yaml:"retry"`
+	MaxPause            time.Duration `mapstructure:"max_pause" yaml:"max_pause"`
+}
+
+// Retry configures retries of idempotent requests.
+type Retry struct {
+	Attempts    int           `mapstructure:"attempts" yaml:"attempts"`
+	On          []string      `mapstructure:"on" yaml:"on"`
+	BackoffBase time.Duration `mapstructure:"backoff_base" yaml:"backoff_base"`
+	BackoffMax  time.Duration `mapstructure:"backoff_max" yaml:"backoff_max"`
+	Budget      float64       `mapstructure:"budget" yaml:"budget"`
+}
+
+// Route is a gateway-mode route.
+type Route struct {
+	Prefix      string `mapstructure:"prefix" yaml:"prefix"`
+	Upstream    string `mapstructure:"upstream" yaml:"upstream"`
+	StripPrefix bool   `mapstructure:"strip_prefix" yaml:"strip_prefix"`
+}
+
+// Log configures the zap logger.
+type Log struct {
+	Level  string `mapstructure:"level" yaml:"level"`
+	Format string `mapstructure:"format" yaml:"format"`
+}
+
+// Default returns the embedded defaults of SPEC §1.
+func Default() Config {
+	return Config{
+		Listen: "127.0.0.1:8080",
+		Admin:  Admin{Listen: "127.0.0.1:9090"},
+		Limits: Limits{
+			Rate:         100,
+			Burst:        10,
+			Concurrency:  64,
+			QueueSize:    10000,
+			MaxWait:      30 * time.Second,
+			MaxTunnels:   1024,
+			RejectStatus: 503,
+		},
+		Hosts: []HostRule{},
+		Priority: Priority{
+			Default:      3,
+			Header:       "X-Priority",
+			TrustHeaders: true,
+			Rules:        []PriorityRule{},
+		},
+		Upstream: Upstream{
+			Timeout:             30 * time.Second,
+			MaxTimeout:          5 * time.Minute,
+			TimeoutHeader:       "X-Proxy-Timeout",
+			DialTimeout:         5 * time.Second,
+			MaxIdleConnsPerHost: 64,
+			Retry: Retry{
+				Attempts:    0,
+				On:          []string{"connect-failure", "429", "502", "503", "504"},
+				BackoffBase: 100 * time.Millisecond,
+				BackoffMax:  10 * time.Second,
+				Budget:      0.2,
+			},
+			MaxPause: 60 * time.Second,
+		},
+		Routes:          []Route{},
+		Log:             Log{Level: "info", Format: "json"},
+		ShutdownTimeout: 30 * time.Second,
+	}
+}

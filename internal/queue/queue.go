@@ -1,0 +1,271 @@
+package queue
+
+import (
+	"errors"
+	"time"
+)
+
+// Levels is the number of urgency levels (0 … 7).
+const Levels = 8
+
+// ErrFull is returned by Push when the queue is at capacity and the new
+// item is not more urgent than the least urgent waiting one.
+var ErrFull = errors.New("queue full")
+
+// Item is one waiting request. The caller fills the exported fields before
+// Push and must not change them while the item is queued.
+type Item struct {
+	// Urgency is 0 (most urgent) … 7; values outside are clamped.
+	Urgency int
+	// Arrival is when the request arrived; it orders FIFO and aging and
+	// measures max wait.
+	Arrival time.Time
+	// Deadline, when not zero, is the caller's own limit on waiting.
+	Deadline time.Time
+	// Value is the owner's payload.
+	Value any
+
+	seq     uint64
+	rank    int64
+	lane    *Lane
+	laneIdx int
+	maxIdx  int
+	dlIdx   int
+	prev    *Item
+	next    *Item
+}
+
+// Queued reports whether the item is waiting in a queue.
+func (it *Item) Queued() bool { return it.lane != nil }
+
+// Seq is the item's arrival sequence number, assigned by Push unless
+// the caller preset it with SetSeq.
+func (it *Item) Seq() uint64 { return it.seq }
+
+// Lane is one heap of a Queue. Create lanes with Queue.NewLane.
+type Lane struct {
+	q *Queue
+	h itemHeap
+}
+
+// Len is the number of items waiting in the lane.
+func (l *Lane) Len() int { return len(l.h.items) }
+
+// Peek returns the lane's first item, or nil.
+func (l *Lane) Peek() *Item { return l.h.top() }
+
+// Queue is a set of lanes with a shared bound. Its zero value is not
+// usable; call New.
+type Queue struct {
+	aging   time.Duration
+	epoch   time.Time
+	seq     uint64
+	lanes   map[*Lane]struct{}
+	max     itemHeap
+	dl      itemHeap
+	head    *Item // oldest arrival
+	tail    *Item
+	n       int
+	byLevel [Levels]int
+}
+
+// New returns an empty queue. aging is the anti-starvation interval (0 =
+// strict priority); epoch is any time not long before the first arrival,
+// used to keep ranks small.
+func New(aging time.Duration, epoch time.Time) *Queue {
+	return &Queue{
+		aging: aging,
+		epoch: epoch,
+		lanes: make(map[*Lane]struct{}),
+		max:   itemHeap{desc: true, pos: maxPos},
+		dl:    itemHeap{pos: dlPos},
+	}
+}
+
+// NewLane adds an empty lane.
+func (q *Queue) NewLane() *Lane {
+	l := &Lane{q: q, h: itemHeap{pos: lanePos}}
+	q.lanes[l] = struct{}{}
+	return l
+}
+
+// DropLane forgets an empty lane. It reports false (and does nothing) when
+// the lane still has items.
+func (q *Queue) DropLane(l *Lane) bool {
+	if l.Len() > 0 {
+		return false
+	}
+	delete(q.lanes, l)
+	return true
+}
+
+// Len is the number of waiting items in all lanes.
+func (q *Queue) Len() int { return q.n }
+
+// Count is the number of waiting items of the given urgency.
+func (q *Queue) Count(urgency int) int { return q.byLevel[clamp(urgency)] }
+
+// CountUpTo is the number of waiting items at least as urgent as urgency.
+func (q *Queue) CountUpTo(urgency int) int {
+	n := 0
+	for u := 0; u <= clamp(urgency); u++ {
+		n += q.byLevel[u]
+	}
+	return n
+}
+
+// Oldest returns the item that arrived first, or nil.
+func (q *Queue) Oldest() *Item { return q.head }
+
+// NextDeadline returns the item with the earliest own Deadline, or nil.
+func (q *Queue) NextDeadline() *Item { return q.dl.top() }
+
+// Aging returns the aging interval.
+func (q *Queue) Aging() time.Duration { return q.aging }
+
+// SetAging changes the aging interval and re-ranks every waiting item
+// (O(n)). Items keep their arrival sequence.
+func (q *Queue) SetAging(a time.Duration) {
+	if a == q.aging {
+		return
+	}
+	q.aging = a
+	for it := q.head; it != nil; it = it.next {
+		it.rank = q.rankOf(it)
+	}
+	rank := func(it *Item) int64 { return it.rank }
+	for l := range q.lanes {
+		l.h.rekey(rank)
+	}
+	q.max.rekey(rank)
+}
+
+// SetSeq presets an item's sequence number, for an item that re-enters the
+// queue (a retry) and keeps its place among equals. Without it, Push
+// assigns the next number.
+func (it *Item) SetSeq(s uint64) { it.seq = s }
+
+// Push adds it to lane l. When the queue already holds capacity items or
+// more, it evicts the least urgent waiting item (the newest among equals)
+// if it is strictly more urgent than that one, and returns the evicted
+// item; otherwise it returns ErrFull and adds nothing.
+func (q *Queue) Push(l *Lane, it *Item, capacity int) (evicted *Item, err error) {
+	if it.lane != nil {
+		panic("queue: item pushed twice")
+	}
+	it.Urgency = clamp(it.Urgency)
+	if it.seq == 0 {
+		q.seq++
+		it.seq = q.seq
+	} else if it.seq > q.seq {
+		q.seq = it.seq
+	}
+	it.rank = q.rankOf(it)
+	if q.n >= capacity {
+		victim := q.Last()
+		if victim == nil || !less(it, victim) {
+			return nil, ErrFull
+		}
+		q.Remove(victim)
+		evicted = victim
+	}
+	q.insert(l, it)
+	return evicted, nil
+}
+
+// Last returns the least urgent waiting item (the newest among equals): the
+// one Push would evict.
+func (q *Queue) Last() *Item { return q.max.top() }
+
+// Pop removes and returns lane l's first item, or nil.
+func (q *Queue) Pop(l *Lane) *Item {
+	it := l.Peek()
+	if it != nil {
+		q.Remove(it)
+	}
+	return it
+}
+
+// Remove takes it out of the queue. It reports false when it was not
+// queued.
+func (q *Queue) Remove(it *Item) bool {
+	l := it.lane
+	if l == nil || l.q != q {
+		return false
+	}
+	l.h.remove(it.laneIdx)
+	q.max.remove(it.maxIdx)
+	if it.dlIdx >= 0 {
+		q.dl.remove(it.dlIdx)
+	}
+	if it.prev != nil {
+		it.prev.next = it.next
+	} else {
+		q.head = it.next
+	}
+	if it.next != nil {
+		it.next.prev = it.prev
+	} else {
+		q.tail = it.prev
+	}
+	it.prev, it.next, it.lane = nil, nil, nil
+	q.n--
+	q.byLevel[it.Urgency]--
+	return true
+}
+
+func (q *Queue) insert(l *Lane, it *Item) {
+	it.lane = l
+	l.h.push(it, it.rank)
+	q.max.push(it, it.rank)
+	it.dlIdx = -1
+	if !it.Deadline.IsZero() {
+		q.dl.push(it, int64(it.Deadline.Sub(q.epoch)))
+	}
+
+	// Arrival list: almost always an append; a re-entering item walks back
+	// to its place.
+	p := q.tail
+	for p != nil && arrivedAfter(p, it) {
+		p = p.prev
+	}
+	it.prev = p
+	if p == nil {
+		it.next = q.head
+		q.head = it
+	} else {
+		it.next = p.next
+		p.next = it
+	}
+	if it.next != nil {
+		it.next.prev = it
+	} else {
+		q.tail = it
+	}
+	q.n++
+	q.byLevel[it.Urgency]++
+}
+
+func (q *Queue) rankOf(it *Item) int64 {
+	if q.aging <= 0 {
+		return int64(it.Urgency)
+	}
+	return int64(it.Arrival.Sub(q.epoch)) + int64(it.Urgency)*int64(q.aging)
+}
+
+func arrivedAfter(a, b *Item) bool {
+	if !a.Arrival.Equal(b.Arrival) {
+		return a.Arrival.After(b.Arrival)
+	}
+	return a.seq > b.seq
+}
+
+func clamp(u int) int {
+	if u < 0 {
+		return 0
+	}
+	if u >= Levels {
+		return Levels - 1
+	}
+	return u
+}
