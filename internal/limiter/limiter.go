@@ -1,0 +1,137 @@
+// Package limiter holds the permits a request needs before it is sent: rate
+// tokens (Bucket, a golang.org/x/time/rate limiter with time passed in) and
+// counted slots (Slots, for concurrency and tunnels).
+//
+// Nothing here blocks or reads a clock: the dispatcher asks "can I take a
+// permit now?" under its own lock and, when the answer is no, learns when
+// to ask again (Bucket) or waits for a Release (Slots). That keeps every
+// token computation testable with plain time values, and lets a permit be
+// given back when the caller it was granted to has gone.
+//
+// Neither type is safe for concurrent use: the dispatcher's lock guards
+// them.
+package limiter
+
+import (
+	"math"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Bucket is a token bucket. A rate of 0 means unlimited (every Take
+// succeeds).
+type Bucket struct {
+	lim   *rate.Limiter
+	limit float64
+	burst int
+}
+
+// NewBucket returns a full bucket refilled at r tokens per second holding
+// at most burst tokens; r == 0 means unlimited.
+func NewBucket(r float64, burst int) *Bucket {
+	b := &Bucket{lim: rate.NewLimiter(toLimit(r), burst), limit: r, burst: burst}
+	return b
+}
+
+func toLimit(r float64) rate.Limit {
+	if r <= 0 || math.IsInf(r, 1) {
+		return rate.Inf
+	}
+	return rate.Limit(r)
+}
+
+// Unlimited reports whether the bucket lets everything through.
+func (b *Bucket) Unlimited() bool { return b.limit <= 0 }
+
+// Rate and Burst return the current settings.
+func (b *Bucket) Rate() float64 { return b.limit }
+
+// Burst returns the bucket size.
+func (b *Bucket) Burst() int { return b.burst }
+
+// Token is a taken token; give it back with Refund.
+type Token struct{ r *rate.Reservation }
+
+// Take takes one token at now. When none is available it takes nothing and
+// returns how long until one will be (math.MaxInt64 when never: burst 0).
+func (b *Bucket) Take(now time.Time) (tok Token, ok bool, wait time.Duration) {
+	if b.Unlimited() {
+		return Token{}, true, 0
+	}
+	if have := b.lim.TokensAt(now); have < 1 {
+		if b.burst < 1 {
+			return Token{}, false, time.Duration(math.MaxInt64)
+		}
+		// Round up so that a wake-up at now+wait finds the token there (a
+		// float shortfall at that instant only costs one more short wait).
+		secs := (1 - have) / b.limit
+		return Token{}, false, max(time.Duration(math.Ceil(secs*1e9)), time.Nanosecond)
+	}
+	r := b.lim.ReserveN(now, 1)
+	return Token{r: r}, true, 0
+}
+
+// Refund gives a token taken at or before now back, as far as tokens taken
+// since allow (x/time/rate's Reservation.CancelAt semantics).
+func (b *Bucket) Refund(tok Token, now time.Time) {
+	if tok.r != nil {
+		tok.r.CancelAt(now)
+	}
+}
+
+// Tokens reports the tokens available at now (+Inf when unlimited).
+func (b *Bucket) Tokens(now time.Time) float64 {
+	if b.Unlimited() {
+		return math.Inf(1)
+	}
+	return b.lim.TokensAt(now)
+}
+
+// Set changes rate and burst at now; tokens already earned are kept (up to
+// the new burst).
+func (b *Bucket) Set(now time.Time, r float64, burst int) {
+	b.lim.SetLimitAt(now, toLimit(r))
+	b.lim.SetBurstAt(now, burst)
+	b.limit, b.burst = r, burst
+}
+
+// Slots counts permits in use against a cap; a cap of 0 means unlimited.
+// Its zero value is an unlimited, empty counter.
+type Slots struct {
+	cap  int
+	used int
+}
+
+// NewSlots returns a counter with the given cap (0 = unlimited).
+func NewSlots(capacity int) Slots { return Slots{cap: capacity} }
+
+// Available reports whether Acquire would succeed.
+func (s *Slots) Available() bool { return s.cap <= 0 || s.used < s.cap }
+
+// Acquire takes a slot if one is free.
+func (s *Slots) Acquire() bool {
+	if !s.Available() {
+		return false
+	}
+	s.used++
+	return true
+}
+
+// Release frees a slot.
+func (s *Slots) Release() {
+	if s.used <= 0 {
+		panic("limiter: Slots.Release without Acquire")
+	}
+	s.used--
+}
+
+// InUse is the number of slots taken.
+func (s *Slots) InUse() int { return s.used }
+
+// Cap is the cap (0 = unlimited).
+func (s *Slots) Cap() int { return s.cap }
+
+// SetCap changes the cap. Slots already taken stay taken, even above a
+// lowered cap; new ones wait until usage is below it.
+func (s *Slots) SetCap(c int) { s.cap = c }
