@@ -269,3 +269,7 @@ func clamp(u int) int {
 	}
 	return u
 }
+
+// Before reports whether a leaves before b when both wait (they may be in
+// different lanes): the order by (rank, seq) that every lane uses.
+func Before(a, b *Item) bool { return less(a, b) }

@@ -1,0 +1,17 @@
+// Command proxyd is a priority-aware, rate-limiting HTTP forward proxy.
+//
+// main is thin: run takes the arguments, environment and output streams as
+// values so that the whole command is testable in-process.
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr, sig))
+}

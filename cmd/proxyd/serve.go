@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/proxyd/proxyd/internal/admin"
+	"github.com/proxyd/proxyd/internal/config"
+	"github.com/proxyd/proxyd/internal/dispatch"
+	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/upstream"
+)
+
+// app is a running proxyd: both listeners and everything behind them.
+type app struct {
+	opts  loadOptions
+	log   *zap.Logger
+	level zap.AtomicLevel
+
+	mu  sync.Mutex // guards cfg (reloads)
+	cfg config.Config
+
+	disp    *dispatch.Dispatcher
+	fwd     *upstream.Forwarder
+	handler *proxy.Handler
+	admin   *admin.Server
+
+	proxySrv, adminSrv *http.Server
+	proxyLn, adminLn   net.Listener
+}
+
+// limitsOf converts configuration to the dispatcher's live limits.
+func limitsOf(l config.Limits) dispatch.Limits {
+	return dispatch.Limits{
+		Rate:        l.Rate,
+		Burst:       l.Burst,
+		Concurrency: l.Concurrency,
+		QueueSize:   l.QueueSize,
+		MaxWait:     l.MaxWait,
+		MaxTunnels:  l.MaxTunnels,
+	}
+}
+
+func newLogger(c config.Log, out io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
+	level, err := zap.ParseAtomicLevel(c.Level)
+	if err != nil {
+		return nil, level, &configError{fmt.Errorf("log.level: %w", err)}
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.TimeKey = "ts"
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	encCfg.EncodeDuration = zapcore.SecondsDurationEncoder
+	var enc zapcore.Encoder
+	if c.Format == "console" {
+		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
+		encCfg.EncodeDuration = zapcore.StringDurationEncoder
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	} else {
+		enc = zapcore.NewJSONEncoder(encCfg)
+	}
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), level)
+	return zap.New(core), level, nil
+}
+
+// newApp builds everything and binds both listeners.
+func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (*app, error) {
+	log, level, err := newLogger(cfg.Log, logOut)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{opts: opts, log: log, level: level, cfg: cfg}
+	a.disp = dispatch.New(dispatch.Config{Limits: limitsOf(cfg.Limits), Aging: cfg.Priority.Aging}, dispatch.Deps{})
+	a.fwd = upstream.New(upstream.Config{DialTimeout: cfg.Upstream.DialTimeout, MaxIdleConnsPerHost: cfg.Upstream.MaxIdleConnsPerHost})
+	a.handler, err = proxy.New(cfg, proxy.Deps{Dispatcher: a.disp, Forwarder: a.fwd, Logger: log.Named("access")})
+	if err != nil {
+		return nil, &configError{err}
+	}
+	a.admin = admin.New(admin.Deps{Logger: log.Named("admin")})
+
+	if a.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if a.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+		a.proxyLn.Close()
+		return nil, fmt.Errorf("admin.listen: %w", err)
+	}
+	errLog := zap.NewStdLog(log.Named("http"))
+	a.proxySrv = &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          errLog,
+		// HTTP/1.1 only: CONNECT needs Hijack, and clients speak HTTP/1.1
+		// to a forward proxy.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+	}
+	a.adminSrv = &http.Server{
+		Handler:           a.admin,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          errLog,
+	}
+	return a, nil
+}
+
+// serve runs until SIGTERM or SIGINT arrives on sig, then drains. SIGHUP
+// reloads.
+func (a *app) serve(sig <-chan os.Signal) error {
+	defer a.log.Sync() //nolint:errcheck // stderr sync errors are meaningless
+	errc := make(chan error, 2)
+	go func() { errc <- a.proxySrv.Serve(a.proxyLn) }()
+	go func() { errc <- a.adminSrv.Serve(a.adminLn) }()
+	a.admin.SetReady(true)
+	a.log.Info("proxyd serving",
+		zap.String("listen", a.proxyLn.Addr().String()),
+		zap.String("admin_listen", a.adminLn.Addr().String()))
+
+	for {
+		select {
+		case s := <-sig:
+			switch s {
+			case syscall.SIGHUP:
+				if err := a.reload(); err != nil {
+					a.log.Error("reload failed; keeping the current configuration", zap.Error(err))
+				}
+			default:
+				a.log.Info("shutting down", zap.String("signal", s.String()))
+				a.shutdown(sig)
+				<-errc
+				<-errc
+				return nil
+			}
+		case err := <-errc:
+			// A listener failed on its own: stop everything.
+			a.shutdownNow()
+			<-errc
+			return err
+		}
+	}
+}
+
+// reload loads the configuration again (same file, environment and flags)
+// and applies what can change live: limits, priority settings, timeouts,
+// log level. It changes nothing when the new configuration is invalid.
+func (a *app) reload() error {
+	cfg, err := loadConfig(a.opts)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := a.cfg
+	if err := a.handler.SetPolicy(cfg); err != nil {
+		return err
+	}
+	oldLimits := a.disp.SetLimits(limitsOf(cfg.Limits))
+	a.disp.SetAging(cfg.Priority.Aging)
+	if lvl, err := zap.ParseAtomicLevel(cfg.Log.Level); err == nil {
+		a.level.SetLevel(lvl.Level())
+	}
+	if cfg.Listen != old.Listen || cfg.Admin.Listen != old.Admin.Listen || cfg.Log.Format != old.Log.Format ||
+		cfg.Upstream.DialTimeout != old.Upstream.DialTimeout || cfg.Upstream.MaxIdleConnsPerHost != old.Upstream.MaxIdleConnsPerHost {
+		a.log.Warn("listen, admin.listen, log.format, upstream.dial_timeout and upstream.max_idle_conns_per_host change only on restart")
+	}
+	a.cfg = cfg
+	a.log.Info("configuration reloaded",
+		zap.Any("old_limits", oldLimits), zap.Any("new_limits", limitsOf(cfg.Limits)))
+	return nil
+}
+
+// shutdown drains (SPEC §8): not ready, no new connections, waiting
+// requests keep their place and in-flight ones (tunnels too) go on for up
+// to shutdown_timeout; then what still waits is answered "draining" and
+// what is in flight is cut. A second signal cuts at once.
+func (a *app) shutdown(sig <-chan os.Signal) {
+	a.admin.SetReady(false)
+	a.disp.Drain()
+	a.mu.Lock()
+	timeout := a.cfg.ShutdownTimeout
+	a.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-sig:
+			a.log.Warn("second signal: stopping now")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	done := make(chan struct{})
+	go func() {
+		_ = a.proxySrv.Shutdown(ctx) // closes the listener, waits for handlers
+		a.handler.WaitTunnels(ctx)   // hijacked tunnels are not tracked by Shutdown
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	// Out of time (or all done): answer the waiting, cut the rest.
+	a.disp.Close()
+	a.handler.CloseTunnels()
+	grace, cancelGrace := context.WithTimeout(context.Background(), time.Second)
+	_ = a.proxySrv.Shutdown(grace) // lets the "draining" answers go out
+	cancelGrace()
+	_ = a.proxySrv.Close()
+	<-done
+	a.stopAdmin()
+	a.fwd.Close()
+	a.log.Info("stopped")
+}
+
+func (a *app) shutdownNow() {
+	a.admin.SetReady(false)
+	a.disp.Close()
+	a.handler.CloseTunnels()
+	_ = a.proxySrv.Close()
+	a.stopAdmin()
+	a.fwd.Close()
+}
+
+func (a *app) stopAdmin() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := a.adminSrv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		a.log.Warn("admin shutdown", zap.Error(err))
+	}
+	_ = a.adminSrv.Close()
+}

@@ -1,0 +1,60 @@
+package admin
+
+import (
+	"net/http"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+)
+
+// Deps are the admin server's collaborators.
+type Deps struct {
+	Logger *zap.Logger // nil: no logging
+}
+
+// Server is the admin HTTP handler. Create it with New; it is safe for
+// concurrent use. It starts not ready: call SetReady(true) once serving.
+type Server struct {
+	log   *zap.Logger
+	mux   *http.ServeMux
+	ready atomic.Bool
+}
+
+// New returns an admin server.
+func New(deps Deps) *Server {
+	s := &Server{log: deps.Logger, mux: http.NewServeMux()}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	return s
+}
+
+// SetReady sets what /readyz answers: 200 when true, 503 when false.
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// Handle adds a route (for example /metrics) to the admin mux.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// ServeHTTP serves the admin routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	text(w, http.StatusOK, "ok\n")
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if s.ready.Load() {
+		text(w, http.StatusOK, "ready\n")
+		return
+	}
+	text(w, http.StatusServiceUnavailable, "draining\n")
+}
+
+func text(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body))
+}

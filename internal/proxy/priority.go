@@ -1,0 +1,168 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/proxyd/proxyd/internal/config"
+	"github.com/proxyd/proxyd/internal/headers"
+)
+
+// policy is the part of the configuration that a reload swaps whole: how
+// urgency and budgets are read from a request.
+type policy struct {
+	defaultUrgency int
+	header         string // canonical custom priority header
+	trust          bool
+	rules          []rule
+	timeoutHeader  string // canonical
+	timeout        time.Duration
+	maxTimeout     time.Duration
+	rejectStatus   int
+	drop           []string // headers never forwarded
+}
+
+type rule struct {
+	host       string // lower case; "*.x" matches subdomains of x
+	pathPrefix string
+	method     string // upper case
+	cidr       netip.Prefix
+	hasCIDR    bool
+	hdrName    string
+	hdrValue   string
+	hasHeader  bool
+	urgency    int
+}
+
+// compilePolicy builds a policy from validated configuration.
+func compilePolicy(p config.Priority, u config.Upstream, rejectStatus int) (*policy, error) {
+	pol := &policy{
+		defaultUrgency: p.Default,
+		header:         http.CanonicalHeaderKey(p.Header),
+		trust:          p.TrustHeaders,
+		timeoutHeader:  http.CanonicalHeaderKey(u.TimeoutHeader),
+		timeout:        u.Timeout,
+		maxTimeout:     u.MaxTimeout,
+		rejectStatus:   rejectStatus,
+	}
+	pol.drop = []string{pol.header, pol.timeoutHeader}
+	for _, r := range p.Rules {
+		c := rule{
+			host:       strings.ToLower(r.Host),
+			pathPrefix: r.PathPrefix,
+			method:     strings.ToUpper(r.Method),
+		}
+		if r.Priority != nil {
+			c.urgency = *r.Priority
+		}
+		if r.ClientCIDR != "" {
+			pfx, err := netip.ParsePrefix(r.ClientCIDR)
+			if err != nil {
+				return nil, err
+			}
+			c.cidr, c.hasCIDR = pfx.Masked(), true
+		}
+		if r.Header != nil {
+			c.hdrName, c.hdrValue, c.hasHeader = http.CanonicalHeaderKey(r.Header.Name), r.Header.Value, true
+		}
+		pol.rules = append(pol.rules, c)
+	}
+	return pol, nil
+}
+
+// urgency resolves a request's urgency (SPEC §3): the custom header, the
+// RFC 9218 Priority header's u (when trusted; an invalid one is ignored as
+// RFC 9218 §4 says), the first matching rule, the default. An invalid
+// custom header is an error (a 400), but only when headers are trusted.
+func (p *policy) urgency(r *http.Request, host, path string) (int, error) {
+	if p.trust {
+		if vals := r.Header.Values(p.header); len(vals) > 0 {
+			if len(vals) > 1 {
+				return 0, badHeader(p.header + ": more than one value")
+			}
+			u, err := headers.ParseUrgency(vals[0])
+			if err != nil {
+				return 0, badHeader(p.header + ": " + err.Error())
+			}
+			return u, nil
+		}
+		if vals := r.Header.Values("Priority"); len(vals) > 0 {
+			if u, _, ok := headers.ParsePriorityValues(vals); ok {
+				return u, nil
+			}
+		}
+	}
+	if len(p.rules) > 0 {
+		client := clientAddr(r)
+		hostname := strings.ToLower(stripPort(host))
+		for i := range p.rules {
+			if p.rules[i].matches(r, hostname, path, client) {
+				return p.rules[i].urgency, nil
+			}
+		}
+	}
+	return p.defaultUrgency, nil
+}
+
+func (c *rule) matches(r *http.Request, host, path string, client netip.Addr) bool {
+	if c.host != "" && !matchHost(c.host, host) {
+		return false
+	}
+	if c.pathPrefix != "" && !strings.HasPrefix(path, c.pathPrefix) {
+		return false
+	}
+	if c.method != "" && c.method != r.Method {
+		return false
+	}
+	if c.hasCIDR && (!client.IsValid() || !c.cidr.Contains(client)) {
+		return false
+	}
+	if c.hasHeader && r.Header.Get(c.hdrName) != c.hdrValue {
+		return false
+	}
+	return true
+}
+
+// matchHost matches a lower-case hostname against an exact name or a
+// "*.suffix" wildcard (subdomains, not the apex).
+func matchHost(pattern, host string) bool {
+	if suffix, ok := strings.CutPrefix(pattern, "*"); ok {
+		return len(host) > len(suffix) && strings.HasSuffix(host, suffix)
+	}
+	return pattern == host
+}
+
+func clientAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func stripPort(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.Trim(hostport, "[]")
+}
+
+// budget reads the caller's whole budget from the timeout header: 0 when
+// absent, capped by max_timeout.
+func (p *policy) budget(r *http.Request) (time.Duration, error) {
+	vals := r.Header.Values(p.timeoutHeader)
+	if len(vals) == 0 {
+		return 0, nil
+	}
+	if len(vals) > 1 {
+		return 0, badHeader(p.timeoutHeader + ": more than one value")
+	}
+	d, err := headers.ParseTimeout(vals[0])
+	if err != nil {
+		return 0, badHeader(p.timeoutHeader + ": " + err.Error())
+	}
+	return min(d, p.maxTimeout), nil
+}

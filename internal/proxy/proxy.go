@@ -1,0 +1,292 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/proxyd/proxyd/internal/clock"
+	"github.com/proxyd/proxyd/internal/config"
+	"github.com/proxyd/proxyd/internal/dispatch"
+	"github.com/proxyd/proxyd/internal/headers"
+	"github.com/proxyd/proxyd/internal/upstream"
+)
+
+// Deps are the Handler's collaborators.
+type Deps struct {
+	Dispatcher *dispatch.Dispatcher // required
+	Forwarder  *upstream.Forwarder  // required
+	Clock      clock.Clock          // nil: the real clock
+	Logger     *zap.Logger          // nil: no logging
+	// Observe, when set, is called once per request with its record, after
+	// the access log line (metrics hook it here).
+	Observe func(*Record)
+}
+
+// Handler is the proxy's http.Handler. Create it with New.
+type Handler struct {
+	disp   *dispatch.Dispatcher
+	fwd    *upstream.Forwarder
+	clock  clock.Clock
+	log    *zap.Logger
+	obs    func(*Record)
+	policy atomic.Pointer[policy]
+	ids    requestIDs
+
+	// Tunnels end when tunnelCtx is canceled (CloseTunnels, at shutdown).
+	tunnelCtx    context.Context
+	closeTunnels context.CancelFunc
+	tunnels      struct {
+		sync.Mutex
+		n    int
+		idle chan struct{} // closed when n drops to 0; nil while n == 0
+	}
+}
+
+// tunnelStarted counts an open tunnel; it returns false once tunnels are
+// being closed.
+func (h *Handler) tunnelStarted() bool {
+	h.tunnels.Lock()
+	defer h.tunnels.Unlock()
+	if h.tunnelCtx.Err() != nil {
+		return false
+	}
+	if h.tunnels.n == 0 {
+		h.tunnels.idle = make(chan struct{})
+	}
+	h.tunnels.n++
+	return true
+}
+
+func (h *Handler) tunnelEnded() {
+	h.tunnels.Lock()
+	defer h.tunnels.Unlock()
+	h.tunnels.n--
+	if h.tunnels.n == 0 {
+		close(h.tunnels.idle)
+		h.tunnels.idle = nil
+	}
+}
+
+// OpenTunnels is the number of open tunnels.
+func (h *Handler) OpenTunnels() int {
+	h.tunnels.Lock()
+	defer h.tunnels.Unlock()
+	return h.tunnels.n
+}
+
+// New builds a Handler from validated configuration.
+func New(cfg config.Config, deps Deps) (*Handler, error) {
+	if deps.Dispatcher == nil || deps.Forwarder == nil {
+		return nil, errors.New("proxy: Dispatcher and Forwarder are required")
+	}
+	h := &Handler{disp: deps.Dispatcher, fwd: deps.Forwarder, clock: deps.Clock, log: deps.Logger, obs: deps.Observe}
+	if h.clock == nil {
+		h.clock = clock.Real{}
+	}
+	if h.log == nil {
+		h.log = zap.NewNop()
+	}
+	if err := h.SetPolicy(cfg); err != nil {
+		return nil, err
+	}
+	h.ids = newRequestIDs()
+	h.tunnelCtx, h.closeTunnels = context.WithCancel(context.Background())
+	return h, nil
+}
+
+// SetPolicy swaps the priority, timeout and rejection settings (reload).
+func (h *Handler) SetPolicy(cfg config.Config) error {
+	p, err := compilePolicy(cfg.Priority, cfg.Upstream, cfg.Limits.RejectStatus)
+	if err != nil {
+		return err
+	}
+	h.policy.Store(p)
+	return nil
+}
+
+// WaitTunnels waits until every open tunnel has ended, or ctx is done.
+func (h *Handler) WaitTunnels(ctx context.Context) {
+	h.tunnels.Lock()
+	idle := h.tunnels.idle
+	h.tunnels.Unlock()
+	if idle == nil {
+		return
+	}
+	select {
+	case <-idle:
+	case <-ctx.Done():
+	}
+}
+
+// CloseTunnels cuts every open tunnel, refuses new ones, and waits until
+// they are gone.
+func (h *Handler) CloseTunnels() {
+	h.closeTunnels()
+	h.WaitTunnels(context.Background())
+}
+
+// ServeHTTP answers one proxy request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.clock.Now()
+	rec := &Record{Start: start, Method: r.Method, ID: h.ids.next(r), Priority: -1}
+	w.Header().Set("X-Request-Id", rec.ID)
+	var err error
+	// Deferred so that a response cut mid-body (panic(http.ErrAbortHandler))
+	// is still logged and counted.
+	defer func() { h.finish(w, rec, err) }()
+	switch {
+	case r.Method == http.MethodConnect:
+		rec.Host = r.Host
+		err = h.tunnel(w, r, rec)
+	case r.URL.IsAbs():
+		rec.Host = r.URL.Host
+		err = h.forward(w, r, rec)
+	default:
+		rec.Host = r.Host
+		err = errNoRoute // gateway mode: no routes configured
+	}
+}
+
+// finish answers err (if any, and if nothing was written yet), then logs
+// and observes the record.
+func (h *Handler) finish(w http.ResponseWriter, rec *Record, err error) {
+	if err != nil {
+		a := classify(err, h.policy.Load().rejectStatus)
+		rec.Outcome = a.outcome
+		if !rec.wrote {
+			rec.Status = a.status
+			if a.status != StatusClientClosed {
+				writeAnswer(w, a)
+			}
+		}
+		rec.Err = err
+	}
+	rec.Duration = h.clock.Now().Sub(rec.Start)
+	h.logRecord(rec)
+	if h.obs != nil {
+		h.obs(rec)
+	}
+}
+
+// admit resolves urgency and budget, then waits for a permit.
+func (h *Handler) admit(r *http.Request, rec *Record, kind dispatch.Kind, host, path string) (*dispatch.Permit, time.Time, error) {
+	if upstream.IsLoop(r.Header) {
+		return nil, time.Time{}, errLoop
+	}
+	pol := h.policy.Load()
+	u, err := pol.urgency(r, host, path)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	rec.Priority = u
+	budget, err := pol.budget(r)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	var deadline time.Time
+	if budget > 0 {
+		deadline = rec.Start.Add(budget)
+	}
+	p, err := h.disp.Acquire(r.Context(), dispatch.Request{Urgency: u, Kind: kind, Deadline: deadline})
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	rec.QueueWait = p.Waited()
+	return p, deadline, nil
+}
+
+// upstreamTimeout is the header timeout for this attempt: what is left of
+// the caller's budget, else upstream.timeout.
+func (h *Handler) upstreamTimeout(deadline time.Time) time.Duration {
+	if deadline.IsZero() {
+		return h.policy.Load().timeout
+	}
+	return max(deadline.Sub(h.clock.Now()), time.Millisecond)
+}
+
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record) error {
+	target := r.URL
+	if target.Scheme != "http" && target.Scheme != "https" {
+		return badTarget("unsupported scheme " + strconv.Quote(target.Scheme))
+	}
+	if target.Host == "" {
+		return badTarget("no host in request target")
+	}
+	p, deadline, err := h.admit(r, rec, dispatch.HTTP, target.Host, target.Path)
+	if err != nil {
+		return err
+	}
+	defer p.Release() // after the body is done: the slot is held while it streams
+	return h.roundTrip(w, r, rec, target, deadline)
+}
+
+func (h *Handler) roundTrip(w http.ResponseWriter, r *http.Request, rec *Record, target *url.URL, deadline time.Time) error {
+	pol := h.policy.Load()
+	out := upstream.Outbound(r.Context(), r, target, pol.drop)
+	sent := h.clock.Now()
+	resp, err := h.fwd.RoundTrip(out, h.upstreamTimeout(deadline))
+	rec.Upstream = h.clock.Now().Sub(sent)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	rec.Status = resp.StatusCode
+	rec.Outcome = OutcomeForwarded
+	rec.wrote = true
+	timing := headers.ServerTiming(rec.QueueWait, rec.Upstream)
+	n, err := upstream.CopyResponse(w, resp, func(hd http.Header) {
+		upstream.AppendVia(hd, resp.ProtoMajor, resp.ProtoMinor)
+		hd.Add("Server-Timing", timing)
+		hd.Set("X-Request-Id", rec.ID)
+	})
+	rec.Bytes = n
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, upstream.ErrBodyCut):
+		// SPEC §5: the stream is cut, logged and counted. The response is
+		// forwarded (its headers went out); the error shows in the log.
+		rec.Err = err
+		h.log.Warn("upstream response cut mid-body", zap.String("request_id", rec.ID), zap.Error(err))
+		panic(http.ErrAbortHandler)
+	default:
+		// The client went away mid-body.
+		rec.Err = err
+		return nil
+	}
+}
+
+// requestIDs hands out request ids: the client's X-Request-Id when it
+// sends a sane one, else a per-process random prefix and a counter.
+type requestIDs struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newRequestIDs() requestIDs {
+	return requestIDs{prefix: strconv.FormatInt(time.Now().UnixNano()&0xffffffffff, 36)}
+}
+
+func (g *requestIDs) next(r *http.Request) string {
+	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 128 && printable(id) {
+		return id
+	}
+	return g.prefix + "-" + strconv.FormatUint(g.n.Add(1), 36)
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,56 @@
+package proxy
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// Record is what is known of one request when it ends: the access log
+// line and the metrics are made from it.
+type Record struct {
+	ID        string
+	Start     time.Time
+	Method    string
+	Host      string // as requested, with its port when the request had one
+	Priority  int    // -1 when never resolved (rejected before)
+	Status    int    // sent, or StatusClientClosed
+	Outcome   string
+	QueueWait time.Duration
+	Upstream  time.Duration // until response headers (or the tunnel's dial)
+	Duration  time.Duration // whole request
+	Bytes     int64         // response body bytes (tunnel: upstream → client)
+	BytesIn   int64         // tunnel: client → upstream
+	Err       error
+
+	wrote bool // the response (or tunnel) started: no error answer possible
+}
+
+// logRecord writes the access-log line (SPEC §7).
+func (h *Handler) logRecord(rec *Record) {
+	lvl := zapcore.InfoLevel
+	ce := h.log.Check(lvl, "request")
+	if ce == nil {
+		return
+	}
+	fields := []zap.Field{
+		zap.String("request_id", rec.ID),
+		zap.String("method", rec.Method),
+		zap.String("host", rec.Host),
+		zap.Int("status", rec.Status),
+		zap.Int("priority", rec.Priority),
+		zap.Duration("queue_wait", rec.QueueWait),
+		zap.Duration("upstream_time", rec.Upstream),
+		zap.Duration("duration", rec.Duration),
+		zap.Int64("bytes", rec.Bytes),
+		zap.String("outcome", rec.Outcome),
+	}
+	if rec.BytesIn > 0 {
+		fields = append(fields, zap.Int64("bytes_in", rec.BytesIn))
+	}
+	if rec.Err != nil {
+		fields = append(fields, zap.Error(rec.Err))
+	}
+	ce.Write(fields...)
+}

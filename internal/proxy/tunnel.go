@@ -1,0 +1,79 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+
+	"go.uber.org/zap"
+
+	"github.com/proxyd/proxyd/internal/dispatch"
+)
+
+// tunnel serves CONNECT host:port (RFC 9110 §9.3.6, authority-form per RFC
+// 9112 §3.2.3): admitted like any request (one rate token, a tunnel slot
+// held for the tunnel's life), then bytes are spliced both ways until either
+// side closes or the proxy shuts down.
+func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, rec *Record) error {
+	host, port, err := net.SplitHostPort(r.Host)
+	if err != nil || host == "" {
+		return badTarget("CONNECT needs host:port, got " + strconv.Quote(r.Host))
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return badTarget("CONNECT port out of range: " + strconv.Quote(port))
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		return badTarget("CONNECT is supported over HTTP/1.1 only")
+	}
+	p, deadline, err := h.admit(r, rec, dispatch.Tunnel, r.Host, "")
+	if err != nil {
+		return err
+	}
+	defer p.Release() // the tunnel slot is held until the tunnel ends
+
+	// The dial counts as the upstream time; it is bounded by the remaining
+	// budget as well as the dial timeout.
+	sent := h.clock.Now()
+	dctx, cancel := context.WithTimeout(r.Context(), h.upstreamTimeout(deadline))
+	up, err := h.fwd.Dial(dctx, r.Host)
+	cancel()
+	rec.Upstream = h.clock.Now().Sub(sent)
+	if err != nil {
+		return err
+	}
+	client, brw, err := hj.Hijack()
+	if err != nil {
+		up.Close()
+		return err
+	}
+	rec.Status = http.StatusOK
+	rec.Outcome = OutcomeForwarded
+	rec.wrote = true
+	if _, err := brw.WriteString("HTTP/1.1 200 Connection established\r\nVia: 1.1 proxyd\r\n\r\n"); err == nil {
+		err = brw.Flush()
+	}
+	if err != nil {
+		client.Close()
+		up.Close()
+		rec.Err = err
+		return nil
+	}
+	if !h.tunnelStarted() {
+		client.Close()
+		up.Close()
+		rec.Err = errors.New("proxy shutting down")
+		return nil
+	}
+	defer h.tunnelEnded()
+	upBytes, downBytes, err := spliceTunnel(h.tunnelCtx, client, brw, up)
+	rec.Bytes = downBytes
+	rec.BytesIn = upBytes
+	if err != nil {
+		rec.Err = err
+		h.log.Debug("tunnel ended with error", zap.String("request_id", rec.ID), zap.Error(err))
+	}
+	return nil
+}

@@ -1,0 +1,162 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for a zero Config.
+const (
+	DefaultDialTimeout         = 5 * time.Second
+	DefaultMaxIdleConnsPerHost = 64
+)
+
+// Config configures a Forwarder. Its zero value is ready to use: every zero
+// (or negative) field takes the default named in its comment.
+type Config struct {
+	// DialTimeout bounds a TCP connect (DNS included). 0 means 5s.
+	DialTimeout time.Duration `mapstructure:"dial_timeout"`
+	// MaxIdleConnsPerHost is the number of keep-alive connections kept
+	// pooled per destination. 0 means 64.
+	MaxIdleConnsPerHost int `mapstructure:"max_idle_conns_per_host"`
+	// TLSClientConfig is used for https upstreams; it is cloned. nil means
+	// the defaults (system roots). An addition to the spec'd Config: tests
+	// need it to trust their own upstreams, and TLS interception will too.
+	TLSClientConfig *tls.Config `mapstructure:"-"`
+}
+
+func (c Config) withDefaults() Config {
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.MaxIdleConnsPerHost <= 0 {
+		c.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
+	}
+	return c
+}
+
+// Forwarder sends requests upstream over one pooled transport and opens
+// tunnels. It is safe for concurrent use. Create it with New; release its
+// idle connections with Close.
+type Forwarder struct {
+	dialer    *net.Dialer
+	transport *http.Transport
+}
+
+// New returns a Forwarder with one pooled transport: keep-alive, HTTP/1.1,
+// and HTTP/2 when the upstream offers it through TLS ALPN.
+func New(cfg Config) *Forwarder {
+	cfg = cfg.withDefaults()
+	d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		// Never chain to HTTP_PROXY/HTTPS_PROXY: the processes using proxyd
+		// set them to proxyd, so we would forward to ourselves.
+		Proxy:       nil,
+		DialContext: d.DialContext,
+		// A custom DialContext turns HTTP/2 off unless forced.
+		ForceAttemptHTTP2:   true,
+		MaxIdleConns:        max(1024, 4*cfg.MaxIdleConnsPerHost),
+		MaxIdleConnsPerHost: cfg.MaxIdleConnsPerHost,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+		// Wait at most this long for "100 Continue" before sending the body
+		// anyway (RFC 9110 §10.1.1).
+		ExpectContinueTimeout: 1 * time.Second,
+		// Pass Content-Encoding and bodies through untouched.
+		DisableCompression: true,
+		TLSClientConfig:    cfg.TLSClientConfig.Clone(),
+		// Find dead HTTP/2 connections instead of hanging on them.
+		HTTP2: &http.HTTP2Config{
+			SendPingTimeout: 30 * time.Second,
+			PingTimeout:     15 * time.Second,
+		},
+	}
+	return &Forwarder{dialer: d, transport: t}
+}
+
+// Close closes the idle pooled connections. Connections in use are closed
+// when their requests finish. The Forwarder stays usable.
+func (f *Forwarder) Close() { f.transport.CloseIdleConnections() }
+
+// RoundTrip sends out (built by Outbound) and returns the response as soon
+// as its headers have arrived, with the hop-by-hop header fields removed.
+// The caller must close resp.Body (CopyResponse does).
+//
+// headerTimeout > 0 bounds the time from the call until the response
+// headers, dialling included; 0 means no bound beyond out's context. When
+// it expires the request is canceled and the error wraps
+// ErrConnectTimeout if no connection had been obtained yet, else
+// ErrResponseTimeout. The timer stops once the headers are in: the body is
+// not cut, it streams until it ends, the caller closes it, or out's context
+// ends.
+//
+// Errors wrap one of ErrDNS, ErrConnRefused, ErrConnectTimeout,
+// ErrResponseTimeout or ErrUpstream, plus the cause; a deadline of out's
+// context counts as a timeout too. If out's context was canceled (the
+// client went away) the error wraps context.Canceled and no sentinel.
+func (f *Forwarder) RoundTrip(out *http.Request, headerTimeout time.Duration) (*http.Response, error) {
+	parent := out.Context()
+	ctx, cancel := context.WithCancelCause(parent)
+
+	// connected is true while the request holds a connection. GetConn
+	// resets it: the transport retries a request that failed on a dead
+	// pooled connection on a new one, and a timeout while dialling that one
+	// is a connect timeout again.
+	var connected atomic.Bool
+	trace := &httptrace.ClientTrace{
+		GetConn: func(string) { connected.Store(false) },
+		GotConn: func(httptrace.GotConnInfo) { connected.Store(true) },
+	}
+	req := out.WithContext(httptrace.WithClientTrace(ctx, trace))
+
+	var timer *time.Timer
+	if headerTimeout > 0 {
+		timer = time.AfterFunc(headerTimeout, func() { cancel(headerTimeoutError{headerTimeout}) })
+	}
+	resp, err := f.transport.RoundTrip(req)
+	// Stop reports false once the timer has fired: then ctx is (being)
+	// canceled, even if the headers won the race, and the body would be cut
+	// at its first read. Treat that as the timeout it nearly is.
+	timedOut := timer != nil && !timer.Stop()
+	if err == nil && timedOut {
+		resp.Body.Close()
+		resp, err = nil, headerTimeoutError{headerTimeout}
+	}
+	if err != nil {
+		cancel(nil)
+		return nil, classify(parent, err, timedOut, connected.Load(), headerTimeout)
+	}
+	RemoveHopByHop(resp.Header)
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// cancelOnClose releases the request's context when the body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelCauseFunc
+}
+
+func (b *cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel(nil)
+	return err
+}
+
+// Dial opens a TCP connection to addr ("host:port") for a CONNECT tunnel,
+// bounded by the dial timeout and ctx. Errors are classified as RoundTrip's
+// (ErrDNS, ErrConnRefused, ErrConnectTimeout, ErrUpstream, or
+// context.Canceled when ctx was canceled).
+func (f *Forwarder) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	conn, err := f.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, classify(ctx, err, false, false, 0)
+	}
+	return conn, nil
+}

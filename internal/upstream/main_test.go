@@ -1,0 +1,125 @@
+package upstream
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// newForwarder returns a Forwarder whose idle connections are closed when
+// the test ends.
+func newForwarder(t testing.TB, cfg Config) *Forwarder {
+	t.Helper()
+	f := New(cfg)
+	t.Cleanup(f.Close)
+	return f
+}
+
+// newUpstream starts an httptest server on 127.0.0.1, closed when the test
+// ends. Cleanups run last-in first-out, so a test that blocks the handler
+// registers its release after calling this.
+func newUpstream(t testing.TB, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// release returns a channel closed when the test ends (before the servers
+// started earlier are closed), for handlers that must block until then.
+func release(t testing.TB) chan struct{} {
+	t.Helper()
+	ch := make(chan struct{})
+	t.Cleanup(func() { close(ch) })
+	return ch
+}
+
+func mustURL(t testing.TB, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// proxyTo is a minimal proxy handler wired the way internal/proxy uses
+// this package: every request goes to target with the inbound path.
+// Errors of CopyResponse are sent to copyErr when not nil.
+func proxyTo(f *Forwarder, target *url.URL, copyErr chan<- error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		u := *target
+		u.Path, u.RawQuery = r.URL.Path, r.URL.RawQuery
+		out := Outbound(r.Context(), r, &u, []string{"X-Priority", "X-Proxy-Timeout"})
+		resp, err := f.RoundTrip(out, 5*time.Second)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		_, err = CopyResponse(w, resp, func(h http.Header) {
+			AppendVia(h, resp.ProtoMajor, resp.ProtoMinor)
+		})
+		if copyErr != nil {
+			copyErr <- err
+		}
+		if errors.Is(err, ErrBodyCut) {
+			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
+// newProxy starts a proxy server forwarding to target and returns it; its
+// Client() talks to it.
+func newProxy(t testing.TB, f *Forwarder, target string, copyErr chan<- error) *httptest.Server {
+	t.Helper()
+	return newUpstream(t, proxyTo(f, mustURL(t, target), copyErr))
+}
+
+// freeAddr returns a 127.0.0.1 address nothing listens on.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// sentinels lists the classification sentinels, for "exactly one" checks.
+var sentinels = []error{ErrDNS, ErrConnRefused, ErrConnectTimeout, ErrResponseTimeout, ErrUpstream}
+
+// wantClass checks that err wraps want and no other sentinel; want nil
+// means none at all.
+func wantClass(t testing.TB, err, want error) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("err = nil, want %v", want)
+	}
+	for _, s := range sentinels {
+		if got := errors.Is(err, s); got != (s == want) {
+			t.Errorf("errors.Is(%q, %v) = %v, want %v", err, s, got, s == want)
+		}
+	}
+}
+
+// within fails the test if ch does not deliver within d.
+func within[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		t.Fatalf("%s: nothing after %v", what, d)
+		panic("unreachable")
+	}
+}
