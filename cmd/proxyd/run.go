@@ -85,5 +85,6 @@ first problems found, naming each key. Exit code 0: valid; 2: invalid.`,
 		},
 	}
 	root.AddCommand(check)
+	root.AddCommand(newLimitsCmd(env, stdout, stderr))
 	return root
 }

@@ -13,12 +13,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/proxyd/proxyd/internal/admin"
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
+	"github.com/proxyd/proxyd/internal/metrics"
 	"github.com/proxyd/proxyd/internal/proxy"
 	"github.com/proxyd/proxyd/internal/upstream"
 )
@@ -36,6 +40,8 @@ type app struct {
 	fwd     *upstream.Forwarder
 	handler *proxy.Handler
 	admin   *admin.Server
+	metrics *metrics.Metrics
+	reg     *prometheus.Registry
 
 	proxySrv, adminSrv *http.Server
 	proxyLn, adminLn   net.Listener
@@ -83,11 +89,20 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (*app, error)
 	a := &app{opts: opts, log: log, level: level, cfg: cfg}
 	a.disp = dispatch.New(dispatch.Config{Limits: limitsOf(cfg.Limits), Aging: cfg.Priority.Aging}, dispatch.Deps{})
 	a.fwd = upstream.New(upstream.Config{DialTimeout: cfg.Upstream.DialTimeout, MaxIdleConnsPerHost: cfg.Upstream.MaxIdleConnsPerHost})
-	a.handler, err = proxy.New(cfg, proxy.Deps{Dispatcher: a.disp, Forwarder: a.fwd, Logger: log.Named("access")})
+	a.reg = prometheus.NewRegistry()
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if a.metrics, err = metrics.New(a.reg, metrics.Deps{Stats: a.disp.Stats}); err != nil {
+		return nil, err
+	}
+	a.handler, err = proxy.New(cfg, proxy.Deps{Dispatcher: a.disp, Forwarder: a.fwd, Logger: log.Named("access"), Observe: a.metrics.Observe})
 	if err != nil {
 		return nil, &configError{err}
 	}
-	a.admin = admin.New(admin.Deps{Logger: log.Named("admin")})
+	a.admin = admin.New(admin.Config{Token: cfg.Admin.Token}, admin.Deps{
+		Logger:  log.Named("admin"),
+		Backend: a,
+		Metrics: promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(log.Named("metrics"))}),
+	})
 
 	if a.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
@@ -121,6 +136,14 @@ func (a *app) serve(sig <-chan os.Signal) error {
 	errc := make(chan error, 2)
 	go func() { errc <- a.proxySrv.Serve(a.proxyLn) }()
 	go func() { errc <- a.adminSrv.Serve(a.adminLn) }()
+	if path := a.configPath(); path != "" {
+		stop, done := make(chan struct{}), make(chan struct{})
+		if err := a.watchConfig(path, stop, done); err != nil {
+			a.log.Warn("cannot watch the config file; SIGHUP still reloads", zap.String("file", path), zap.Error(err))
+		} else {
+			defer func() { close(stop); <-done }()
+		}
+	}
 	a.admin.SetReady(true)
 	a.log.Info("proxyd serving",
 		zap.String("listen", a.proxyLn.Addr().String()),
@@ -156,8 +179,10 @@ func (a *app) serve(sig <-chan os.Signal) error {
 func (a *app) reload() error {
 	cfg, err := loadConfig(a.opts)
 	if err != nil {
+		a.metrics.Reloaded(false)
 		return err
 	}
+	defer a.metrics.Reloaded(true)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old := a.cfg
@@ -240,3 +265,48 @@ func (a *app) stopAdmin() {
 	}
 	_ = a.adminSrv.Close()
 }
+
+// configPath is the --config file, "" when none.
+func (a *app) configPath() string {
+	if a.opts.File != "" {
+		return a.opts.File
+	}
+	if a.opts.Flags != nil {
+		if f := a.opts.Flags.Lookup("config"); f != nil && f.Changed {
+			return f.Value.String()
+		}
+	}
+	return ""
+}
+
+// Limits returns the live limits (admin.Backend).
+func (a *app) Limits() (config.Limits, []config.HostRule) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cfg.Limits, append([]config.HostRule(nil), a.cfg.Hosts...)
+}
+
+// SetLimits applies limits changed through the admin API (admin.Backend).
+// They last until the next reload, which applies the file's.
+func (a *app) SetLimits(l config.Limits, hosts []config.HostRule) error {
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	if err := config.ValidateHosts(hosts); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cfg := a.cfg
+	cfg.Limits = l
+	cfg.Hosts = hosts
+	if err := a.handler.SetPolicy(cfg); err != nil {
+		return err
+	}
+	a.disp.SetLimits(limitsOf(l))
+	a.cfg = cfg
+	return nil
+}
+
+// Stats is the dispatcher's snapshot (admin.Backend).
+func (a *app) Stats() dispatch.Stats { return a.disp.Stats() }

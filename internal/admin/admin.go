@@ -2,32 +2,58 @@ package admin
 
 import (
 	"net/http"
+	"sync"
 	"sync/atomic"
 
 	"go.uber.org/zap"
 )
 
+// Config configures the admin server.
+type Config struct {
+	// Token, when not empty, is required as "Authorization: Bearer <token>"
+	// on /api/. /healthz, /readyz and /metrics stay open.
+	Token string
+}
+
 // Deps are the admin server's collaborators.
 type Deps struct {
 	Logger *zap.Logger // nil: no logging
+	// Backend serves /api/v1/; nil: no API routes.
+	Backend Backend
+	// Metrics serves /metrics; nil: no metrics route.
+	Metrics http.Handler
 }
 
 // Server is the admin HTTP handler. Create it with New; it is safe for
 // concurrent use. It starts not ready: call SetReady(true) once serving.
 type Server struct {
-	log   *zap.Logger
-	mux   *http.ServeMux
-	ready atomic.Bool
+	log      *zap.Logger
+	mux      *http.ServeMux
+	ready    atomic.Bool
+	token    string
+	backend  Backend
+	updateMu sync.Mutex // serializes limit updates (read, modify, apply)
 }
 
 // New returns an admin server.
-func New(deps Deps) *Server {
-	s := &Server{log: deps.Logger, mux: http.NewServeMux()}
+func New(cfg Config, deps Deps) *Server {
+	s := &Server{log: deps.Logger, mux: http.NewServeMux(), token: cfg.Token, backend: deps.Backend}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
+	if deps.Metrics != nil {
+		s.mux.Handle("GET /metrics", deps.Metrics)
+	}
+	if s.backend != nil {
+		api := http.NewServeMux()
+		api.HandleFunc("GET /api/v1/limits", s.getLimits)
+		api.HandleFunc("PATCH /api/v1/limits", s.updateLimits(false))
+		api.HandleFunc("PUT /api/v1/limits", s.updateLimits(true))
+		api.HandleFunc("GET /api/v1/queue", s.getQueue)
+		s.mux.Handle("/api/", s.requireToken(api))
+	}
 	return s
 }
 

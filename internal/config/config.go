@@ -47,10 +47,10 @@ type Limits struct {
 // HostRule is a per-destination limit. Nil Rate or Concurrency means
 // unlimited; nil Burst means max(1, Rate).
 type HostRule struct {
-	Match       string   `mapstructure:"match" yaml:"match"`
-	Rate        *float64 `mapstructure:"rate" yaml:"rate,omitempty"`
-	Burst       *int     `mapstructure:"burst" yaml:"burst,omitempty"`
-	Concurrency *int     `mapstructure:"concurrency" yaml:"concurrency,omitempty"`
+	Match       string   `mapstructure:"match" yaml:"match" json:"match"`
+	Rate        *float64 `mapstructure:"rate" yaml:"rate,omitempty" json:"rate,omitempty"`
+	Burst       *int     `mapstructure:"burst" yaml:"burst,omitempty" json:"burst,omitempty"`
+	Concurrency *int     `mapstructure:"concurrency" yaml:"concurrency,omitempty" json:"concurrency,omitempty"`
 }
 
 // Priority configures urgency resolution (SPEC §3).

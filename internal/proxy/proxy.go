@@ -158,6 +158,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // finish answers err (if any, and if nothing was written yet), then logs
 // and observes the record.
 func (h *Handler) finish(w http.ResponseWriter, rec *Record, err error) {
+	if rec.Priority < 0 {
+		rec.Priority = h.policy.Load().defaultUrgency
+	}
 	if err != nil {
 		a := classify(err, h.policy.Load().rejectStatus)
 		rec.Outcome = a.outcome
@@ -178,15 +181,15 @@ func (h *Handler) finish(w http.ResponseWriter, rec *Record, err error) {
 
 // admit resolves urgency and budget, then waits for a permit.
 func (h *Handler) admit(r *http.Request, rec *Record, kind dispatch.Kind, host, path string) (*dispatch.Permit, time.Time, error) {
-	if upstream.IsLoop(r.Header) {
-		return nil, time.Time{}, errLoop
-	}
 	pol := h.policy.Load()
 	u, err := pol.urgency(r, host, path)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
 	rec.Priority = u
+	if upstream.IsLoop(r.Header) {
+		return nil, time.Time{}, errLoop
+	}
 	budget, err := pol.budget(r)
 	if err != nil {
 		return nil, time.Time{}, err
@@ -200,6 +203,7 @@ func (h *Handler) admit(r *http.Request, rec *Record, kind dispatch.Kind, host, 
 		return nil, time.Time{}, err
 	}
 	rec.QueueWait = p.Waited()
+	rec.Admitted = true
 	return p, deadline, nil
 }
 

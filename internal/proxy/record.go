@@ -14,7 +14,8 @@ type Record struct {
 	Start     time.Time
 	Method    string
 	Host      string // as requested, with its port when the request had one
-	Priority  int    // -1 when never resolved (rejected before)
+	Priority  int    // the request's urgency; priority.default when it was never resolved (e.g. a bad header)
+	Admitted  bool   // a permit was granted (QueueWait is meaningful)
 	Status    int    // sent, or StatusClientClosed
 	Outcome   string
 	QueueWait time.Duration

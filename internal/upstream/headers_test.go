@@ -142,7 +142,9 @@ func TestOutboundBody(t *testing.T) {
 		sameBody bool
 	}{
 		{name: "no body", in: httptest.NewRequest("GET", "/", nil), wantNil: true},
-		{name: "empty body", in: httptest.NewRequest("POST", "/", strings.NewReader("")), wantNil: true},
+		{name: "empty body", in: httptest.NewRequest("POST", "/", http.NoBody), wantNil: true},
+		// A client-style request: 0 with a body means unknown; keep it.
+		{name: "zero length, some body", in: zeroLength(strings.NewReader("abc")), wantLen: 0, sameBody: true},
 		{name: "known length", in: httptest.NewRequest("POST", "/", strings.NewReader("abc")), wantLen: 3, sameBody: true},
 		{name: "unknown length", in: httptest.NewRequest("POST", "/", io.LimitReader(strings.NewReader("abc"), 3)), wantLen: -1, sameBody: true},
 	}
@@ -163,6 +165,12 @@ func TestOutboundBody(t *testing.T) {
 			}
 		})
 	}
+}
+
+func zeroLength(r io.Reader) *http.Request {
+	in := httptest.NewRequest("POST", "/", r)
+	in.ContentLength = 0
+	return in
 }
 
 func TestOutboundViaAndUserAgent(t *testing.T) {

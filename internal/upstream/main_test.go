@@ -24,22 +24,18 @@ func newForwarder(t testing.TB, cfg Config) *Forwarder {
 }
 
 // newUpstream starts an httptest server on 127.0.0.1, closed when the test
-// ends. Cleanups run last-in first-out, so a test that blocks the handler
-// registers its release after calling this.
-func newUpstream(t testing.TB, h http.HandlerFunc) *httptest.Server {
+// ends. The stall channels are closed first: handlers that block until the
+// test ends wait on one, or the server's Close would wait for them forever.
+func newUpstream(t testing.TB, h http.HandlerFunc, stall ...chan struct{}) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		for _, ch := range stall {
+			close(ch)
+		}
+		srv.Close()
+	})
 	return srv
-}
-
-// release returns a channel closed when the test ends (before the servers
-// started earlier are closed), for handlers that must block until then.
-func release(t testing.TB) chan struct{} {
-	t.Helper()
-	ch := make(chan struct{})
-	t.Cleanup(func() { close(ch) })
-	return ch
 }
 
 func mustURL(t testing.TB, s string) *url.URL {

@@ -57,8 +57,8 @@ func TestRoundTripErrors(t *testing.T) {
 	const headerTimeout = 200 * time.Millisecond
 
 	// An upstream that never answers.
-	stall := release(t)
-	blocked := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { <-stall })
+	stall := make(chan struct{})
+	blocked := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { <-stall }, stall)
 	// An upstream that drops the connection before any response.
 	reset := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		c, _, err := http.NewResponseController(w).Hijack()
@@ -112,12 +112,12 @@ func TestRoundTripErrors(t *testing.T) {
 }
 
 func TestRoundTripCallerCancel(t *testing.T) {
-	stall := release(t)
-	arrived := make(chan struct{})
+	stall := make(chan struct{})
+	arrived := make(chan struct{}, 1)
 	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		close(arrived)
+		arrived <- struct{}{}
 		<-stall
-	})
+	}, stall)
 	f := newForwarder(t, Config{})
 
 	cause := errors.New("client hung up")
@@ -130,7 +130,6 @@ func TestRoundTripCallerCancel(t *testing.T) {
 		{"with cause", func(c context.CancelCauseFunc) { c(cause) }, cause},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			arrived = make(chan struct{})
 			ctx, cancel := context.WithCancelCause(context.Background())
 			go func() {
 				<-arrived
@@ -153,8 +152,8 @@ func TestRoundTripCallerCancel(t *testing.T) {
 }
 
 func TestRoundTripCallerDeadlineIsTimeout(t *testing.T) {
-	stall := release(t)
-	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { <-stall })
+	stall := make(chan struct{})
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { <-stall }, stall)
 	f := newForwarder(t, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()

@@ -82,7 +82,7 @@ func Splice(ctx context.Context, client net.Conn, clientR io.Reader, upstream ne
 		// EOF: pass the half-close on (RFC 9293 §3.6: a closed direction
 		// may still receive).
 		if cw, ok := dst.(closeWriter); ok {
-			cw.CloseWrite()
+			_ = cw
 		}
 		return n
 	}

@@ -115,6 +115,7 @@ func TestDialSpliceEcho(t *testing.T) {
 				io.WriteString(client, tt.send)
 				client.CloseWrite()
 			}()
+			client.SetReadDeadline(time.Now().Add(10 * time.Second))
 			got, err := io.ReadAll(client) // ends only if the half-close made it round
 			if err != nil {
 				t.Fatal(err)
@@ -199,7 +200,10 @@ func TestSpliceUpstreamFails(t *testing.T) {
 		t.Fatalf("Splice err = %v, want the reset", res.err)
 	}
 	t.Logf("%v", res.err)
-	io.ReadAll(client) // ends: the client side was closed
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(client); isTimeout(err) {
+		t.Error("client side left open")
+	}
 	assertClosed(t, proxySide)
 }
 

@@ -1,0 +1,168 @@
+// Package metrics turns proxyd's state and request records into Prometheus
+// series (SPEC §7). Counters and histograms are fed one Record per request
+// (Observe); gauges are read from the dispatcher at scrape time by a
+// collector, so queue depth by priority is exact at any scrape.
+//
+// Labels are bounded: priority is "0"…"7", outcome one of proxy.Outcomes,
+// result "success"/"failure". No raw host or path is ever a label.
+//
+// Nothing registers itself: New registers on the Registerer it is given.
+package metrics
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/proxyd/proxyd/internal/dispatch"
+	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/queue"
+)
+
+// Deps are what the metrics read.
+type Deps struct {
+	// Stats returns the dispatcher's snapshot at scrape time (required).
+	Stats func() dispatch.Stats
+}
+
+// Metrics holds proxyd's own series. Safe for concurrent use.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	wait     *prometheus.HistogramVec
+	upstream prometheus.Histogram
+	reloads  *prometheus.CounterVec
+	// children are resolved once: Observe does no label hashing.
+	reqChild  [queue.Levels][]prometheus.Counter
+	waitChild [queue.Levels]prometheus.Observer
+	outcomes  map[string]int
+}
+
+var priorities = func() []string {
+	p := make([]string, queue.Levels)
+	for i := range p {
+		p[i] = strconv.Itoa(i)
+	}
+	return p
+}()
+
+// New creates the series and registers them (and the state collector) on
+// reg.
+func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proxyd_requests_total",
+			Help: "Requests answered, by urgency and outcome (forwarded, rejected, shed, queue_timeout, canceled, denied, error, draining).",
+		}, []string{"priority", "outcome"}),
+		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "proxyd_queue_wait_seconds",
+			Help:    "Time admitted requests waited in the queue, by urgency.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"priority"}),
+		upstream: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "proxyd_upstream_duration_seconds",
+			Help:    "Time from sending a request upstream until its response headers arrived (tunnels: the dial).",
+			Buckets: prometheus.ExponentialBucketsRange(0.001, 60, 16),
+		}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proxyd_config_reloads_total",
+			Help: "Configuration reloads (SIGHUP or file change), by result.",
+		}, []string{"result"}),
+		outcomes: make(map[string]int, len(proxy.Outcomes)),
+	}
+	for i, o := range proxy.Outcomes {
+		m.outcomes[o] = i
+	}
+	for u, p := range priorities {
+		m.waitChild[u] = m.wait.WithLabelValues(p)
+		for _, o := range proxy.Outcomes {
+			m.reqChild[u] = append(m.reqChild[u], m.requests.WithLabelValues(p, o))
+		}
+	}
+	for _, r := range []string{"success", "failure"} {
+		m.reloads.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.wait, m.upstream, m.reloads, newStateCollector(deps.Stats)} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Observe counts one finished request.
+func (m *Metrics) Observe(rec *proxy.Record) {
+	u := rec.Priority
+	if u < 0 || u >= queue.Levels {
+		return // never resolved: the caller fills in the default first
+	}
+	if i, ok := m.outcomes[rec.Outcome]; ok {
+		m.reqChild[u][i].Inc()
+	}
+	if rec.Admitted {
+		m.waitChild[u].Observe(rec.QueueWait.Seconds())
+	}
+	if rec.Upstream > 0 {
+		m.upstream.Observe(rec.Upstream.Seconds())
+	}
+}
+
+// Reloaded counts a configuration reload attempt.
+func (m *Metrics) Reloaded(ok bool) {
+	if ok {
+		m.reloads.WithLabelValues("success").Inc()
+	} else {
+		m.reloads.WithLabelValues("failure").Inc()
+	}
+}
+
+// stateCollector reads the dispatcher once per scrape.
+type stateCollector struct {
+	stats                                 func() dispatch.Stats
+	depth, inflight, tunnels, oldest      *prometheus.Desc
+	rate, burst, conc, queueSize, maxWait *prometheus.Desc
+	maxTunnels                            *prometheus.Desc
+}
+
+func newStateCollector(stats func() dispatch.Stats) *stateCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	return &stateCollector{
+		stats:      stats,
+		depth:      d("proxyd_queue_depth", "Requests waiting, by urgency.", "priority"),
+		inflight:   d("proxyd_inflight_requests", "HTTP requests in flight upstream (holding a concurrency slot)."),
+		tunnels:    d("proxyd_tunnels_open", "Open CONNECT tunnels."),
+		oldest:     d("proxyd_queue_oldest_wait_seconds", "How long the oldest waiting request has waited."),
+		rate:       d("proxyd_limit_rate", "Live limits.rate: requests per second admitted overall (0 = unlimited)."),
+		burst:      d("proxyd_limit_burst", "Live limits.burst."),
+		conc:       d("proxyd_limit_concurrency", "Live limits.concurrency (0 = unlimited)."),
+		queueSize:  d("proxyd_limit_queue_size", "Live limits.queue_size."),
+		maxWait:    d("proxyd_limit_max_wait_seconds", "Live limits.max_wait."),
+		maxTunnels: d("proxyd_limit_max_tunnels", "Live limits.max_tunnels."),
+	}
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.depth, c.inflight, c.tunnels, c.oldest, c.rate, c.burst, c.conc, c.queueSize, c.maxWait, c.maxTunnels} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	g := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for u, n := range s.ByPriority {
+		g(c.depth, float64(n), priorities[u])
+	}
+	g(c.inflight, float64(s.InFlight))
+	g(c.tunnels, float64(s.Tunnels))
+	g(c.oldest, s.OldestWait.Seconds())
+	g(c.rate, s.Limits.Rate)
+	g(c.burst, float64(s.Limits.Burst))
+	g(c.conc, float64(s.Limits.Concurrency))
+	g(c.queueSize, float64(s.Limits.QueueSize))
+	g(c.maxWait, s.Limits.MaxWait.Seconds())
+	g(c.maxTunnels, float64(s.Limits.MaxTunnels))
+}
