@@ -59,8 +59,7 @@ const (
 	limitsPath = "/api/v1/limits"
 	queuePath  = "/api/v1/queue"
 
-	defaultAdminAddr = "127.0.0.1:9090"
-	adminTimeout     = 10 * time.Second
+	adminTimeout = 10 * time.Second
 	// maxAdminResponse bounds how much of an answer is read.
 	maxAdminResponse = 4 << 20
 )
@@ -253,8 +252,8 @@ func newAdminClient(cmd *cobra.Command, env []string) (*adminClient, string, err
 	var fileCfg func() (config.Admin, error)
 	if f := fs.Lookup("config"); f != nil && f.Changed {
 		file := f.Value.String()
-		// Read once, when first needed; environment variables and flags
-		// are applied above, not through loadConfig.
+		// Read once, when first needed, and alone: the flags and the
+		// environment are looked at here, before the file.
 		fileCfg = sync.OnceValues(func() (config.Admin, error) {
 			cfg, err := loadConfig(loadOptions{File: file})
 			if err != nil {
@@ -284,7 +283,7 @@ func newAdminClient(cmd *cobra.Command, env []string) (*adminClient, string, err
 			}
 			rawURL, c.addrFrom = listenURL(a.Listen), "admin.listen in "+fs.Lookup("config").Value.String()
 		} else {
-			rawURL, c.addrFrom = listenURL(defaultAdminAddr), "the default"
+			rawURL, c.addrFrom = listenURL(config.Default().Admin.Listen), "the default"
 		}
 	}
 	base, err := parseAdminURL(rawURL)
