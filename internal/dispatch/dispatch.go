@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"sync"
 	"time"
 
 	"github.com/proxyd/proxyd/internal/clock"
+	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/limiter"
 	"github.com/proxyd/proxyd/internal/queue"
 )
@@ -52,6 +54,9 @@ type Limits struct {
 // Config configures a Dispatcher.
 type Config struct {
 	Limits Limits
+	// Hosts are per-destination limits; the first that matches a request's
+	// Dest applies.
+	Hosts []HostLimit
 	// Aging, when > 0, improves a waiting request's urgency by one level per
 	// Aging waited; 0 is strict priority.
 	Aging time.Duration
@@ -88,6 +93,14 @@ type Request struct {
 	// Deadline, when not zero, is the caller's own budget: past it the
 	// request is answered ErrQueueTimeout instead of being admitted.
 	Deadline time.Time
+	// Dest is the destination "host:port": it selects the hosts rule and
+	// the back-pressure pause that apply. "" means neither.
+	Dest string
+	// Arrival and Seq, when set, are those of an earlier attempt of the same
+	// request (a retry), so that it keeps its place among equals (Permit's
+	// Arrival and Seq). Zero means a new request.
+	Arrival time.Time
+	Seq     uint64
 }
 
 // Stats is a snapshot of the dispatcher's state.
@@ -102,7 +115,16 @@ type Stats struct {
 	Aging      time.Duration     // live aging interval
 	Draining   bool              // Drain or Close was called
 	Tokens     float64           // rate tokens available now (+Inf when unlimited)
-	_          struct{}          // keep composite literals keyed
+	Paused     []Paused          // destinations paused by back-pressure, soonest end first
+	Lanes      int               // destinations (by kind) with waiting requests
+	Hosts      []HostStats       // per hosts rule, in rule order
+}
+
+// HostStats is a hosts rule's live state.
+type HostStats struct {
+	Match    string
+	InFlight int // HTTP requests in flight under the rule
+	Waiting  int // requests waiting under the rule
 }
 
 type state uint8
@@ -126,6 +148,7 @@ type Ticket struct {
 	d      *Dispatcher
 	item   queue.Item
 	kind   Kind
+	lane   *lane
 	state  state
 	ch     chan error // created only when the caller has to wait
 	err    error
@@ -135,14 +158,23 @@ type Ticket struct {
 // Permit is an admission. Release it exactly when the request is done
 // (response body closed, tunnel closed); Release is idempotent.
 type Permit struct {
-	w      *Ticket
-	d      *Dispatcher
-	tok    limiter.Token
-	waited time.Duration
+	w       *Ticket
+	d       *Dispatcher
+	tok     limiter.Token
+	rule    *rule // whose slot (HTTP) and token it holds, or nil
+	ruleTok limiter.Token
+	waited  time.Duration
 }
 
 // Waited is how long the request waited before admission.
 func (p *Permit) Waited() time.Duration { return p.waited }
+
+// Arrival and Seq identify the request's place among equals; a retry
+// passes them back in its Request.
+func (p *Permit) Arrival() time.Time { return p.w.item.Arrival }
+
+// Seq is the request's arrival sequence number.
+func (p *Permit) Seq() uint64 { return p.w.item.Seq() }
 
 // Release gives the slot back and lets the next request through.
 func (p *Permit) Release() { p.d.finish(p.w, false) }
@@ -155,13 +187,19 @@ type Dispatcher struct {
 	mu struct {
 		sync.Mutex
 		q        *queue.Queue
-		lanes    [numKinds]*queue.Lane
+		lanes    map[laneKey]*lane
+		ready    [numKinds]laneHeap // lanes whose own gates may be open
+		sleeping laneHeap           // lanes held until wakeAt
+		rules    []*rule
+		pauses   map[string]time.Time
+		pauseQ   []pauseEntry // min-heap by until
 		slots    [numKinds]limiter.Slots
 		rate     *limiter.Bucket
 		limits   Limits
 		timer    clock.Timer
 		timerAt  time.Time
 		draining bool
+		idle     int // empty lanes kept in lanes
 	}
 }
 
@@ -174,9 +212,10 @@ func New(cfg Config, deps Deps) *Dispatcher {
 	d := &Dispatcher{clock: c}
 	now := c.Now()
 	d.mu.q = queue.New(cfg.Aging, now)
-	for k := range d.mu.lanes {
-		d.mu.lanes[k] = d.mu.q.NewLane()
-	}
+	d.mu.lanes = make(map[laneKey]*lane)
+	d.mu.sleeping.byWake = true
+	d.mu.pauses = make(map[string]time.Time)
+	d.setHostsLocked(cfg.Hosts, now)
 	d.mu.rate = limiter.NewBucket(cfg.Limits.Rate, cfg.Limits.Burst)
 	d.mu.slots[HTTP] = limiter.NewSlots(cfg.Limits.Concurrency)
 	d.mu.slots[Tunnel] = limiter.NewSlots(cfg.Limits.MaxTunnels)
@@ -211,20 +250,29 @@ func (d *Dispatcher) Enqueue(r Request) (*Ticket, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.clock.Now()
-	w.item = queue.Item{Urgency: r.Urgency, Arrival: now, Deadline: r.Deadline, Value: w}
+	arrival := r.Arrival
+	if arrival.IsZero() {
+		arrival = now
+	}
+	w.item = queue.Item{Urgency: r.Urgency, Arrival: arrival, Enqueued: now, Deadline: r.Deadline, Value: w}
+	w.item.SetSeq(r.Seq)
 	if d.mu.draining {
 		return nil, &RejectError{Err: ErrDraining, RetryAfter: time.Second}
 	}
 	if !r.Deadline.IsZero() && !now.Before(r.Deadline) {
 		return nil, &RejectError{Err: ErrQueueTimeout, RetryAfter: d.retryAfterLocked(r.Urgency, now)}
 	}
-	evicted, err := d.mu.q.Push(d.mu.lanes[w.kind], &w.item, d.mu.limits.QueueSize)
+	l := d.laneLocked(laneKey{w.kind, r.Dest})
+	evicted, err := d.mu.q.Push(l.q, &w.item, d.mu.limits.QueueSize)
 	if err != nil {
+		d.laneChangedLocked(l)
 		return nil, &RejectError{Err: ErrQueueFull, RetryAfter: d.retryAfterLocked(r.Urgency, now)}
 	}
+	w.lane = l
 	if evicted != nil {
 		d.rejectLocked(evicted.Value.(*Ticket), ErrShed, now)
 	}
+	d.laneChangedLocked(l)
 	d.runLocked(now)
 	if w.state == waiting {
 		w.ch = make(chan error, 1)
@@ -280,6 +328,7 @@ func (w *Ticket) Cancel() {
 	switch w.state {
 	case waiting:
 		d.mu.q.Remove(&w.item)
+		d.laneChangedLocked(w.lane)
 		w.state = canceled
 		d.mu.Unlock()
 	case granted:
@@ -303,22 +352,59 @@ func (d *Dispatcher) finish(w *Ticket, refund bool) {
 	}
 	w.state = released
 	now := d.clock.Now()
+	p := &w.permit
 	if refund {
-		d.mu.rate.Refund(w.permit.tok, now)
+		d.mu.rate.Refund(p.tok, now)
+		if p.rule != nil {
+			p.rule.bucket.Refund(p.ruleTok, now)
+			// Lanes asleep waiting for this rule's next token may go now
+			// (rare: a grant whose caller had just left).
+			for _, l := range d.mu.lanes {
+				if l.rule == p.rule && !l.idle && l.state == laneSleeping {
+					d.readyLocked(l)
+				}
+			}
+		}
 	}
 	d.mu.slots[w.kind].Release()
+	if p.rule != nil && w.kind == HTTP {
+		p.rule.slots.Release()
+		d.wakeSlotWaitersLocked(p.rule)
+	}
 	d.runLocked(now)
 }
 
 // runLocked expires, admits, and arms the timer; see the package doc.
 func (d *Dispatcher) runLocked(now time.Time) {
 	d.expireLocked(now)
+	d.wakeSleepersLocked(now)
 	var wake time.Time
 	for {
-		lane := d.pickLocked()
-		if lane == nil {
+		l := d.pickLocked()
+		if l == nil {
 			break
 		}
+		// The lane's own gates: a pause, then its rule's slot and token.
+		if until, ok := d.mu.pauses[l.key.dest]; ok && now.Before(until) {
+			d.sleepLocked(l, until)
+			continue
+		}
+		r := l.rule
+		if r != nil {
+			if l.key.kind == HTTP && !r.slots.Available() {
+				d.slotWaitLocked(l)
+				continue
+			}
+			if r.bucket.Tokens(now) < 1 {
+				_, _, wait := r.bucket.Take(now)
+				if wait >= time.Duration(math.MaxInt64) {
+					wait = time.Hour // burst 0 cannot be configured; be safe
+				}
+				d.sleepLocked(l, now.Add(wait))
+				continue
+			}
+		}
+		// The global token last: without one, nobody goes.
 		tok, ok, wait := d.mu.rate.Take(now)
 		if !ok {
 			if wait < time.Duration(math.MaxInt64) {
@@ -326,37 +412,152 @@ func (d *Dispatcher) runLocked(now time.Time) {
 			}
 			break
 		}
-		w := d.mu.q.Pop(lane).Value.(*Ticket)
+		w := d.mu.q.Pop(l.q).Value.(*Ticket)
 		d.mu.slots[w.kind].Acquire()
+		w.permit = Permit{w: w, d: d, tok: tok, waited: now.Sub(w.item.Enqueued)}
+		if r != nil {
+			w.permit.rule = r
+			w.permit.ruleTok, _, _ = r.bucket.Take(now)
+			if w.kind == HTTP {
+				r.slots.Acquire()
+			}
+		}
 		w.state = granted
-		w.permit = Permit{w: w, d: d, tok: tok, waited: now.Sub(w.item.Arrival)}
 		if w.ch != nil {
 			w.ch <- nil
 		}
+		d.laneChangedLocked(l)
 	}
 	d.armLocked(now, wake)
 }
 
-// pickLocked returns the lane whose head leaves first among the lanes with
-// a free slot, or nil.
-func (d *Dispatcher) pickLocked() *queue.Lane {
-	var best *queue.Lane
-	var head *queue.Item
-	for k, l := range d.mu.lanes {
-		it := l.Peek()
-		if it == nil || !d.mu.slots[k].Available() {
+// pickLocked returns the ready lane whose head leaves first among the
+// kinds with a free slot, or nil.
+func (d *Dispatcher) pickLocked() *lane {
+	var best *lane
+	for k := range d.mu.ready {
+		l := d.mu.ready[k].top()
+		if l == nil || !d.mu.slots[k].Available() {
 			continue
 		}
-		if head == nil || queue.Before(it, head) {
-			best, head = l, it
+		if best == nil || queue.Before(l.q.Peek(), best.q.Peek()) {
+			best = l
 		}
 	}
 	return best
 }
 
+// laneLocked returns the lane for key, creating it (empty) if needed.
+func (d *Dispatcher) laneLocked(key laneKey) *lane {
+	if l, ok := d.mu.lanes[key]; ok {
+		return l
+	}
+	l := &lane{key: key, q: d.mu.q.NewLane(), rule: matchRule(d.mu.rules, key.dest), idx: -1}
+	d.mu.lanes[key] = l
+	return l
+}
+
+// laneChangedLocked restores l's place after its head changed: an empty
+// lane is forgotten; a new one becomes ready; a ready one moves.
+func (d *Dispatcher) laneChangedLocked(l *lane) {
+	if l.q.Len() == 0 {
+		if !l.idle {
+			d.detachLocked(l)
+			l.idle = true
+			d.mu.idle++
+			d.sweepIdleLocked()
+		}
+		return
+	}
+	if l.idle {
+		l.idle = false
+		d.mu.idle--
+	}
+	if l.idx < 0 && l.state != laneSlotWait {
+		l.state = laneReady
+		d.mu.ready[l.key.kind].push(l)
+		return
+	}
+	if l.state == laneReady {
+		d.mu.ready[l.key.kind].fix(l.idx)
+	}
+}
+
+// maxIdleLanes is how many empty lanes are kept (with their matched rule)
+// before they are forgotten; idle lanes make a destination's next request
+// cheap, and the sweep keeps the state bounded.
+const maxIdleLanes = 1024
+
+// sweepIdleLocked forgets every empty lane once there are too many;
+// amortized O(1) per lane.
+func (d *Dispatcher) sweepIdleLocked() {
+	if d.mu.idle <= maxIdleLanes {
+		return
+	}
+	for key, l := range d.mu.lanes {
+		if l.idle {
+			delete(d.mu.lanes, key)
+			d.mu.q.DropLane(l.q)
+		}
+	}
+	d.mu.idle = 0
+}
+
+// detachLocked takes l out of whichever structure holds it.
+func (d *Dispatcher) detachLocked(l *lane) {
+	switch {
+	case l.state == laneSlotWait:
+		delete(l.rule.slotWaiters, l)
+	case l.idx >= 0 && l.state == laneReady:
+		d.mu.ready[l.key.kind].remove(l.idx)
+	case l.idx >= 0 && l.state == laneSleeping:
+		d.mu.sleeping.remove(l.idx)
+	}
+	l.idx = -1
+	l.state = laneReady
+}
+
+func (d *Dispatcher) sleepLocked(l *lane, until time.Time) {
+	d.detachLocked(l)
+	l.state, l.wakeAt = laneSleeping, until
+	d.mu.sleeping.push(l)
+}
+
+func (d *Dispatcher) slotWaitLocked(l *lane) {
+	d.detachLocked(l)
+	l.state = laneSlotWait
+	l.rule.slotWaiters[l] = struct{}{}
+}
+
+func (d *Dispatcher) readyLocked(l *lane) {
+	d.detachLocked(l)
+	l.state = laneReady
+	d.mu.ready[l.key.kind].push(l)
+}
+
+func (d *Dispatcher) wakeSlotWaitersLocked(r *rule) {
+	for l := range r.slotWaiters {
+		d.readyLocked(l)
+	}
+}
+
+// wakeSleepersLocked makes ready the lanes whose wake time has come, and
+// forgets pauses that have ended.
+func (d *Dispatcher) wakeSleepersLocked(now time.Time) {
+	for l := d.mu.sleeping.top(); l != nil && !now.Before(l.wakeAt); l = d.mu.sleeping.top() {
+		d.readyLocked(l)
+	}
+	for len(d.mu.pauseQ) > 0 && !now.Before(d.mu.pauseQ[0].until) {
+		e := d.popPauseLocked()
+		if until, ok := d.mu.pauses[e.dest]; ok && !now.Before(until) {
+			delete(d.mu.pauses, e.dest)
+		}
+	}
+}
+
 func (d *Dispatcher) expireLocked(now time.Time) {
 	q := d.mu.q
-	for it := q.Oldest(); it != nil && !now.Before(it.Arrival.Add(d.mu.limits.MaxWait)); it = q.Oldest() {
+	for it := q.Oldest(); it != nil && !now.Before(it.Enqueued.Add(d.mu.limits.MaxWait)); it = q.Oldest() {
 		d.rejectLocked(it.Value.(*Ticket), ErrQueueTimeout, now)
 	}
 	for it := q.NextDeadline(); it != nil && !now.Before(it.Deadline); it = q.NextDeadline() {
@@ -367,6 +568,7 @@ func (d *Dispatcher) expireLocked(now time.Time) {
 // rejectLocked answers a waiting request with err and removes it.
 func (d *Dispatcher) rejectLocked(w *Ticket, err error, now time.Time) {
 	d.mu.q.Remove(&w.item)
+	d.laneChangedLocked(w.lane)
 	w.state = rejected
 	w.err = &RejectError{Err: err, RetryAfter: d.retryAfterLocked(w.item.Urgency, now)}
 	if w.ch != nil {
@@ -397,10 +599,16 @@ func (d *Dispatcher) armLocked(now, wake time.Time) {
 		}
 	}
 	if it := d.mu.q.Oldest(); it != nil {
-		earliest(it.Arrival.Add(d.mu.limits.MaxWait))
+		earliest(it.Enqueued.Add(d.mu.limits.MaxWait))
 	}
 	if it := d.mu.q.NextDeadline(); it != nil {
 		earliest(it.Deadline)
+	}
+	if l := d.mu.sleeping.top(); l != nil {
+		earliest(l.wakeAt)
+	}
+	if len(d.mu.pauseQ) > 0 {
+		earliest(d.mu.pauseQ[0].until)
 	}
 	if next.IsZero() {
 		return
@@ -420,9 +628,6 @@ func (d *Dispatcher) onTimer() {
 	defer d.mu.Unlock()
 	d.mu.timer = nil
 	d.mu.timerAt = time.Time{}
-	if d.mu.draining && d.mu.q.Len() == 0 {
-		return
-	}
 	d.runLocked(d.clock.Now())
 }
 
@@ -498,11 +703,130 @@ func (d *Dispatcher) Stats() Stats {
 	for u := range s.ByPriority {
 		s.ByPriority[u] = d.mu.q.Count(u)
 	}
-	for k, l := range d.mu.lanes {
-		s.Waiting[k] = l.Len()
+	s.Lanes = len(d.mu.lanes) - d.mu.idle
+	ruleWaiting := make(map[*rule]int, len(d.mu.rules))
+	for _, l := range d.mu.lanes {
+		s.Waiting[l.key.kind] += l.q.Len()
+		if l.rule != nil {
+			ruleWaiting[l.rule] += l.q.Len()
+		}
+	}
+	for _, r := range d.mu.rules {
+		s.Hosts = append(s.Hosts, HostStats{Match: r.limit.Match.String(), InFlight: r.slots.InUse(), Waiting: ruleWaiting[r]})
 	}
 	if it := d.mu.q.Oldest(); it != nil {
-		s.OldestWait = now.Sub(it.Arrival)
+		s.OldestWait = now.Sub(it.Enqueued)
 	}
+	for dest, until := range d.mu.pauses {
+		if now.Before(until) {
+			s.Paused = append(s.Paused, Paused{Dest: dest, Until: until})
+		}
+	}
+	sort.Slice(s.Paused, func(i, j int) bool {
+		if !s.Paused[i].Until.Equal(s.Paused[j].Until) {
+			return s.Paused[i].Until.Before(s.Paused[j].Until)
+		}
+		return s.Paused[i].Dest < s.Paused[j].Dest
+	})
 	return s
+}
+
+// Pause holds requests to dest ("host:port") until until (upstream
+// back-pressure). They keep their place and still expire; other
+// destinations are unaffected. A pause never shortens one already set.
+func (d *Dispatcher) Pause(dest string, until time.Time) {
+	if dest == "" {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.clock.Now()
+	if !now.Before(until) {
+		return
+	}
+	if old, ok := d.mu.pauses[dest]; ok && !until.After(old) {
+		return
+	}
+	d.mu.pauses[dest] = until
+	d.pushPauseLocked(pauseEntry{dest: dest, until: until})
+	d.armLocked(now, time.Time{})
+}
+
+// SetHosts replaces the per-destination rules. A rule whose match is
+// unchanged keeps its state (tokens, requests in flight); waiting requests
+// keep their place and are re-matched at once.
+func (d *Dispatcher) SetHosts(hosts []HostLimit) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.clock.Now()
+	for _, l := range d.mu.lanes {
+		d.detachLocked(l) // from the old rule's structures
+	}
+	d.setHostsLocked(hosts, now)
+	for _, l := range d.mu.lanes {
+		l.rule = matchRule(d.mu.rules, l.key.dest)
+		if !l.idle {
+			d.readyLocked(l) // gates are checked again at the next pick
+		}
+	}
+	d.runLocked(now)
+}
+
+func (d *Dispatcher) setHostsLocked(hosts []HostLimit, now time.Time) {
+	old := make(map[config.HostPattern]*rule, len(d.mu.rules))
+	for _, r := range d.mu.rules {
+		old[r.limit.Match] = r
+	}
+	rules := make([]*rule, 0, len(hosts))
+	for _, h := range hosts {
+		r, ok := old[h.Match]
+		if ok {
+			delete(old, h.Match)
+			r.bucket.Set(now, h.Rate, h.Burst)
+			r.slots.SetCap(h.Concurrency)
+			r.limit = h
+		} else {
+			r = &rule{limit: h, bucket: limiter.NewBucket(h.Rate, h.Burst), slots: limiter.NewSlots(h.Concurrency), slotWaiters: map[*lane]struct{}{}}
+		}
+		rules = append(rules, r)
+	}
+	// Permits still holding a dropped rule's slots release them harmlessly.
+	d.mu.rules = rules
+}
+
+func (d *Dispatcher) pushPauseLocked(e pauseEntry) {
+	h := append(d.mu.pauseQ, e)
+	for j := len(h) - 1; j > 0; {
+		i := (j - 1) / 2
+		if !h[j].until.Before(h[i].until) {
+			break
+		}
+		h[i], h[j] = h[j], h[i]
+		j = i
+	}
+	d.mu.pauseQ = h
+}
+
+func (d *Dispatcher) popPauseLocked() pauseEntry {
+	h := d.mu.pauseQ
+	top := h[0]
+	n := len(h) - 1
+	h[0] = h[n]
+	h = h[:n]
+	for i := 0; ; {
+		c := 2*i + 1
+		if c >= n {
+			break
+		}
+		if r := c + 1; r < n && h[r].until.Before(h[c].until) {
+			c = r
+		}
+		if !h[c].until.Before(h[i].until) {
+			break
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
+	d.mu.pauseQ = h
+	return top
 }

@@ -24,8 +24,9 @@
 //   - its lane's min-heap by (rank, seq): Peek/Pop in O(1)/O(log n);
 //   - the queue-wide max-heap by (rank, seq): the eviction victim (the
 //     least urgent, newest among equals) in O(1), removed in O(log n);
-//   - the queue-wide arrival list: the oldest waiting item in O(1) (max
-//     wait expires oldest first);
+//   - the queue-wide list in the order items entered the queue: the
+//     oldest waiting item in O(1) (max wait expires oldest first; a retry
+//     keeps its first arrival for ordering but its wait starts anew);
 //   - when it has a deadline of its own (a caller's budget), the deadline
 //     min-heap.
 //

@@ -17,9 +17,13 @@ var ErrFull = errors.New("queue full")
 type Item struct {
 	// Urgency is 0 (most urgent) … 7; values outside are clamped.
 	Urgency int
-	// Arrival is when the request arrived; it orders FIFO and aging and
-	// measures max wait.
+	// Arrival is when the request first arrived; with the sequence number
+	// it orders the item among equals, and aging counts from it. A retry
+	// keeps its first arrival.
 	Arrival time.Time
+	// Enqueued is when this item entered the queue (zero: Arrival); max
+	// wait counts from it, and Oldest is the earliest.
+	Enqueued time.Time
 	// Deadline, when not zero, is the caller's own limit on waiting.
 	Deadline time.Time
 	// Value is the owner's payload.
@@ -114,7 +118,7 @@ func (q *Queue) CountUpTo(urgency int) int {
 	return n
 }
 
-// Oldest returns the item that arrived first, or nil.
+// Oldest returns the item that entered the queue first, or nil.
 func (q *Queue) Oldest() *Item { return q.head }
 
 // NextDeadline returns the item with the earliest own Deadline, or nil.
@@ -154,6 +158,9 @@ func (q *Queue) Push(l *Lane, it *Item, capacity int) (evicted *Item, err error)
 		panic("queue: item pushed twice")
 	}
 	it.Urgency = clamp(it.Urgency)
+	if it.Enqueued.IsZero() {
+		it.Enqueued = it.Arrival
+	}
 	if it.seq == 0 {
 		q.seq++
 		it.seq = q.seq
@@ -223,10 +230,10 @@ func (q *Queue) insert(l *Lane, it *Item) {
 		q.dl.push(it, int64(it.Deadline.Sub(q.epoch)))
 	}
 
-	// Arrival list: almost always an append; a re-entering item walks back
-	// to its place.
+	// Enqueue-time list: almost always an append; an item whose Enqueued
+	// is earlier than the tail's (a caller-set time) walks back to its place.
 	p := q.tail
-	for p != nil && arrivedAfter(p, it) {
+	for p != nil && enqueuedAfter(p, it) {
 		p = p.prev
 	}
 	it.prev = p
@@ -253,9 +260,9 @@ func (q *Queue) rankOf(it *Item) int64 {
 	return int64(it.Arrival.Sub(q.epoch)) + int64(it.Urgency)*int64(q.aging)
 }
 
-func arrivedAfter(a, b *Item) bool {
-	if !a.Arrival.Equal(b.Arrival) {
-		return a.Arrival.After(b.Arrival)
+func enqueuedAfter(a, b *Item) bool {
+	if !a.Enqueued.Equal(b.Enqueued) {
+		return a.Enqueued.After(b.Enqueued)
 	}
 	return a.seq > b.seq
 }

@@ -216,13 +216,15 @@ func TestReenterKeepsPlace(t *testing.T) {
 	pushAll(t, q, l, a, b)
 	q.Pop(l) // a leaves (e.g. for an attempt that will be retried)
 	pushAll(t, q, l, item("c", 3, 2*time.Second))
-	// a comes back with its original arrival and sequence number.
+	// a comes back with its original arrival and sequence number: first
+	// among equals, but its max wait counts from now (it is the newest).
 	seq := a.Seq()
 	a2 := item("a", 3, 0)
+	a2.Enqueued = t0.Add(3 * time.Second)
 	a2.SetSeq(seq)
 	pushAll(t, q, l, a2)
-	if q.Oldest() != a2 {
-		t.Fatal("re-entered item should be the oldest")
+	if q.Oldest().Value != "b" {
+		t.Fatal("b should be the oldest in the queue")
 	}
 	equal(t, names(q, l), []string{"a", "b", "c"})
 }
@@ -333,7 +335,7 @@ func checkInvariants(t *testing.T, q *Queue, live []*Item) {
 	var oldest, lastIt, dl *Item
 	for _, it := range live {
 		counts[it.Urgency]++
-		if oldest == nil || arrivedAfter(oldest, it) {
+		if oldest == nil || enqueuedAfter(oldest, it) {
 			oldest = it
 		}
 		if lastIt == nil || less(lastIt, it) {
@@ -356,7 +358,7 @@ func checkInvariants(t *testing.T, q *Queue, live []*Item) {
 	for it := q.Oldest(); it != nil; it = it.next {
 		list = append(list, it)
 	}
-	if len(list) != len(live) || !sort.SliceIsSorted(list, func(i, j int) bool { return arrivedAfter(list[j], list[i]) }) {
+	if len(list) != len(live) || !sort.SliceIsSorted(list, func(i, j int) bool { return enqueuedAfter(list[j], list[i]) }) {
 		t.Fatal("arrival list out of order or incomplete")
 	}
 }
