@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -87,7 +88,11 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (*app, error)
 		return nil, err
 	}
 	a := &app{opts: opts, log: log, level: level, cfg: cfg}
-	a.disp = dispatch.New(dispatch.Config{Limits: limitsOf(cfg.Limits), Aging: cfg.Priority.Aging}, dispatch.Deps{})
+	hosts, err := hostLimitsOf(cfg.Hosts)
+	if err != nil {
+		return nil, &configError{err}
+	}
+	a.disp = dispatch.New(dispatch.Config{Limits: limitsOf(cfg.Limits), Hosts: hosts, Aging: cfg.Priority.Aging}, dispatch.Deps{})
 	a.fwd = upstream.New(upstream.Config{DialTimeout: cfg.Upstream.DialTimeout, MaxIdleConnsPerHost: cfg.Upstream.MaxIdleConnsPerHost})
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -176,32 +181,70 @@ func (a *app) serve(sig <-chan os.Signal) error {
 // reload loads the configuration again (same file, environment and flags)
 // and applies what can change live: limits, priority settings, timeouts,
 // log level. It changes nothing when the new configuration is invalid.
-func (a *app) reload() error {
+func (a *app) reload() (err error) {
+	defer func() { a.metrics.Reloaded(err == nil) }()
 	cfg, err := loadConfig(a.opts)
 	if err != nil {
-		a.metrics.Reloaded(false)
 		return err
 	}
-	defer a.metrics.Reloaded(true)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old := a.cfg
-	if err := a.handler.SetPolicy(cfg); err != nil {
+	if err := a.applyLocked(cfg); err != nil {
 		return err
 	}
-	oldLimits := a.disp.SetLimits(limitsOf(cfg.Limits))
-	a.disp.SetAging(cfg.Priority.Aging)
 	if lvl, err := zap.ParseAtomicLevel(cfg.Log.Level); err == nil {
 		a.level.SetLevel(lvl.Level())
 	}
-	if cfg.Listen != old.Listen || cfg.Admin.Listen != old.Admin.Listen || cfg.Log.Format != old.Log.Format ||
+	if cfg.Listen != old.Listen || cfg.Admin.Listen != old.Admin.Listen || cfg.Admin.Token != old.Admin.Token || cfg.Log.Format != old.Log.Format ||
 		cfg.Upstream.DialTimeout != old.Upstream.DialTimeout || cfg.Upstream.MaxIdleConnsPerHost != old.Upstream.MaxIdleConnsPerHost {
-		a.log.Warn("listen, admin.listen, log.format, upstream.dial_timeout and upstream.max_idle_conns_per_host change only on restart")
+		a.log.Warn("listen, admin.listen, admin.token, log.format, upstream.dial_timeout and upstream.max_idle_conns_per_host change only on restart")
 	}
-	a.cfg = cfg
 	a.log.Info("configuration reloaded",
-		zap.Any("old_limits", oldLimits), zap.Any("new_limits", limitsOf(cfg.Limits)))
+		zap.Any("old_limits", limitsOf(old.Limits)), zap.Any("new_limits", limitsOf(cfg.Limits)))
 	return nil
+}
+
+// applyLocked makes cfg live: priority and timeout policy, limits, hosts,
+// aging. cfg is valid. a.mu is held.
+func (a *app) applyLocked(cfg config.Config) error {
+	hosts, err := hostLimitsOf(cfg.Hosts)
+	if err != nil {
+		return err
+	}
+	if err := a.handler.SetPolicy(cfg); err != nil {
+		return err
+	}
+	a.disp.SetLimits(limitsOf(cfg.Limits))
+	a.disp.SetHosts(hosts)
+	a.disp.SetAging(cfg.Priority.Aging)
+	a.cfg = cfg
+	return nil
+}
+
+// hostLimitsOf converts hosts rules with SPEC §1's defaults: an omitted
+// rate or concurrency is unlimited, an omitted burst is max(1, rate).
+func hostLimitsOf(rules []config.HostRule) ([]dispatch.HostLimit, error) {
+	out := make([]dispatch.HostLimit, 0, len(rules))
+	for i, r := range rules {
+		p, err := config.ParseHostPattern(r.Match)
+		if err != nil {
+			return nil, fmt.Errorf("hosts[%d].match: %w", i, err)
+		}
+		h := dispatch.HostLimit{Match: p}
+		if r.Rate != nil {
+			h.Rate = *r.Rate
+		}
+		h.Burst = max(1, int(math.Ceil(h.Rate)))
+		if r.Burst != nil {
+			h.Burst = *r.Burst
+		}
+		if r.Concurrency != nil {
+			h.Concurrency = *r.Concurrency
+		}
+		out = append(out, h)
+	}
+	return out, nil
 }
 
 // shutdown drains (SPEC §8): not ready, no new connections, waiting
@@ -286,26 +329,24 @@ func (a *app) Limits() (config.Limits, []config.HostRule) {
 	return a.cfg.Limits, append([]config.HostRule(nil), a.cfg.Hosts...)
 }
 
-// SetLimits applies limits changed through the admin API (admin.Backend).
-// They last until the next reload, which applies the file's.
-func (a *app) SetLimits(l config.Limits, hosts []config.HostRule) error {
-	if err := l.Validate(); err != nil {
-		return err
-	}
-	if err := config.ValidateHosts(hosts); err != nil {
-		return err
-	}
+// UpdateLimits applies limits changed through the admin API
+// (admin.Backend). They last until the next reload, which applies the
+// file's.
+func (a *app) UpdateLimits(change func(*config.Limits, *[]config.HostRule) error) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	cfg := a.cfg
-	cfg.Limits = l
-	cfg.Hosts = hosts
-	if err := a.handler.SetPolicy(cfg); err != nil {
+	cfg.Hosts = append([]config.HostRule(nil), a.cfg.Hosts...)
+	if err := change(&cfg.Limits, &cfg.Hosts); err != nil {
 		return err
 	}
-	a.disp.SetLimits(limitsOf(l))
-	a.cfg = cfg
-	return nil
+	if err := cfg.Limits.Validate(); err != nil {
+		return err
+	}
+	if err := config.ValidateHosts(cfg.Hosts); err != nil {
+		return err
+	}
+	return a.applyLocked(cfg)
 }
 
 // Stats is the dispatcher's snapshot (admin.Backend).

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"net/http"
-	"sync"
 	"sync/atomic"
 
 	"go.uber.org/zap"
@@ -27,12 +26,11 @@ type Deps struct {
 // Server is the admin HTTP handler. Create it with New; it is safe for
 // concurrent use. It starts not ready: call SetReady(true) once serving.
 type Server struct {
-	log      *zap.Logger
-	mux      *http.ServeMux
-	ready    atomic.Bool
-	token    string
-	backend  Backend
-	updateMu sync.Mutex // serializes limit updates (read, modify, apply)
+	log     *zap.Logger
+	mux     *http.ServeMux
+	ready   atomic.Bool
+	token   string
+	backend Backend
 }
 
 // New returns an admin server.

@@ -22,9 +22,12 @@ import (
 type Backend interface {
 	// Limits returns the live limits and host rules.
 	Limits() (config.Limits, []config.HostRule)
-	// SetLimits validates l and hosts and applies them whole, at once, to
-	// requests already waiting; on error nothing changes.
-	SetLimits(l config.Limits, hosts []config.HostRule) error
+	// UpdateLimits calls change with copies of the live limits and host
+	// rules, then validates the result and applies it whole, at once, to
+	// requests already waiting — all under the backend's own lock, so that
+	// no other change (a reload) lands in between. On any error nothing
+	// changes.
+	UpdateLimits(change func(l *config.Limits, hosts *[]config.HostRule) error) error
 	// Stats returns a snapshot of the queue.
 	Stats() dispatch.Stats
 }
@@ -100,9 +103,9 @@ func (s *Server) getQueue(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, doc)
 }
 
-// updateLimits serves PATCH (partial) and PUT (whole). Updates are
-// serialized, so concurrent PATCHes each apply to the result of the one
-// before.
+// updateLimits serves PATCH (partial) and PUT (whole). The backend applies
+// each update under its lock, so concurrent PATCHes (and reloads) each
+// apply to the result of the one before.
 func (s *Server) updateLimits(whole bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var p limitsPatch
@@ -121,19 +124,21 @@ func (s *Server) updateLimits(whole bool) http.HandlerFunc {
 				return
 			}
 		}
-		s.updateMu.Lock()
-		defer s.updateMu.Unlock()
-		oldL, oldHosts := s.backend.Limits()
-		l, hosts, err := p.apply(oldL, oldHosts)
-		if err == nil {
-			err = l.Validate()
-		}
-		if err == nil {
-			err = config.ValidateHosts(hosts)
-		}
-		if err == nil {
-			err = s.backend.SetLimits(l, hosts)
-		}
+		var oldL, l config.Limits
+		var oldHosts, hosts []config.HostRule
+		err := s.backend.UpdateLimits(func(cur *config.Limits, curHosts *[]config.HostRule) error {
+			oldL, oldHosts = *cur, append([]config.HostRule(nil), *curHosts...)
+			var err error
+			l, hosts, err = p.apply(*cur, *curHosts)
+			if err == nil {
+				err = l.Validate()
+			}
+			if err == nil {
+				err = config.ValidateHosts(hosts)
+			}
+			*cur, *curHosts = l, hosts
+			return err
+		})
 		if err != nil {
 			writeError(w, http.StatusBadRequest, oneLine(err))
 			return
@@ -263,6 +268,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
 }
 
@@ -271,15 +277,17 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 }
 
 // requireToken guards /api/ with a bearer token when one is set. The
-// comparison takes constant time.
+// scheme is case-insensitive (RFC 9110 §11.1); the token comparison takes
+// constant time.
 func (s *Server) requireToken(next http.Handler) http.Handler {
 	if s.token == "" {
 		return next
 	}
-	want := []byte("Bearer " + s.token)
+	want := []byte(s.token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		ok := strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare([]byte(tok), want) == 1
+		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="proxyd"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized")
 			return

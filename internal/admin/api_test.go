@@ -44,9 +44,13 @@ func (b *fakeBackend) Limits() (config.Limits, []config.HostRule) {
 	return b.l, append([]config.HostRule(nil), b.hosts...)
 }
 
-func (b *fakeBackend) SetLimits(l config.Limits, hosts []config.HostRule) error {
+func (b *fakeBackend) UpdateLimits(change func(*config.Limits, *[]config.HostRule) error) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	l, hosts := b.l, append([]config.HostRule(nil), b.hosts...)
+	if err := change(&l, &hosts); err != nil {
+		return err
+	}
 	b.l, b.hosts = l, hosts
 	b.sets++
 	b.d.SetLimits(toDispatch(l))
@@ -228,16 +232,19 @@ func TestToken(t *testing.T) {
 			t.Fatalf("401 without challenge: %v %s", h, body)
 		}
 	}
-	// A lower-case scheme or extra spaces are not the token.
-	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/limits", nil)
-	req.Header.Set("Authorization", "bearer s3cret")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 401 {
-		t.Fatalf("lower-case scheme accepted: %d", resp.StatusCode)
+	// The scheme is case-insensitive; the token is not, nor is any other
+	// scheme accepted.
+	for hdr, want := range map[string]int{"bearer s3cret": 200, "Bearer S3CRET": 401, "Basic s3cret": 401, "Bearer  s3cret": 401, "Bearer": 401} {
+		req, _ := http.NewRequest("GET", srv.URL+"/api/v1/limits", nil)
+		req.Header.Set("Authorization", hdr)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("Authorization %q: %d, want %d", hdr, resp.StatusCode, want)
+		}
 	}
 	// A PATCH without the token changes nothing.
 	if code, _, _ := call(t, "PATCH", srv.URL+"/api/v1/limits", "", `{"rate":1}`); code != 401 {
