@@ -79,6 +79,22 @@ type queueDoc struct {
 	TunnelsOpen       int            `json:"tunnels_open"`
 	WaitingTunnels    int            `json:"waiting_tunnels"`
 	Draining          bool           `json:"draining"`
+	Paused            []pausedDoc    `json:"paused"`
+	Hosts             []hostDoc      `json:"hosts"`
+}
+
+// pausedDoc is a destination held back by upstream back-pressure.
+type pausedDoc struct {
+	Destination      string  `json:"destination"`
+	Until            string  `json:"until"`
+	RemainingSeconds float64 `json:"remaining_seconds"`
+}
+
+// hostDoc is a hosts rule's live state.
+type hostDoc struct {
+	Match    string `json:"match"`
+	InFlight int    `json:"in_flight"`
+	Waiting  int    `json:"waiting"`
 }
 
 func (s *Server) getLimits(w http.ResponseWriter, _ *http.Request) {
@@ -99,6 +115,19 @@ func (s *Server) getQueue(w http.ResponseWriter, _ *http.Request) {
 	}
 	for u, n := range st.ByPriority {
 		doc.ByPriority[strconv.Itoa(u)] = n
+	}
+	now := time.Now()
+	doc.Paused = make([]pausedDoc, 0, len(st.Paused))
+	for _, p := range st.Paused {
+		doc.Paused = append(doc.Paused, pausedDoc{
+			Destination:      p.Dest,
+			Until:            p.Until.UTC().Format(time.RFC3339Nano),
+			RemainingSeconds: max(0, p.Until.Sub(now).Seconds()),
+		})
+	}
+	doc.Hosts = make([]hostDoc, 0, len(st.Hosts))
+	for _, h := range st.Hosts {
+		doc.Hosts = append(doc.Hosts, hostDoc{Match: h.Match, InFlight: h.InFlight, Waiting: h.Waiting})
 	}
 	writeJSON(w, http.StatusOK, doc)
 }

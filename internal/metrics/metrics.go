@@ -31,6 +31,9 @@ type Metrics struct {
 	wait     *prometheus.HistogramVec
 	upstream prometheus.Histogram
 	reloads  *prometheus.CounterVec
+	retries  prometheus.Counter
+	denied   prometheus.Counter
+	pauses   prometheus.Counter
 	// children are resolved once: Observe does no label hashing.
 	reqChild  [queue.Levels][]prometheus.Counter
 	waitChild [queue.Levels]prometheus.Observer
@@ -67,6 +70,18 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 			Name: "proxyd_config_reloads_total",
 			Help: "Configuration reloads (SIGHUP or file change), by result.",
 		}, []string{"result"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "proxyd_upstream_retries_total",
+			Help: "Requests sent upstream again (upstream.retry).",
+		}),
+		denied: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "proxyd_retry_budget_exhausted_total",
+			Help: "Retries refused because the retry budget was spent.",
+		}),
+		pauses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "proxyd_backpressure_pauses_total",
+			Help: "Upstream responses that paused their destination (Retry-After, rate-limit headers).",
+		}),
 		outcomes: make(map[string]int, len(proxy.Outcomes)),
 	}
 	for i, o := range proxy.Outcomes {
@@ -81,7 +96,7 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.wait, m.upstream, m.reloads, newStateCollector(deps.Stats)} {
+	for _, c := range []prometheus.Collector{m.requests, m.wait, m.upstream, m.reloads, m.retries, m.denied, m.pauses, newStateCollector(deps.Stats)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -104,6 +119,15 @@ func (m *Metrics) Observe(rec *proxy.Record) {
 	if rec.Upstream > 0 {
 		m.upstream.Observe(rec.Upstream.Seconds())
 	}
+	if rec.Retries > 0 {
+		m.retries.Add(float64(rec.Retries))
+	}
+	if rec.RetryDenied {
+		m.denied.Inc()
+	}
+	if rec.Backpressure {
+		m.pauses.Inc()
+	}
 }
 
 // Reloaded counts a configuration reload attempt.
@@ -120,7 +144,7 @@ type stateCollector struct {
 	stats                                 func() dispatch.Stats
 	depth, inflight, tunnels, oldest      *prometheus.Desc
 	rate, burst, conc, queueSize, maxWait *prometheus.Desc
-	maxTunnels                            *prometheus.Desc
+	maxTunnels, paused                    *prometheus.Desc
 }
 
 func newStateCollector(stats func() dispatch.Stats) *stateCollector {
@@ -139,11 +163,12 @@ func newStateCollector(stats func() dispatch.Stats) *stateCollector {
 		queueSize:  d("proxyd_limit_queue_size", "Live limits.queue_size."),
 		maxWait:    d("proxyd_limit_max_wait_seconds", "Live limits.max_wait."),
 		maxTunnels: d("proxyd_limit_max_tunnels", "Live limits.max_tunnels."),
+		paused:     d("proxyd_paused_destinations", "Destinations currently paused by upstream back-pressure."),
 	}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.depth, c.inflight, c.tunnels, c.oldest, c.rate, c.burst, c.conc, c.queueSize, c.maxWait, c.maxTunnels} {
+	for _, d := range []*prometheus.Desc{c.depth, c.inflight, c.tunnels, c.oldest, c.rate, c.burst, c.conc, c.queueSize, c.maxWait, c.maxTunnels, c.paused} {
 		ch <- d
 	}
 }
@@ -165,4 +190,5 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	g(c.queueSize, float64(s.Limits.QueueSize))
 	g(c.maxWait, s.Limits.MaxWait.Seconds())
 	g(c.maxTunnels, float64(s.Limits.MaxTunnels))
+	g(c.paused, float64(len(s.Paused)))
 }

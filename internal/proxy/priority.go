@@ -23,6 +23,10 @@ type policy struct {
 	maxTimeout     time.Duration
 	rejectStatus   int
 	drop           []string // headers never forwarded
+	routes         []route
+	retry          retryPolicy
+	retryBudget    float64
+	maxPause       time.Duration
 }
 
 type rule struct {
@@ -38,7 +42,12 @@ type rule struct {
 }
 
 // compilePolicy builds a policy from validated configuration.
-func compilePolicy(p config.Priority, u config.Upstream, rejectStatus int) (*policy, error) {
+func compilePolicy(cfg config.Config) (*policy, error) {
+	p, u := cfg.Priority, cfg.Upstream
+	routes, err := compileRoutes(cfg.Routes)
+	if err != nil {
+		return nil, err
+	}
 	pol := &policy{
 		defaultUrgency: p.Default,
 		header:         http.CanonicalHeaderKey(p.Header),
@@ -46,7 +55,11 @@ func compilePolicy(p config.Priority, u config.Upstream, rejectStatus int) (*pol
 		timeoutHeader:  http.CanonicalHeaderKey(u.TimeoutHeader),
 		timeout:        u.Timeout,
 		maxTimeout:     u.MaxTimeout,
-		rejectStatus:   rejectStatus,
+		rejectStatus:   cfg.Limits.RejectStatus,
+		routes:         routes,
+		retry:          compileRetry(u.Retry),
+		retryBudget:    u.Retry.Budget,
+		maxPause:       u.MaxPause,
 	}
 	pol.drop = []string{pol.header, pol.timeoutHeader}
 	for _, r := range p.Rules {

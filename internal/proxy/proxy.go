@@ -1,11 +1,16 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,13 +37,14 @@ type Deps struct {
 
 // Handler is the proxy's http.Handler. Create it with New.
 type Handler struct {
-	disp   *dispatch.Dispatcher
-	fwd    *upstream.Forwarder
-	clock  clock.Clock
-	log    *zap.Logger
-	obs    func(*Record)
-	policy atomic.Pointer[policy]
-	ids    requestIDs
+	disp    *dispatch.Dispatcher
+	fwd     *upstream.Forwarder
+	clock   clock.Clock
+	log     *zap.Logger
+	obs     func(*Record)
+	policy  atomic.Pointer[policy]
+	ids     requestIDs
+	retries *retryBudget
 
 	// Tunnels end when tunnelCtx is canceled (CloseTunnels, at shutdown).
 	tunnelCtx    context.Context
@@ -98,13 +104,14 @@ func New(cfg config.Config, deps Deps) (*Handler, error) {
 		return nil, err
 	}
 	h.ids = newRequestIDs()
+	h.retries = &retryBudget{clock: h.clock}
 	h.tunnelCtx, h.closeTunnels = context.WithCancel(context.Background())
 	return h, nil
 }
 
 // SetPolicy swaps the priority, timeout and rejection settings (reload).
 func (h *Handler) SetPolicy(cfg config.Config) error {
-	p, err := compilePolicy(cfg.Priority, cfg.Upstream, cfg.Limits.RejectStatus)
+	p, err := compilePolicy(cfg)
 	if err != nil {
 		return err
 	}
@@ -148,10 +155,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = h.tunnel(w, r, rec)
 	case r.URL.IsAbs():
 		rec.Host = r.URL.Host
-		err = h.forward(w, r, rec)
+		err = h.forward(w, r, rec, r.URL)
 	default:
+		// Gateway mode: an origin-form request goes where its route says.
 		rec.Host = r.Host
-		err = errNoRoute // gateway mode: no routes configured
+		rt := matchRoute(h.policy.Load().routes, r.URL.Path)
+		if rt == nil {
+			err = errNoRoute
+			break
+		}
+		target := rt.target(r.URL)
+		rec.Host = target.Host
+		err = h.forward(w, r, rec, target)
 	}
 }
 
@@ -180,7 +195,7 @@ func (h *Handler) finish(w http.ResponseWriter, rec *Record, err error) {
 }
 
 // admit resolves urgency and budget, then waits for a permit.
-func (h *Handler) admit(r *http.Request, rec *Record, kind dispatch.Kind, host, path string) (*dispatch.Permit, time.Time, error) {
+func (h *Handler) admit(r *http.Request, rec *Record, kind dispatch.Kind, host, path, dest string) (*dispatch.Permit, time.Time, error) {
 	pol := h.policy.Load()
 	u, err := pol.urgency(r, host, path)
 	if err != nil {
@@ -198,7 +213,7 @@ func (h *Handler) admit(r *http.Request, rec *Record, kind dispatch.Kind, host, 
 	if budget > 0 {
 		deadline = rec.Start.Add(budget)
 	}
-	p, err := h.disp.Acquire(r.Context(), dispatch.Request{Urgency: u, Kind: kind, Deadline: deadline})
+	p, err := h.disp.Acquire(r.Context(), dispatch.Request{Urgency: u, Kind: kind, Deadline: deadline, Dest: dest})
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -216,31 +231,129 @@ func (h *Handler) upstreamTimeout(deadline time.Time) time.Duration {
 	return max(deadline.Sub(h.clock.Now()), time.Millisecond)
 }
 
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record) error {
-	target := r.URL
+// destination is a target's "host:port" (lower case, the scheme's default
+// port when none is given): the unit of back-pressure and hosts rules.
+func destination(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
+// forward admits the request, sends it (retrying what upstream.retry
+// allows), and streams the response back.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, target *url.URL) error {
 	if target.Scheme != "http" && target.Scheme != "https" {
 		return badTarget("unsupported scheme " + strconv.Quote(target.Scheme))
 	}
 	if target.Host == "" {
 		return badTarget("no host in request target")
 	}
-	p, deadline, err := h.admit(r, rec, dispatch.HTTP, target.Host, target.Path)
+	dest := destination(target)
+	p, deadline, err := h.admit(r, rec, dispatch.HTTP, target.Host, target.Path, dest)
 	if err != nil {
 		return err
 	}
-	defer p.Release() // after the body is done: the slot is held while it streams
-	return h.roundTrip(w, r, rec, target, deadline)
+	// Released after the body is done: the slot is held while it streams.
+	defer func() {
+		if p != nil {
+			p.Release()
+		}
+	}()
+	pol := h.policy.Load()
+	rp := &pol.retry
+	canRetry := rp.attempts > 0 && idempotent(r.Method)
+	var body []byte
+	if canRetry {
+		var ok bool
+		if body, ok, err = replayBody(r); err != nil {
+			return fmt.Errorf("%w: reading the request body: %w", upstream.ErrClientGone, err)
+		}
+		canRetry = ok
+	}
+	h.retries.request()
+	for attempt := 0; ; attempt++ {
+		if body != nil {
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		out := upstream.Outbound(r.Context(), r, target, pol.drop)
+		sent := h.clock.Now()
+		resp, err := h.fwd.RoundTrip(out, h.upstreamTimeout(deadline))
+		now := h.clock.Now()
+		rec.Upstream = now.Sub(sent)
+		var pauseUntil time.Time
+		if err == nil {
+			if until, ok := headers.Backpressure(resp.StatusCode, resp.Header, now, pol.maxPause); ok {
+				h.disp.Pause(dest, until)
+				pauseUntil = until
+				rec.Backpressure = true
+			}
+		}
+		if canRetry && attempt < rp.attempts && rp.retryable(resp, err) && r.Context().Err() == nil {
+			wait := rp.backoff(attempt, jitter)
+			// The destination's pause (Retry-After, rate-limit reset) holds
+			// the retry in the queue anyway; it must fit the budget too.
+			fits := deadline.IsZero() || (now.Add(wait).Before(deadline) && (pauseUntil.IsZero() || pauseUntil.Before(deadline)))
+			switch {
+			case !fits:
+			case !h.retries.allow(pol.retryBudget):
+				rec.RetryDenied = true
+			default:
+				if resp != nil {
+					discard(resp)
+				}
+				arrival, seq := p.Arrival(), p.Seq()
+				p.Release()
+				if !h.sleep(r.Context(), wait) {
+					return context.Canceled
+				}
+				p, err = h.disp.Acquire(r.Context(), dispatch.Request{
+					Urgency: rec.Priority, Kind: dispatch.HTTP, Deadline: deadline, Dest: dest, Arrival: arrival, Seq: seq,
+				})
+				if err != nil {
+					p = nil
+					return err
+				}
+				rec.QueueWait += p.Waited()
+				rec.Retries++
+				continue
+			}
+		}
+		if err != nil {
+			return err
+		}
+		return h.writeResponse(w, rec, resp)
+	}
 }
 
-func (h *Handler) roundTrip(w http.ResponseWriter, r *http.Request, rec *Record, target *url.URL, deadline time.Time) error {
-	pol := h.policy.Load()
-	out := upstream.Outbound(r.Context(), r, target, pol.drop)
-	sent := h.clock.Now()
-	resp, err := h.fwd.RoundTrip(out, h.upstreamTimeout(deadline))
-	rec.Upstream = h.clock.Now().Sub(sent)
-	if err != nil {
-		return err
+// discard drains a little of a response that will not be forwarded, so
+// its connection can be reused, and closes it.
+func discard(resp *http.Response) {
+	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+	resp.Body.Close()
+}
+
+// sleep waits d on the handler's clock, or until ctx ends (false).
+func (h *Handler) sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
 	}
+	done := make(chan struct{})
+	t := h.clock.AfterFunc(d, func() { close(done) })
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		t.Stop()
+		return false
+	}
+}
+
+func (h *Handler) writeResponse(w http.ResponseWriter, rec *Record, resp *http.Response) error {
 	defer resp.Body.Close()
 	rec.Status = resp.StatusCode
 	rec.Outcome = OutcomeForwarded

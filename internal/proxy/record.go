@@ -24,6 +24,11 @@ type Record struct {
 	Bytes     int64         // response body bytes (tunnel: upstream → client)
 	BytesIn   int64         // tunnel: client → upstream
 	Err       error
+	// Retries is how many times the request was sent again
+	// (upstream.retry); RetryDenied is set when the retry budget refused one.
+	Retries      int
+	RetryDenied  bool
+	Backpressure bool // an upstream response paused the destination
 
 	wrote bool // the response (or tunnel) started: no error answer possible
 }
@@ -46,6 +51,9 @@ func (h *Handler) logRecord(rec *Record) {
 		zap.Duration("duration", rec.Duration),
 		zap.Int64("bytes", rec.Bytes),
 		zap.String("outcome", rec.Outcome),
+	}
+	if rec.Retries > 0 {
+		fields = append(fields, zap.Int("retries", rec.Retries))
 	}
 	if rec.BytesIn > 0 {
 		fields = append(fields, zap.Int64("bytes_in", rec.BytesIn))

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -28,7 +29,7 @@ func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, rec *Record) er
 	if !ok {
 		return badTarget("CONNECT is supported over HTTP/1.1 only")
 	}
-	p, deadline, err := h.admit(r, rec, dispatch.Tunnel, r.Host, "")
+	p, deadline, err := h.admit(r, rec, dispatch.Tunnel, r.Host, "", strings.ToLower(r.Host))
 	if err != nil {
 		return err
 	}
