@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -49,16 +48,7 @@ type app struct {
 }
 
 // limitsOf converts configuration to the dispatcher's live limits.
-func limitsOf(l config.Limits) dispatch.Limits {
-	return dispatch.Limits{
-		Rate:        l.Rate,
-		Burst:       l.Burst,
-		Concurrency: l.Concurrency,
-		QueueSize:   l.QueueSize,
-		MaxWait:     l.MaxWait,
-		MaxTunnels:  l.MaxTunnels,
-	}
-}
+func limitsOf(l config.Limits) dispatch.Limits { return dispatch.LimitsOf(l) }
 
 func newLogger(c config.Log, out io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
 	level, err := zap.ParseAtomicLevel(c.Level)
@@ -88,7 +78,7 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (*app, error)
 		return nil, err
 	}
 	a := &app{opts: opts, log: log, level: level, cfg: cfg}
-	hosts, err := hostLimitsOf(cfg.Hosts)
+	hosts, err := dispatch.HostLimitsOf(cfg.Hosts)
 	if err != nil {
 		return nil, &configError{err}
 	}
@@ -208,7 +198,7 @@ func (a *app) reload() (err error) {
 // applyLocked makes cfg live: priority and timeout policy, limits, hosts,
 // aging. cfg is valid. a.mu is held.
 func (a *app) applyLocked(cfg config.Config) error {
-	hosts, err := hostLimitsOf(cfg.Hosts)
+	hosts, err := dispatch.HostLimitsOf(cfg.Hosts)
 	if err != nil {
 		return err
 	}
@@ -220,31 +210,6 @@ func (a *app) applyLocked(cfg config.Config) error {
 	a.disp.SetAging(cfg.Priority.Aging)
 	a.cfg = cfg
 	return nil
-}
-
-// hostLimitsOf converts hosts rules with SPEC §1's defaults: an omitted
-// rate or concurrency is unlimited, an omitted burst is max(1, rate).
-func hostLimitsOf(rules []config.HostRule) ([]dispatch.HostLimit, error) {
-	out := make([]dispatch.HostLimit, 0, len(rules))
-	for i, r := range rules {
-		p, err := config.ParseHostPattern(r.Match)
-		if err != nil {
-			return nil, fmt.Errorf("hosts[%d].match: %w", i, err)
-		}
-		h := dispatch.HostLimit{Match: p}
-		if r.Rate != nil {
-			h.Rate = *r.Rate
-		}
-		h.Burst = max(1, int(math.Ceil(h.Rate)))
-		if r.Burst != nil {
-			h.Burst = *r.Burst
-		}
-		if r.Concurrency != nil {
-			h.Concurrency = *r.Concurrency
-		}
-		out = append(out, h)
-	}
-	return out, nil
 }
 
 // shutdown drains (SPEC §8): not ready, no new connections, waiting

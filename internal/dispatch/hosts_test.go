@@ -187,7 +187,6 @@ func TestManyDestinationsMixedEligibility(t *testing.T) {
 	}
 }
 
-
 func TestSetHostsLive(t *testing.T) {
 	h := newHostsHarness(t, unlimited(), hostLimit(t, "api.example", 0, 1, 1))
 	h.addTo("a1", 3, "api.example:443")

@@ -1,6 +1,8 @@
 package dispatch
 
 import (
+	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"time"
@@ -164,4 +166,42 @@ func matchRule(rules []*rule, dest string) *rule {
 		}
 	}
 	return nil
+}
+
+// LimitsOf converts the config's limits.* to live limits.
+func LimitsOf(l config.Limits) Limits {
+	return Limits{
+		Rate:        l.Rate,
+		Burst:       l.Burst,
+		Concurrency: l.Concurrency,
+		QueueSize:   l.QueueSize,
+		MaxWait:     l.MaxWait,
+		MaxTunnels:  l.MaxTunnels,
+	}
+}
+
+// HostLimitsOf converts validated hosts rules with SPEC §1's defaults: an
+// omitted rate or concurrency is unlimited, an omitted burst is
+// max(1, rate).
+func HostLimitsOf(rules []config.HostRule) ([]HostLimit, error) {
+	out := make([]HostLimit, 0, len(rules))
+	for i, r := range rules {
+		p, err := config.ParseHostPattern(r.Match)
+		if err != nil {
+			return nil, fmt.Errorf("hosts[%d].match: %w", i, err)
+		}
+		h := HostLimit{Match: p}
+		if r.Rate != nil {
+			h.Rate = *r.Rate
+		}
+		h.Burst = max(1, int(math.Ceil(h.Rate)))
+		if r.Burst != nil {
+			h.Burst = *r.Burst
+		}
+		if r.Concurrency != nil {
+			h.Concurrency = *r.Concurrency
+		}
+		out = append(out, h)
+	}
+	return out, nil
 }
