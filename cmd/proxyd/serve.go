@@ -29,9 +29,10 @@ import (
 
 // app is a running proxyd: both listeners and everything behind them.
 type app struct {
-	opts  loadOptions
-	log   *zap.Logger
-	level zap.AtomicLevel
+	opts    loadOptions
+	log     *zap.Logger
+	level   zap.AtomicLevel
+	logSync *zapcore.BufferedWriteSyncer // flushed and stopped when serve returns
 
 	mu  sync.Mutex // guards cfg (reloads)
 	cfg config.Config
@@ -50,10 +51,15 @@ type app struct {
 // limitsOf converts configuration to the dispatcher's live limits.
 func limitsOf(l config.Limits) dispatch.Limits { return dispatch.LimitsOf(l) }
 
-func newLogger(c config.Log, out io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
+// logFlushInterval bounds how long a log line may sit in the buffer: the
+// access log writes one line per request, and a write(2) per line would
+// cost more than the proxying itself at high rates.
+const logFlushInterval = 200 * time.Millisecond
+
+func newLogger(c config.Log, out io.Writer) (*zap.Logger, zap.AtomicLevel, *zapcore.BufferedWriteSyncer, error) {
 	level, err := zap.ParseAtomicLevel(c.Level)
 	if err != nil {
-		return nil, level, &configError{fmt.Errorf("log.level: %w", err)}
+		return nil, level, nil, &configError{fmt.Errorf("log.level: %w", err)}
 	}
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.TimeKey = "ts"
@@ -67,17 +73,23 @@ func newLogger(c config.Log, out io.Writer) (*zap.Logger, zap.AtomicLevel, error
 	} else {
 		enc = zapcore.NewJSONEncoder(encCfg)
 	}
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), level)
-	return zap.New(core), level, nil
+	ws := &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(out), Size: 256 << 10, FlushInterval: logFlushInterval}
+	core := zapcore.NewCore(enc, ws, level)
+	return zap.New(core), level, ws, nil
 }
 
 // newApp builds everything and binds both listeners.
-func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (*app, error) {
-	log, level, err := newLogger(cfg.Log, logOut)
+func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (_ *app, err error) {
+	log, level, logSync, err := newLogger(cfg.Log, logOut)
 	if err != nil {
 		return nil, err
 	}
-	a := &app{opts: opts, log: log, level: level, cfg: cfg}
+	a := &app{opts: opts, log: log, level: level, logSync: logSync, cfg: cfg}
+	defer func() {
+		if err != nil {
+			_ = logSync.Stop()
+		}
+	}()
 	hosts, err := dispatch.HostLimitsOf(cfg.Hosts)
 	if err != nil {
 		return nil, &configError{err}
@@ -127,7 +139,7 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (*app, error)
 // serve runs until SIGTERM or SIGINT arrives on sig, then drains. SIGHUP
 // reloads.
 func (a *app) serve(sig <-chan os.Signal) error {
-	defer a.log.Sync() //nolint:errcheck // stderr sync errors are meaningless
+	defer a.logSync.Stop() //nolint:errcheck // flushes; stderr errors are meaningless
 	errc := make(chan error, 2)
 	go func() { errc <- a.proxySrv.Serve(a.proxyLn) }()
 	go func() { errc <- a.adminSrv.Serve(a.adminLn) }()

@@ -180,8 +180,10 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	if !strings.Contains(bad["error"].(string), "limits.rate") {
 		t.Fatalf("reload error does not name the key: %v", bad["error"])
 	}
-	if p.log.countLines("configuration reloaded") != 1 {
-		t.Fatal("an invalid file was applied")
+	// (The file watcher may reload the valid edit a second time; the
+	// invalid one must change nothing.)
+	if got := readLimits(t, p); got["rate"] != 50.0 || got["burst"] != 20.0 {
+		t.Fatalf("an invalid file was applied: %v", got)
 	}
 	if code := p.stop(t); code != 0 {
 		t.Fatalf("exit code %d", code)
