@@ -449,6 +449,7 @@ routes:
 		{"/x", api.hostPort() + " /v1"},
 		{"/x/admin/keys", api.hostPort() + " /admin-api/x/admin/keys"}, // longest prefix wins
 		{"/plain/a/b", api.hostPort() + " /plain/a/b"},
+		{"/x/files/a%2Fb?x=1", api.hostPort() + " /v1/files/a%2Fb?x=1"}, // escaping kept
 	} {
 		resp, err := http.Get("http://" + p.proxy + tc.path)
 		if err != nil {

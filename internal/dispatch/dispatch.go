@@ -260,13 +260,13 @@ func (d *Dispatcher) Enqueue(r Request) (*Ticket, error) {
 		return nil, &RejectError{Err: ErrDraining, RetryAfter: time.Second}
 	}
 	if !r.Deadline.IsZero() && !now.Before(r.Deadline) {
-		return nil, &RejectError{Err: ErrQueueTimeout, RetryAfter: d.retryAfterLocked(r.Urgency, now)}
+		return nil, &RejectError{Err: ErrQueueTimeout, RetryAfter: d.retryAfterLocked(r.Urgency, r.Dest, now)}
 	}
 	l := d.laneLocked(laneKey{w.kind, r.Dest})
 	evicted, err := d.mu.q.Push(l.q, &w.item, d.mu.limits.QueueSize)
 	if err != nil {
 		d.laneChangedLocked(l)
-		return nil, &RejectError{Err: ErrQueueFull, RetryAfter: d.retryAfterLocked(r.Urgency, now)}
+		return nil, &RejectError{Err: ErrQueueFull, RetryAfter: d.retryAfterLocked(r.Urgency, r.Dest, now)}
 	}
 	w.lane = l
 	if evicted != nil {
@@ -570,7 +570,7 @@ func (d *Dispatcher) rejectLocked(w *Ticket, err error, now time.Time) {
 	d.mu.q.Remove(&w.item)
 	d.laneChangedLocked(w.lane)
 	w.state = rejected
-	w.err = &RejectError{Err: err, RetryAfter: d.retryAfterLocked(w.item.Urgency, now)}
+	w.err = &RejectError{Err: err, RetryAfter: d.retryAfterLocked(w.item.Urgency, w.lane.key.dest, now)}
 	if w.ch != nil {
 		w.ch <- w.err
 	}
@@ -578,14 +578,19 @@ func (d *Dispatcher) rejectLocked(w *Ticket, err error, now time.Time) {
 
 // retryAfterLocked estimates when a request of this urgency could get
 // through: the waiting requests at least as urgent, one more, at the rate.
-func (d *Dispatcher) retryAfterLocked(urgency int, now time.Time) time.Duration {
-	r := d.mu.rate
-	if r.Unlimited() {
-		return time.Second
+//
+// A destination paused by back-pressure cannot be reached before its pause
+// ends, so the estimate is at least that.
+func (d *Dispatcher) retryAfterLocked(urgency int, dest string, now time.Time) time.Duration {
+	ra := time.Second
+	if r := d.mu.rate; !r.Unlimited() {
+		need := float64(d.mu.q.CountUpTo(urgency)+1) - r.Tokens(now)
+		ra = max(ra, time.Duration(math.Ceil(need/r.Rate()))*time.Second)
 	}
-	need := float64(d.mu.q.CountUpTo(urgency)+1) - r.Tokens(now)
-	ra := time.Duration(math.Ceil(need/r.Rate())) * time.Second
-	return max(ra, time.Second)
+	if until, ok := d.mu.pauses[dest]; ok && until.After(now) {
+		ra = max(ra, until.Sub(now))
+	}
+	return ra
 }
 
 // armLocked makes sure the timer fires no later than the earliest moment

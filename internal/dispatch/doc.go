@@ -1,56 +1,72 @@
 // Package dispatch admits waiting requests: it owns the queue and the
-// permits (rate tokens, concurrency slots, tunnel slots) and grants each
-// permit to the most urgent request that can use it.
+// permits (global rate tokens, concurrency and tunnel slots, per-destination
+// rule tokens and slots, back-pressure pauses) and grants them to the most
+// urgent request that can use them.
 //
 // # Model
 //
-// A caller asks for a Permit with Acquire(ctx, Request). The request enters
-// the queue (internal/queue) in the lane of the kind of slot it needs: one
-// lane for HTTP requests (a concurrency slot) and one for CONNECT tunnels (a
-// tunnel slot). Both need a rate token. Acquire returns when the request is
-// admitted (a Permit, whose Release gives the slot back once the response
-// body is done or the tunnel closed), rejected (a *RejectError wrapping
-// ErrQueueFull, ErrShed, ErrQueueTimeout or ErrDraining) or when ctx ends.
+// A caller asks for a Permit with Acquire(ctx, Request) (or Enqueue, then
+// Wait). The request enters the queue (internal/queue) in the lane of its
+// kind and destination: one lane per (HTTP or CONNECT, "host:port").
+// Acquire returns when the request is admitted (a Permit, whose Release
+// gives its slots back once the response body is done or the tunnel
+// closed), rejected (a *RejectError wrapping ErrQueueFull, ErrShed,
+// ErrQueueTimeout or ErrDraining) or when ctx ends.
+//
+// A request needs, all at once: a global rate token; a global concurrency
+// slot (HTTP) or tunnel slot (CONNECT); and, when a hosts rule matches its
+// destination, a token from the rule's bucket and (HTTP only) one of the
+// rule's slots. Its destination must not be paused by back-pressure.
+//
+// # No head-of-line blocking
+//
+// Invariant: the request admitted next is the most urgent (rank, seq) head
+// among lanes that are not blocked by their own gates, of a kind whose slot
+// is free. A lane whose head is held by its rule or a pause leaves the
+// candidates until its gate opens, so it never delays other destinations.
+//
+//   - ready[kind] is a heap of lanes ordered by their heads; the pick
+//     compares the top of each kind whose global slot is free: O(log L).
+//   - A lane held by its rule's cap waits in the rule's slotWaiters; a
+//     release of that rule's slot makes them ready again.
+//   - A lane held by its rule's bucket or by a pause sleeps in a heap
+//     ordered by wake time; the timer brings it back.
+//   - Only when every candidate is blocked by the global rate does the
+//     dispatcher wait for the next global token.
+//
+// A blocked destination thus costs nothing per admission
+// (BenchmarkAdmitDestinations). Empty lanes are kept for reuse and swept
+// when there are more than maxIdleLanes; ended pauses are forgotten: the
+// state stays bounded whatever the number of destinations.
 //
 // # No goroutine of its own
 //
 // The dispatcher is a state machine under one lock. Every event that can
-// let a request through — an arrival, a released slot, a limit change, a
-// token refill time, a deadline — calls runLocked, which
+// let a request through — an arrival, a released slot, a limit or hosts
+// change, a pause ending, a token refill time, a deadline — calls
+// runLocked, which expires requests past max wait (the oldest first) or
+// past their caller's deadline, wakes sleeping lanes that are due, admits
+// as described above, and arms one timer (from the injected clock) for the
+// earliest moment anything can change by itself. Nothing polls or sleeps,
+// and with a fake clock every test is deterministic.
 //
-//  1. expires requests past max wait (the oldest arrival first) or past
-//     their caller's deadline, answering "queue timeout";
-//  2. repeatedly picks, among the lanes whose slot is free, the lane whose
-//     head leaves first by (rank, seq), takes a rate token and a slot, and
-//     grants them to that head — until no lane has a free slot or no token
-//     is left;
-//  3. arms one timer (from the injected clock) for the earliest of: the
-//     next token, the oldest request's max wait, the earliest caller
-//     deadline.
+// # Guarantees
 //
-// So nothing polls or sleeps, and with a fake clock every test is
-// deterministic: time moves only when the test advances it.
-//
-// # Invariants
-//
-//   - The most urgent waiting request whose slot kind is available is
-//     admitted first; equal urgency is FIFO (queue order).
-//   - A request held back by its slot kind (tunnels full) never holds back
-//     a request that needs the other kind: each kind has its own lane.
+//   - Equal urgency is FIFO; a retry re-enters with its first arrival and
+//     sequence number and keeps its place (its max wait starts anew).
 //   - Every Acquire ends exactly once: granted, rejected, or canceled. A
-//     grant that races with the caller's cancellation is given back (slot
-//     released, rate token refunded).
-//   - Limit changes apply to requests already waiting without removing or
-//     reordering them (a shorter max wait does expire the ones already
-//     older than it).
+//     grant that races with the caller's cancellation is given back (slots
+//     released, global and rule tokens refunded).
+//   - Limit and hosts changes apply to requests already waiting without
+//     removing or reordering them (a shorter max wait does expire those
+//     already older than it). A hosts rule whose match is unchanged keeps
+//     its tokens and in-flight count.
+//   - Retry-After estimates count the waiting requests at least as urgent
+//     at the global rate, and a paused destination's remaining pause.
 //
-// # Growing it
-//
-// Per-destination limits add a lane per destination with its own gates; the
-// pick step then takes the best head among lanes whose gates are all open,
-// kept in a heap of ready lanes so that a blocked destination costs nothing
-// until its gate opens. A shared (Redis) rate store replaces limiter.Bucket
-// behind the same take/refund/wait contract.
+// The limiter behind the global and rule buckets (limiter.Bucket) takes
+// time as an argument and offers take, refund and wait: the contract a
+// shared (Redis) store must keep.
 //
 // Lock: Dispatcher.mu guards everything in mu; methods ending in Locked need
 // it held. Callers never hold it across a channel wait.

@@ -125,8 +125,8 @@ func (m *Metrics) Observe(rec *proxy.Record) {
 	if rec.RetryDenied {
 		m.denied.Inc()
 	}
-	if rec.Backpressure {
-		m.pauses.Inc()
+	if rec.Pauses > 0 {
+		m.pauses.Add(float64(rec.Pauses))
 	}
 }
 

@@ -29,7 +29,8 @@ func compileRoutes(rs []config.Route) ([]route, error) {
 	return out, nil
 }
 
-// matchRoute finds the route with the longest prefix matching path. A
+// matchRoute finds the route with the longest prefix matching path (the
+// decoded path). A
 // prefix matches at a path-segment boundary: "/x" matches "/x" and "/x/…",
 // not "/xy" (a prefix ending in "/" matches whatever follows it).
 func matchRoute(routes []route, path string) *route {
@@ -47,15 +48,20 @@ func matchRoute(routes []route, path string) *route {
 
 // target builds the upstream URL for an origin-form request: the
 // upstream's own path, then the request path (without the prefix when
-// strip_prefix), then the request's query.
+// strip_prefix), then the request's query. The path keeps the client's
+// escaping (an encoded "/" stays "%2F").
 func (rt *route) target(in *url.URL) *url.URL {
-	path := in.Path
+	path := in.EscapedPath()
 	if rt.strip {
 		path = strings.TrimPrefix(path, rt.prefix)
 	}
 	u := *rt.upstream
-	u.Path = joinPath(rt.upstream.Path, path)
-	u.RawPath = ""
+	escaped := joinPath(rt.upstream.EscapedPath(), path)
+	if p, err := url.PathUnescape(escaped); err == nil {
+		u.Path, u.RawPath = p, escaped
+	} else {
+		u.Path, u.RawPath = escaped, ""
+	}
 	u.RawQuery = in.RawQuery
 	u.Fragment = ""
 	return &u

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,7 +31,8 @@ type policy struct {
 }
 
 type rule struct {
-	host       string // lower case; "*.x" matches subdomains of x
+	host       config.HostPattern
+	hasHost    bool
 	pathPrefix string
 	method     string // upper case
 	cidr       netip.Prefix
@@ -64,9 +66,15 @@ func compilePolicy(cfg config.Config) (*policy, error) {
 	pol.drop = []string{pol.header, pol.timeoutHeader}
 	for _, r := range p.Rules {
 		c := rule{
-			host:       strings.ToLower(r.Host),
 			pathPrefix: r.PathPrefix,
 			method:     strings.ToUpper(r.Method),
+		}
+		if r.Host != "" {
+			pat, err := config.ParseHostPattern(r.Host)
+			if err != nil {
+				return nil, err
+			}
+			c.host, c.hasHost = pat, true
 		}
 		if r.Priority != nil {
 			c.urgency = *r.Priority
@@ -90,7 +98,10 @@ func compilePolicy(cfg config.Config) (*policy, error) {
 // RFC 9218 Priority header's u (when trusted; an invalid one is ignored as
 // RFC 9218 §4 says), the first matching rule, the default. An invalid
 // custom header is an error (a 400), but only when headers are trusted.
-func (p *policy) urgency(r *http.Request, host, path string) (int, error) {
+//
+// dest is the request's destination "host:port"; rules match its host and
+// port as hosts rules do.
+func (p *policy) urgency(r *http.Request, dest, path string) (int, error) {
 	if p.trust {
 		if vals := r.Header.Values(p.header); len(vals) > 0 {
 			if len(vals) > 1 {
@@ -110,9 +121,13 @@ func (p *policy) urgency(r *http.Request, host, path string) (int, error) {
 	}
 	if len(p.rules) > 0 {
 		client := clientAddr(r)
-		hostname := strings.ToLower(stripPort(host))
+		hostname, portStr, err := net.SplitHostPort(dest)
+		if err != nil {
+			hostname = stripPort(dest)
+		}
+		port, _ := strconv.Atoi(portStr)
 		for i := range p.rules {
-			if p.rules[i].matches(r, hostname, path, client) {
+			if p.rules[i].matches(r, hostname, port, path, client) {
 				return p.rules[i].urgency, nil
 			}
 		}
@@ -120,8 +135,8 @@ func (p *policy) urgency(r *http.Request, host, path string) (int, error) {
 	return p.defaultUrgency, nil
 }
 
-func (c *rule) matches(r *http.Request, host, path string, client netip.Addr) bool {
-	if c.host != "" && !matchHost(c.host, host) {
+func (c *rule) matches(r *http.Request, host string, port int, path string, client netip.Addr) bool {
+	if c.hasHost && !c.host.Match(host, port) {
 		return false
 	}
 	if c.pathPrefix != "" && !strings.HasPrefix(path, c.pathPrefix) {
@@ -137,15 +152,6 @@ func (c *rule) matches(r *http.Request, host, path string, client netip.Addr) bo
 		return false
 	}
 	return true
-}
-
-// matchHost matches a lower-case hostname against an exact name or a
-// "*.suffix" wildcard (subdomains, not the apex).
-func matchHost(pattern, host string) bool {
-	if suffix, ok := strings.CutPrefix(pattern, "*"); ok {
-		return len(host) > len(suffix) && strings.HasSuffix(host, suffix)
-	}
-	return pattern == host
 }
 
 func clientAddr(r *http.Request) netip.Addr {

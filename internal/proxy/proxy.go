@@ -195,9 +195,9 @@ func (h *Handler) finish(w http.ResponseWriter, rec *Record, err error) {
 }
 
 // admit resolves urgency and budget, then waits for a permit.
-func (h *Handler) admit(r *http.Request, rec *Record, kind dispatch.Kind, host, path, dest string) (*dispatch.Permit, time.Time, error) {
+func (h *Handler) admit(r *http.Request, rec *Record, kind dispatch.Kind, dest, path string) (*dispatch.Permit, time.Time, error) {
 	pol := h.policy.Load()
-	u, err := pol.urgency(r, host, path)
+	u, err := pol.urgency(r, dest, path)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -254,7 +254,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, t
 		return badTarget("no host in request target")
 	}
 	dest := destination(target)
-	p, deadline, err := h.admit(r, rec, dispatch.HTTP, target.Host, target.Path, dest)
+	p, deadline, err := h.admit(r, rec, dispatch.HTTP, dest, target.Path)
 	if err != nil {
 		return err
 	}
@@ -290,7 +290,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, t
 			if until, ok := headers.Backpressure(resp.StatusCode, resp.Header, now, pol.maxPause); ok {
 				h.disp.Pause(dest, until)
 				pauseUntil = until
-				rec.Backpressure = true
+				rec.Pauses++
 			}
 		}
 		if canRetry && attempt < rp.attempts && rp.retryable(resp, err) && r.Context().Err() == nil {

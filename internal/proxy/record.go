@@ -26,9 +26,9 @@ type Record struct {
 	Err       error
 	// Retries is how many times the request was sent again
 	// (upstream.retry); RetryDenied is set when the retry budget refused one.
-	Retries      int
-	RetryDenied  bool
-	Backpressure bool // an upstream response paused the destination
+	Retries     int
+	RetryDenied bool
+	Pauses      int // upstream responses (of any attempt) that paused the destination
 
 	wrote bool // the response (or tunnel) started: no error answer possible
 }

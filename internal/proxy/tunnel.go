@@ -2,11 +2,11 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -29,11 +29,17 @@ func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, rec *Record) er
 	if !ok {
 		return badTarget("CONNECT is supported over HTTP/1.1 only")
 	}
-	p, deadline, err := h.admit(r, rec, dispatch.Tunnel, r.Host, "", strings.ToLower(r.Host))
+	p, deadline, err := h.admit(r, rec, dispatch.Tunnel, strings.ToLower(r.Host), "")
 	if err != nil {
 		return err
 	}
 	defer p.Release() // the tunnel slot is held until the tunnel ends
+	// Counted from before the dial, so that shutdown waits for a tunnel
+	// being set up, and refused once tunnels are being closed.
+	if !h.tunnelStarted() {
+		return &dispatch.RejectError{Err: dispatch.ErrDraining, RetryAfter: time.Second}
+	}
+	defer h.tunnelEnded()
 
 	// The dial counts as the upstream time; it is bounded by the remaining
 	// budget as well as the dial timeout.
@@ -62,13 +68,6 @@ func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, rec *Record) er
 		rec.Err = err
 		return nil
 	}
-	if !h.tunnelStarted() {
-		client.Close()
-		up.Close()
-		rec.Err = errors.New("proxy shutting down")
-		return nil
-	}
-	defer h.tunnelEnded()
 	upBytes, downBytes, err := spliceTunnel(h.tunnelCtx, client, brw, up)
 	rec.Bytes = downBytes
 	rec.BytesIn = upBytes
