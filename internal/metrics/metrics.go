@@ -34,6 +34,7 @@ type Metrics struct {
 	retries  prometheus.Counter
 	denied   prometheus.Counter
 	pauses   prometheus.Counter
+	cuts     prometheus.Counter
 	// children are resolved once: Observe does no label hashing.
 	reqChild  [queue.Levels][]prometheus.Counter
 	waitChild [queue.Levels]prometheus.Observer
@@ -82,6 +83,10 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 			Name: "proxyd_backpressure_pauses_total",
 			Help: "Upstream responses that paused their destination (Retry-After, rate-limit headers).",
 		}),
+		cuts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "proxyd_responses_cut_total",
+			Help: "Responses whose body the upstream broke off mid-way (the client's stream was cut).",
+		}),
 		outcomes: make(map[string]int, len(proxy.Outcomes)),
 	}
 	for i, o := range proxy.Outcomes {
@@ -96,7 +101,7 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.wait, m.upstream, m.reloads, m.retries, m.denied, m.pauses, newStateCollector(deps.Stats)} {
+	for _, c := range []prometheus.Collector{m.requests, m.wait, m.upstream, m.reloads, m.retries, m.denied, m.pauses, m.cuts, newStateCollector(deps.Stats)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -124,6 +129,9 @@ func (m *Metrics) Observe(rec *proxy.Record) {
 	}
 	if rec.RetryDenied {
 		m.denied.Inc()
+	}
+	if rec.Cut {
+		m.cuts.Inc()
 	}
 	if rec.Pauses > 0 {
 		m.pauses.Add(float64(rec.Pauses))

@@ -372,6 +372,7 @@ func (h *Handler) writeResponse(w http.ResponseWriter, rec *Record, resp *http.R
 		// SPEC §5: the stream is cut, logged and counted. The response is
 		// forwarded (its headers went out); the error shows in the log.
 		rec.Err = err
+		rec.Cut = true
 		h.log.Warn("upstream response cut mid-body", zap.String("request_id", rec.ID), zap.Error(err))
 		panic(http.ErrAbortHandler)
 	default:

@@ -406,7 +406,7 @@ func TestUpstreamCutMidBody(t *testing.T) {
 		t.Errorf("got %v; want at most the status and the first 10 bytes, then the cut", res)
 	}
 	rec := e.wantRecord(idOf(r), proxy.OutcomeForwarded, 200)
-	if rec.Err == nil || !errors.Is(rec.Err, upstream.ErrBodyCut) || rec.Bytes != 10 {
+	if rec.Err == nil || !errors.Is(rec.Err, upstream.ErrBodyCut) || rec.Bytes != 10 || !rec.Cut {
 		t.Errorf("Record err %v bytes %d; want ErrBodyCut and 10", rec.Err, rec.Bytes)
 	}
 	if n := e.logs.FilterLevelExact(zapcore.WarnLevel).FilterField(zap.String("request_id", idOf(r))).Len(); n != 1 {

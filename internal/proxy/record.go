@@ -28,7 +28,8 @@ type Record struct {
 	// (upstream.retry); RetryDenied is set when the retry budget refused one.
 	Retries     int
 	RetryDenied bool
-	Pauses      int // upstream responses (of any attempt) that paused the destination
+	Pauses      int  // upstream responses (of any attempt) that paused the destination
+	Cut         bool // the upstream broke off the response body (the client's stream was cut)
 
 	wrote bool // the response (or tunnel) started: no error answer possible
 }
