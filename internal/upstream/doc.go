@@ -31,7 +31,10 @@
 //     proxied in absolute form; clients use CONNECT for them.
 //   - Every outbound request carries a Via entry naming this proxy
 //     (RFC 9110 §7.6.3), and IsLoop recognises it on the way in, so a
-//     request that comes back to us is caught instead of looping.
+//     request that comes back to us is caught instead of looping. The
+//     entry's received-protocol is the version of the message as received
+//     ("1.1 proxyd" for HTTP/1.1, "1.0 proxyd", "2 proxyd"), as §7.6.3
+//     asks; the caller adds the response's entry with AppendVia.
 //   - X-Forwarded-For is not added. proxyd is a forward proxy in front of
 //     the caller's own services; telling third-party APIs the internal
 //     address of each caller leaks topology and buys nothing. An
@@ -48,8 +51,13 @@
 //     original cause, so the proxy maps it to a status and Proxy-Status
 //     (RFC 9209) in one place. A caller that went away is reported as
 //     context.Canceled, never as an upstream failure.
-//   - Splice closes both connections before it returns and leaves no
-//     goroutine behind.
+//   - Splice passes a half-close on (CloseWrite) so that request/response
+//     protocols finish, but a tunnel with one direction ended lives on only
+//     while the other carries data (HalfCloseTimeout of silence ends it):
+//     RFC 9110 §9.3.6 closes a tunnel once either side has closed, and a
+//     peer that never closes its half must not hold a tunnel slot forever.
+//     It closes both connections before it returns and leaves no goroutine
+//     behind.
 //
 // # Time
 //

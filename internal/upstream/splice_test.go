@@ -84,6 +84,15 @@ func startSplice(ctx context.Context, client net.Conn, clientR io.Reader, upstre
 	return ch
 }
 
+func startSpliceTimeout(ctx context.Context, client net.Conn, clientR io.Reader, upstream net.Conn, halfClose time.Duration) <-chan spliceResult {
+	ch := make(chan spliceResult, 1)
+	go func() {
+		up, down, err := splice(ctx, client, clientR, upstream, halfClose)
+		ch <- spliceResult{up, down, err}
+	}()
+	return ch
+}
+
 func TestDialSpliceEcho(t *testing.T) {
 	addr, ends := echoServer(t)
 	f := newForwarder(t, Config{})
@@ -107,7 +116,7 @@ func TestDialSpliceEcho(t *testing.T) {
 			if tt.buffered != "" {
 				clientR = io.MultiReader(strings.NewReader(tt.buffered), proxySide)
 			}
-			done := startSplice(context.Background(), proxySide, clientR, upConn)
+			done := startSplice(t.Context(), proxySide, clientR, upConn)
 
 			// Write and half-close in the background: the echo comes back
 			// while we are still sending.
@@ -137,6 +146,78 @@ func TestDialSpliceEcho(t *testing.T) {
 	}
 }
 
+// TestSpliceHalfCloseTimeout: once one direction has ended, a peer that
+// neither closes nor sends no longer holds the tunnel open; one that keeps
+// sending does.
+func TestSpliceHalfCloseTimeout(t *testing.T) {
+	const halfClose = 200 * time.Millisecond
+	t.Run("client closes, upstream idles", func(t *testing.T) {
+		client, proxySide := tcpPair(t)
+		peer, upConn := tcpPair(t)
+		done := startSpliceTimeout(t.Context(), proxySide, nil, upConn, halfClose)
+		io.WriteString(client, "hello")
+		client.Close()
+		peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if b, err := io.ReadAll(peer); err != nil || string(b) != "hello" {
+			t.Fatalf("upstream read %q, %v", b, err)
+		}
+		// The upstream keeps its end open and says nothing.
+		start := time.Now()
+		res := within(t, done, 5*time.Second, "Splice with an idle upstream")
+		if res.err != nil || res.up != 5 || res.down != 0 {
+			t.Fatalf("Splice = %d, %d, %v; want 5, 0, nil", res.up, res.down, res.err)
+		}
+		t.Logf("ended %v after the upstream saw EOF", time.Since(start))
+		assertClosed(t, upConn)
+		assertClosed(t, proxySide)
+	})
+	t.Run("upstream closes, client idles", func(t *testing.T) {
+		client, proxySide := tcpPair(t)
+		peer, upConn := tcpPair(t)
+		done := startSpliceTimeout(t.Context(), proxySide, nil, upConn, halfClose)
+		io.WriteString(peer, "hello")
+		peer.Close()
+		client.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if b, err := io.ReadAll(client); err != nil || string(b) != "hello" {
+			t.Fatalf("client read %q, %v", b, err)
+		}
+		res := within(t, done, 5*time.Second, "Splice with an idle client")
+		if res.err != nil || res.up != 0 || res.down != 5 {
+			t.Fatalf("Splice = %d, %d, %v; want 0, 5, nil", res.up, res.down, res.err)
+		}
+	})
+	t.Run("a busy direction outlives the timeout", func(t *testing.T) {
+		client, proxySide := tcpPair(t)
+		peer, upConn := tcpPair(t)
+		// The client's buffered bytes go first, and through a reader that
+		// is not the connection itself.
+		done := startSpliceTimeout(t.Context(), proxySide, io.MultiReader(strings.NewReader("GET"), proxySide), upConn, halfClose)
+		client.CloseWrite() // request done
+		const chunks = 12   // 12 × 50ms: three times the timeout
+		go func() {
+			defer peer.Close()
+			io.ReadAll(peer)
+			tick := time.NewTicker(halfClose / 4)
+			defer tick.Stop()
+			for range chunks {
+				<-tick.C
+				if _, err := io.WriteString(peer, "chunk"); err != nil {
+					return
+				}
+			}
+		}()
+		client.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, err := io.ReadAll(client)
+		if err != nil || len(b) != chunks*len("chunk") {
+			t.Fatalf("client read %d bytes, %v; want %d", len(b), err, chunks*len("chunk"))
+		}
+		res := within(t, done, 5*time.Second, "Splice")
+		if res.err != nil || res.up != 3 || res.down != int64(len(b)) {
+			t.Fatalf("Splice = %d, %d, %v", res.up, res.down, res.err)
+		}
+	})
+}
+
 func TestSpliceContextCancel(t *testing.T) {
 	addr, ends := echoServer(t)
 	f := newForwarder(t, Config{})
@@ -145,7 +226,7 @@ func TestSpliceContextCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	client, proxySide := tcpPair(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := startSplice(ctx, proxySide, nil, upConn)
 
 	io.WriteString(client, "ping")
@@ -188,7 +269,7 @@ func TestSpliceUpstreamFails(t *testing.T) {
 	}
 	peer := <-accepted
 	client, proxySide := tcpPair(t)
-	done := startSplice(context.Background(), proxySide, nil, upConn)
+	done := startSplice(t.Context(), proxySide, nil, upConn)
 
 	io.WriteString(client, "x")
 	io.ReadFull(peer, make([]byte, 1))
