@@ -277,8 +277,10 @@ func jsonError(err error) error {
 
 func jsonKind(k string) string {
 	switch k {
-	case "float64", "int", "int64":
+	case "float64":
 		return "a number"
+	case "int", "int64":
+		return "an integer"
 	case "string":
 		return "a string"
 	case "slice":

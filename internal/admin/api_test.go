@@ -157,6 +157,10 @@ func TestBadUpdatesChangeNothing(t *testing.T) {
 		{"number duration", "PATCH", `{"max_wait":30}`, 400, "max_wait: wrong type"},
 		{"bad host", "PATCH", `{"hosts":[{"match":"*."}]}`, 400, "hosts[0].match"},
 		{"put partial", "PUT", `{"rate":5}`, 400, "burst: required"},
+		{"absurd rate", "PATCH", `{"rate":1e12}`, 400, "rate: must be <="},
+		{"absurd queue", "PATCH", `{"queue_size":1000000000000}`, 400, "queue_size: must be <="},
+		{"absurd max_wait", "PATCH", `{"max_wait":"8760h"}`, 400, "max_wait: must be <="},
+		{"fractional burst", "PATCH", `{"burst":1.5}`, 400, "burst: wrong type"},
 		{"too large", "PATCH", `{"rate":1,"x":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "larger than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -112,30 +112,58 @@ func (l Limits) Validate() error {
 	return p.err()
 }
 
+// Upper bounds that catch absurd limits (a typo, a unit mix-up) before
+// they reach the dispatcher: beyond them a value cannot be honoured on one
+// machine, or is indistinguishable from "unlimited" (say so with 0).
+const (
+	maxRate        = 1e9 // tokens per second: x/time/rate times them in ns
+	maxBurst       = 1_000_000_000
+	maxConcurrency = 1_000_000
+	maxQueueSize   = 10_000_000
+	maxMaxWait     = 24 * time.Hour
+	maxTunnels     = 1_000_000
+)
+
 func (l Limits) check(p *problems, prefix string) {
 	switch {
 	case math.IsNaN(l.Rate) || math.IsInf(l.Rate, 0):
 		p.add(prefix+"rate", "must be a finite number, got %v", l.Rate)
 	case l.Rate < 0:
 		p.add(prefix+"rate", "must be >= 0, got %v", l.Rate)
+	case l.Rate > maxRate:
+		p.add(prefix+"rate", "must be <= %g (use 0 for unlimited), got %v", maxRate, l.Rate)
 	}
 	switch {
 	case l.Burst < 0:
 		p.add(prefix+"burst", "must be >= 0, got %d", l.Burst)
 	case l.Burst < 1 && l.Rate > 0:
 		p.add(prefix+"burst", "must be >= 1 when rate > 0, got %d", l.Burst)
+	case l.Burst > maxBurst:
+		p.add(prefix+"burst", "must be <= %d, got %d", maxBurst, l.Burst)
 	}
-	if l.Concurrency < 0 {
+	switch {
+	case l.Concurrency < 0:
 		p.add(prefix+"concurrency", "must be >= 0 (0 = unlimited), got %d", l.Concurrency)
+	case l.Concurrency > maxConcurrency:
+		p.add(prefix+"concurrency", "must be <= %d (use 0 for unlimited), got %d", maxConcurrency, l.Concurrency)
 	}
-	if l.QueueSize < 1 {
+	switch {
+	case l.QueueSize < 1:
 		p.add(prefix+"queue_size", "must be >= 1, got %d", l.QueueSize)
+	case l.QueueSize > maxQueueSize:
+		p.add(prefix+"queue_size", "must be <= %d, got %d", maxQueueSize, l.QueueSize)
 	}
-	if l.MaxWait <= 0 {
+	switch {
+	case l.MaxWait <= 0:
 		p.add(prefix+"max_wait", "must be > 0, got %v", l.MaxWait)
+	case l.MaxWait > maxMaxWait:
+		p.add(prefix+"max_wait", "must be <= %v, got %v", maxMaxWait, l.MaxWait)
 	}
-	if l.MaxTunnels < 1 {
+	switch {
+	case l.MaxTunnels < 1:
 		p.add(prefix+"max_tunnels", "must be >= 1, got %d", l.MaxTunnels)
+	case l.MaxTunnels > maxTunnels:
+		p.add(prefix+"max_tunnels", "must be <= %d, got %d", maxTunnels, l.MaxTunnels)
 	}
 	if l.RejectStatus != http.StatusServiceUnavailable && l.RejectStatus != http.StatusTooManyRequests {
 		p.add(prefix+"reject_status", "must be 503 or 429, got %d", l.RejectStatus)
