@@ -86,5 +86,6 @@ first problems found, naming each key. Exit code 0: valid; 2: invalid.`,
 	}
 	root.AddCommand(check)
 	root.AddCommand(newLimitsCmd(env, stdout, stderr))
+	root.AddCommand(newHealthCmd(env, stdout), newVersionCmd(stdout))
 	return root
 }

@@ -29,6 +29,7 @@ func BenchmarkPushPop(b *testing.B) {
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					spare.Arrival = t0.Add(time.Duration(n + i))
+					spare.Enqueued = spare.Arrival
 					spare.seq = 0
 					if _, err := q.Push(l, spare, n+1); err != nil {
 						b.Fatal(err)
@@ -60,6 +61,7 @@ func BenchmarkRemove(b *testing.B) {
 		q.Remove(it)
 		// It comes back as a new arrival (the newest).
 		it.Arrival = t0.Add(time.Duration(n + i))
+		it.Enqueued = it.Arrival
 		it.seq = 0
 		if _, err := q.Push(l, it, n); err != nil {
 			b.Fatal(err)
