@@ -151,6 +151,10 @@ func (a *app) serve(sig <-chan os.Signal) error {
 			defer func() { close(stop); <-done }()
 		}
 	}
+	if a.cfg.Admin.Token == "" && !isLoopback(a.adminLn.Addr()) {
+		a.log.Warn("the admin API is reachable from other hosts without a token: anyone who can reach it can change the limits; set admin.token (PROXYD_ADMIN_TOKEN)",
+			zap.String("admin_listen", a.adminLn.Addr().String()))
+	}
 	a.admin.SetReady(true)
 	a.log.Info("proxyd serving",
 		zap.String("listen", a.proxyLn.Addr().String()),
@@ -328,3 +332,10 @@ func (a *app) UpdateLimits(change func(*config.Limits, *[]config.HostRule) error
 
 // Stats is the dispatcher's snapshot (admin.Backend).
 func (a *app) Stats() dispatch.Stats { return a.disp.Stats() }
+
+// isLoopback reports whether a listener's address is only reachable from
+// this host.
+func isLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}

@@ -345,3 +345,12 @@ func TestListenInUse(t *testing.T) {
 		t.Fatalf("exit %d, stderr %s", code, errOut.String())
 	}
 }
+
+func TestWarnsWhenAdminExposedWithoutToken(t *testing.T) {
+	p := startProxyd(t, "--admin-listen", "0.0.0.0:0")
+	p.log.waitLine(t, "the admin API is reachable from other hosts without a token: anyone who can reach it can change the limits; set admin.token (PROXYD_ADMIN_TOKEN)")
+	q := startProxyd(t)
+	if strings.Contains(q.log.String(), "without a token") {
+		t.Fatal("warned about a loopback admin listener")
+	}
+}
