@@ -102,6 +102,30 @@ failed; 2 usage error, or the server refused the new values (400).`,
 	pf.String("token", "", "admin API bearer `token` (default $PROXYD_ADMIN_TOKEN, admin.token in --config)")
 	pf.StringP("output", "o", "table", "output `format`: table or json")
 
+	// call makes a subcommand that sends one request (with the body that
+	// body builds from the flags, if any) and prints the answer.
+	call := func(method, path string, body func(*pflag.FlagSet) ([]byte, error), table func(io.Writer, []byte) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, _ []string) error {
+			var payload []byte
+			if body != nil {
+				var err error
+				if payload, err = body(cmd.Flags()); err != nil {
+					return err
+				}
+			}
+			c, format, err := newAdminClient(cmd, env)
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			answer, err := c.do(cmd.Context(), method, path, payload)
+			if err != nil {
+				return err
+			}
+			return printJSON(stdout, format, answer, table)
+		}
+	}
+
 	get := &cobra.Command{
 		Use:   "get",
 		Short: "Print the live limits and host rules",
@@ -110,18 +134,7 @@ rate or concurrency of 0 is unlimited, and "-" marks a host rule's unset
 (unlimited, or for burst the default max(1, rate)) value.`,
 		Example: "  proxyd limits get\n  proxyd limits get -o json --admin-url http://10.0.0.5:9090",
 		Args:    usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, format, err := newAdminClient(cmd, env)
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			body, err := c.do(cmd.Context(), http.MethodGet, limitsPath, nil)
-			if err != nil {
-				return err
-			}
-			return printJSON(stdout, format, body, writeLimitsTable)
-		},
+		RunE:    call(http.MethodGet, limitsPath, nil, writeLimitsTable),
 	}
 
 	set := &cobra.Command{
@@ -134,22 +147,7 @@ them it says why, nothing changes, and the exit code is 2. A change lasts
 until the next reload or restart, which reads the configuration again.`,
 		Example: "  proxyd limits set --rate 50 --concurrency 8\n  proxyd limits set --max-wait 10s",
 		Args:    usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			patch, err := limitsPatch(cmd.Flags())
-			if err != nil {
-				return err
-			}
-			c, format, err := newAdminClient(cmd, env)
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			body, err := c.do(cmd.Context(), http.MethodPatch, limitsPath, patch)
-			if err != nil {
-				return err
-			}
-			return printJSON(stdout, format, body, writeLimitsTable)
-		},
+		RunE:    call(http.MethodPatch, limitsPath, limitsPatch, writeLimitsTable),
 	}
 	sf := set.Flags()
 	sf.Float64("rate", 0, "requests per second admitted overall; 0 = unlimited")
@@ -162,18 +160,7 @@ until the next reload or restart, which reads the configuration again.`,
 		Use:   "queue",
 		Short: "Print the queue: waiting requests by priority, in flight, oldest wait",
 		Args:  usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, format, err := newAdminClient(cmd, env)
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			body, err := c.do(cmd.Context(), http.MethodGet, queuePath, nil)
-			if err != nil {
-				return err
-			}
-			return printJSON(stdout, format, body, writeQueueTable)
-		},
+		RunE:  call(http.MethodGet, queuePath, nil, writeQueueTable),
 	}
 
 	cmd.AddCommand(get, set, queue)
