@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -99,8 +98,19 @@ func flushEachWrite(resp *http.Response) bool {
 	if resp.ContentLength == -1 {
 		return true
 	}
-	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	return ct == "text/event-stream"
+	return isEventStream(resp.Header.Get("Content-Type"))
+}
+
+// isEventStream reports whether a Content-Type is text/event-stream, with
+// any parameters, in any case (RFC 9110 §8.3.1) — without the allocations
+// of mime.ParseMediaType on every response.
+func isEventStream(ct string) bool {
+	const want = "text/event-stream"
+	if len(ct) < len(want) || !strings.EqualFold(ct[:len(want)], want) {
+		return false
+	}
+	rest := strings.TrimLeft(ct[len(want):], " \t")
+	return rest == "" || rest[0] == ';'
 }
 
 func flushTo(rc *http.ResponseController) error {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -64,7 +65,7 @@ func RemoveHopByHop(h http.Header) {
 // when the body reaches EOF, which is when the transport reads them; treat
 // it as read-only.
 func Outbound(ctx context.Context, in *http.Request, target *url.URL, drop []string) *http.Request {
-	out := in.Clone(ctx)
+	out := in.WithContext(ctx) // a shallow copy; the header is rebuilt below
 	u := *target
 	out.URL = &u
 	out.Host = target.Host
@@ -73,24 +74,52 @@ func Outbound(ctx context.Context, in *http.Request, target *url.URL, drop []str
 	// ours to the upstream, which stays pooled.
 	out.Close = false
 	out.Trailer = in.Trailer
-	if out.Header == nil {
-		out.Header = make(http.Header)
-	}
-	RemoveHopByHop(out.Header)
-	for _, k := range drop {
-		out.Header.Del(k)
-	}
+	out.Header = outboundHeader(in.Header, drop)
 	AppendVia(out.Header, in.ProtoMajor, in.ProtoMinor)
 	if _, ok := out.Header["User-Agent"]; !ok {
 		// An empty User-Agent stops the transport from sending its own
 		// "Go-http-client/1.1" where the client sent none.
-		out.Header.Set("User-Agent", "")
+		out.Header["User-Agent"] = []string{""}
 	}
 	if in.ContentLength == 0 && (in.Body == nil || in.Body == http.NoBody) {
 		out.Body = nil
 		out.GetBody = nil
 	}
 	return out
+}
+
+// outboundHeader copies in without its hop-by-hop fields (RFC 9110 §7.6.1:
+// the fixed list and those named in Connection) and without drop
+// (any case), in one pass that skips rather than deletes. Value
+// slices are shared with in but clipped, so an Add on the copy reallocates
+// instead of writing into in's.
+func outboundHeader(in http.Header, drop []string) http.Header {
+	var named []string
+	for _, f := range in["Connection"] {
+		for sf := range strings.SplitSeq(f, ",") {
+			if sf = textproto.TrimString(sf); sf != "" {
+				named = append(named, textproto.CanonicalMIMEHeaderKey(sf))
+			}
+		}
+	}
+	out := make(http.Header, len(in)+1)
+	for k, vv := range in {
+		if isHopByHop(k) || slices.Contains(named, k) || slices.ContainsFunc(drop, func(d string) bool { return textproto.CanonicalMIMEHeaderKey(d) == k }) {
+			continue
+		}
+		out[k] = vv[:len(vv):len(vv)]
+	}
+	return out
+}
+
+// isHopByHop reports whether canonical key k is in hopHeaders.
+func isHopByHop(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
 }
 
 // AppendVia adds this proxy to the Via field of h, after any entries

@@ -327,3 +327,18 @@ func BenchmarkOutbound(b *testing.B) {
 		Outbound(ctx, in, target, drop)
 	}
 }
+
+// TestIsHopByHopMatchesList keeps the fast switch and the documented list
+// in step.
+func TestIsHopByHopMatchesList(t *testing.T) {
+	for _, k := range hopHeaders {
+		if !isHopByHop(k) {
+			t.Errorf("%s is in hopHeaders but not isHopByHop", k)
+		}
+	}
+	for _, k := range []string{"Via", "Priority", "Content-Length", "Host", "Authorization"} {
+		if isHopByHop(k) {
+			t.Errorf("%s is not hop-by-hop", k)
+		}
+	}
+}
