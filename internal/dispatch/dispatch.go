@@ -385,8 +385,8 @@ func (d *Dispatcher) runLocked(now time.Time) {
 			break
 		}
 		// The lane's own gates: a pause, then its rule's slot and token.
-		if until, ok := d.mu.pauses[l.key.dest]; ok && now.Before(until) {
-			d.sleepLocked(l, until)
+		if now.Before(l.pausedUntil) {
+			d.sleepLocked(l, l.pausedUntil)
 			continue
 		}
 		r := l.rule
@@ -452,7 +452,7 @@ func (d *Dispatcher) laneLocked(key laneKey) *lane {
 	if l, ok := d.mu.lanes[key]; ok {
 		return l
 	}
-	l := &lane{key: key, q: d.mu.q.NewLane(), rule: matchRule(d.mu.rules, key.dest), idx: -1}
+	l := &lane{key: key, q: d.mu.q.NewLane(), rule: matchRule(d.mu.rules, key.dest), idx: -1, pausedUntil: d.mu.pauses[key.dest]}
 	d.mu.lanes[key] = l
 	return l
 }
@@ -753,6 +753,11 @@ func (d *Dispatcher) Pause(dest string, until time.Time) {
 		return
 	}
 	d.mu.pauses[dest] = until
+	for k := Kind(0); k < numKinds; k++ {
+		if l, ok := d.mu.lanes[laneKey{k, dest}]; ok {
+			l.pausedUntil = until
+		}
+	}
 	d.pushPauseLocked(pauseEntry{dest: dest, until: until})
 	d.armLocked(now, time.Time{})
 }

@@ -56,6 +56,9 @@ type lane struct {
 	idx    int // position in ready[kind] or in the sleep heap
 	wakeAt time.Time
 	idle   bool // empty; kept for reuse until swept
+	// pausedUntil caches the destination's pause (Dispatcher.Pause keeps
+	// it current), so that the pick needs no map lookup.
+	pausedUntil time.Time
 }
 
 // laneHeap orders lanes by their heads (ready) or by wakeAt (sleeping).
