@@ -22,8 +22,10 @@
 // permit never blocks requests that need another). Each item is at once in:
 //
 //   - its lane's min-heap by (rank, seq): Peek/Pop in O(1)/O(log n);
-//   - the queue-wide max-heap by (rank, seq): the eviction victim (the
-//     least urgent, newest among equals) in O(1), removed in O(log n);
+//   - the queue-wide eviction index: the victim (the least urgent, newest
+//     among equals) in O(1). With strict priority it is one list per
+//     urgency level in sequence order (O(1) insert and remove); with aging,
+//     a max-heap by (rank, seq) (O(log n));
 //   - the queue-wide list in the order items entered the queue: the
 //     oldest waiting item in O(1) (max wait expires oldest first; a retry
 //     keeps its first arrival for ordering but its wait starts anew);

@@ -37,6 +37,8 @@ type Item struct {
 	dlIdx   int
 	prev    *Item
 	next    *Item
+	lvPrev  *Item // per-urgency list (strict priority)
+	lvNext  *Item
 }
 
 // Queued reports whether the item is waiting in a queue.
@@ -61,12 +63,16 @@ func (l *Lane) Peek() *Item { return l.h.top() }
 // Queue is a set of lanes with a shared bound. Its zero value is not
 // usable; call New.
 type Queue struct {
-	aging   time.Duration
-	epoch   time.Time
-	seq     uint64
-	lanes   map[*Lane]struct{}
-	max     itemHeap
-	dl      itemHeap
+	aging time.Duration
+	epoch time.Time
+	seq   uint64
+	lanes map[*Lane]struct{}
+	max   itemHeap // eviction order when aging > 0
+	dl    itemHeap
+	// With strict priority (aging 0) the eviction victim is the newest item
+	// of the least urgent non-empty level: one list per level, in sequence
+	// order, makes that O(1) instead of a heap's O(log n).
+	lv      [Levels]struct{ head, tail *Item }
 	head    *Item // oldest arrival
 	tail    *Item
 	n       int
@@ -133,6 +139,7 @@ func (q *Queue) SetAging(a time.Duration) {
 	if a == q.aging {
 		return
 	}
+	wasAging := q.aging > 0
 	q.aging = a
 	for it := q.head; it != nil; it = it.next {
 		it.rank = q.rankOf(it)
@@ -141,7 +148,63 @@ func (q *Queue) SetAging(a time.Duration) {
 	for l := range q.lanes {
 		l.h.rekey(rank)
 	}
-	q.max.rekey(rank)
+	switch {
+	case wasAging && a > 0:
+		q.max.rekey(rank)
+	default: // the eviction index changes kind: rebuild it
+		q.max.items = q.max.items[:0]
+		q.lv = [Levels]struct{ head, tail *Item }{}
+		for it := q.head; it != nil; it = it.next {
+			it.lvPrev, it.lvNext = nil, nil
+			q.evictionInsert(it)
+		}
+	}
+}
+
+// evictionInsert adds it to the eviction index of the current mode.
+func (q *Queue) evictionInsert(it *Item) {
+	if q.aging > 0 {
+		q.max.push(it, it.rank)
+		return
+	}
+	l := &q.lv[it.Urgency]
+	p := l.tail // almost always an append; a re-entering item walks back
+	for p != nil && p.seq > it.seq {
+		p = p.lvPrev
+	}
+	it.lvPrev = p
+	if p == nil {
+		it.lvNext = l.head
+		l.head = it
+	} else {
+		it.lvNext = p.lvNext
+		p.lvNext = it
+	}
+	if it.lvNext != nil {
+		it.lvNext.lvPrev = it
+	} else {
+		l.tail = it
+	}
+}
+
+// evictionRemove takes it out of the eviction index.
+func (q *Queue) evictionRemove(it *Item) {
+	if q.aging > 0 {
+		q.max.remove(it.maxIdx)
+		return
+	}
+	l := &q.lv[it.Urgency]
+	if it.lvPrev != nil {
+		it.lvPrev.lvNext = it.lvNext
+	} else {
+		l.head = it.lvNext
+	}
+	if it.lvNext != nil {
+		it.lvNext.lvPrev = it.lvPrev
+	} else {
+		l.tail = it.lvPrev
+	}
+	it.lvPrev, it.lvNext = nil, nil
 }
 
 // SetSeq presets an item's sequence number, for an item that re-enters the
@@ -182,7 +245,17 @@ func (q *Queue) Push(l *Lane, it *Item, capacity int) (evicted *Item, err error)
 
 // Last returns the least urgent waiting item (the newest among equals): the
 // one Push would evict.
-func (q *Queue) Last() *Item { return q.max.top() }
+func (q *Queue) Last() *Item {
+	if q.aging > 0 {
+		return q.max.top()
+	}
+	for u := Levels - 1; u >= 0; u-- {
+		if t := q.lv[u].tail; t != nil {
+			return t
+		}
+	}
+	return nil
+}
 
 // Pop removes and returns lane l's first item, or nil.
 func (q *Queue) Pop(l *Lane) *Item {
@@ -201,7 +274,7 @@ func (q *Queue) Remove(it *Item) bool {
 		return false
 	}
 	l.h.remove(it.laneIdx)
-	q.max.remove(it.maxIdx)
+	q.evictionRemove(it)
 	if it.dlIdx >= 0 {
 		q.dl.remove(it.dlIdx)
 	}
@@ -224,7 +297,7 @@ func (q *Queue) Remove(it *Item) bool {
 func (q *Queue) insert(l *Lane, it *Item) {
 	it.lane = l
 	l.h.push(it, it.rank)
-	q.max.push(it, it.rank)
+	q.evictionInsert(it)
 	it.dlIdx = -1
 	if !it.Deadline.IsZero() {
 		q.dl.push(it, int64(it.Deadline.Sub(q.epoch)))

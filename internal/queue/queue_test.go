@@ -305,6 +305,14 @@ func TestRandomAgainstModel(t *testing.T) {
 				if want != nil {
 					live = removeItem(live, want)
 				}
+			case op == 8 && rng.Intn(50) == 0:
+				// Switch between strict priority and aging: the eviction
+				// index changes kind and must stay exact.
+				if q.Aging() == 0 {
+					q.SetAging(3 * time.Millisecond)
+				} else {
+					q.SetAging(0)
+				}
 			default:
 				if len(live) > 0 {
 					it := live[rng.Intn(len(live))]
