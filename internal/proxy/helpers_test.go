@@ -93,13 +93,14 @@ func newEnv(t *testing.T, opts ...func(*setup)) *env {
 	if err := s.cfg.Validate(); err != nil {
 		t.Fatalf("test configuration is invalid: %v", err)
 	}
-	l := s.cfg.Limits
+	hosts, err := dispatch.HostLimitsOf(s.cfg.Hosts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	disp := dispatch.New(dispatch.Config{
-		Limits: dispatch.Limits{
-			Rate: l.Rate, Burst: l.Burst, Concurrency: l.Concurrency,
-			QueueSize: l.QueueSize, MaxWait: l.MaxWait, MaxTunnels: l.MaxTunnels,
-		},
-		Aging: s.cfg.Priority.Aging,
+		Limits: dispatch.LimitsOf(s.cfg.Limits),
+		Hosts:  hosts,
+		Aging:  s.cfg.Priority.Aging,
 	}, dispatch.Deps{})
 	fc := s.fwd
 	fc.DialTimeout = s.cfg.Upstream.DialTimeout

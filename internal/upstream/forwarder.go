@@ -29,6 +29,10 @@ type Config struct {
 	// the defaults (system roots). An addition to the spec'd Config: tests
 	// need it to trust their own upstreams, and TLS interception will too.
 	TLSClientConfig *tls.Config `mapstructure:"-"`
+	// DialContext opens the TCP connections (pooled ones and tunnels'). nil
+	// means a net.Dialer with DialTimeout. It is the seam for dial-time
+	// policy (egress rules) and for tests that map names to loopback.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error) `mapstructure:"-"`
 }
 
 func (c Config) withDefaults() Config {
@@ -45,8 +49,9 @@ func (c Config) withDefaults() Config {
 // tunnels. It is safe for concurrent use. Create it with New; release its
 // idle connections with Close.
 type Forwarder struct {
-	dialer    *net.Dialer
-	transport *http.Transport
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	dialTimeout time.Duration
+	transport   *http.Transport
 }
 
 // New returns a Forwarder with one pooled transport: keep-alive, HTTP/1.1,
@@ -54,11 +59,15 @@ type Forwarder struct {
 func New(cfg Config) *Forwarder {
 	cfg = cfg.withDefaults()
 	d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	dial := cfg.DialContext
+	if dial == nil {
+		dial = d.DialContext
+	}
 	t := &http.Transport{
 		// Never chain to HTTP_PROXY/HTTPS_PROXY: the processes using proxyd
 		// set them to proxyd, so we would forward to ourselves.
 		Proxy:       nil,
-		DialContext: d.DialContext,
+		DialContext: dial,
 		// A custom DialContext turns HTTP/2 off unless forced.
 		ForceAttemptHTTP2:   true,
 		MaxIdleConns:        max(1024, 4*cfg.MaxIdleConnsPerHost),
@@ -77,7 +86,7 @@ func New(cfg Config) *Forwarder {
 			PingTimeout:     15 * time.Second,
 		},
 	}
-	return &Forwarder{dialer: d, transport: t}
+	return &Forwarder{dial: dial, dialTimeout: cfg.DialTimeout, transport: t}
 }
 
 // Close closes the idle pooled connections. Connections in use are closed
@@ -154,7 +163,9 @@ func (b *cancelOnClose) Close() error {
 // (ErrDNS, ErrConnRefused, ErrConnectTimeout, ErrUpstream, or
 // context.Canceled when ctx was canceled).
 func (f *Forwarder) Dial(ctx context.Context, addr string) (net.Conn, error) {
-	conn, err := f.dialer.DialContext(ctx, "tcp", addr)
+	dctx, cancel := context.WithTimeout(ctx, f.dialTimeout)
+	defer cancel()
+	conn, err := f.dial(dctx, "tcp", addr)
 	if err != nil {
 		return nil, classify(ctx, err, false, false, 0)
 	}
