@@ -711,9 +711,6 @@ func TestDockerfile(t *testing.T) {
 	}
 }
 
-// Docs that other changes are writing at the same time as this test: a
-// link to one of them is accepted while the file does not exist yet.
-var pendingDocs = []string{"docs/shaping.md", "docs/performance.md"}
 
 // TestDocLinks: the README links every document in docs/ and has the
 // sidecar section; relative links (and their #anchors) in the README, in
@@ -731,7 +728,7 @@ func TestDocLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, md := range append(mds, pendingDocs...) {
+	for _, md := range mds {
 		link := "(docs/" + filepath.Base(md) + ")"
 		if !bytes.Contains(docSection, []byte(link)) {
 			t.Errorf("README.md's Documentation section does not link %s", link)
@@ -772,10 +769,6 @@ func checkLinks(t *testing.T, name string) {
 		}
 		local := filepath.Join(repoRoot, filepath.FromSlash(resolved))
 		if _, err := os.Stat(local); err != nil {
-			if slices.Contains(pendingDocs, resolved) {
-				t.Logf("%s: %s does not exist yet", name, resolved)
-				continue
-			}
 			t.Errorf("%s: broken link %s: %v", name, target, err)
 			continue
 		}
