@@ -711,7 +711,6 @@ func TestDockerfile(t *testing.T) {
 	}
 }
 
-
 // TestDocLinks: the README links every document in docs/ and has the
 // sidecar section; relative links (and their #anchors) in the README, in
 // deploy/README.md and in the user guides resolve.

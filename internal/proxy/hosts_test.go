@@ -11,7 +11,6 @@ import (
 	"github.com/proxyd/proxyd/internal/dispatch"
 )
 
-
 // TestHostsWildcardOverSockets: names are resolved to the loopback upstream
 // by the forwarder's dial hook, so a *.suffix rule is tested for real:
 // subdomains share the rule's concurrency cap of 1; the apex and another
