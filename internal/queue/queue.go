@@ -35,10 +35,8 @@ type Item struct {
 	laneIdx int
 	maxIdx  int
 	dlIdx   int
-	prev    *Item
-	next    *Item
-	lvPrev  *Item // per-urgency list (strict priority)
-	lvNext  *Item
+	byTime  link // in the queue-wide list, by entry into the queue
+	byLevel link // in its urgency level's list (strict priority)
 }
 
 // Queued reports whether the item is waiting in a queue.
@@ -72,9 +70,8 @@ type Queue struct {
 	// With strict priority (aging 0) the eviction victim is the newest item
 	// of the least urgent non-empty level: one list per level, in sequence
 	// order, makes that O(1) instead of a heap's O(log n).
-	lv      [Levels]struct{ head, tail *Item }
-	head    *Item // oldest arrival
-	tail    *Item
+	lv      [Levels]itemList
+	entered itemList // every item, in the order it entered the queue
 	n       int
 	byLevel [Levels]int
 }
@@ -125,7 +122,7 @@ func (q *Queue) CountUpTo(urgency int) int {
 }
 
 // Oldest returns the item that entered the queue first, or nil.
-func (q *Queue) Oldest() *Item { return q.head }
+func (q *Queue) Oldest() *Item { return q.entered.head }
 
 // NextDeadline returns the item with the earliest own Deadline, or nil.
 func (q *Queue) NextDeadline() *Item { return q.dl.top() }
@@ -141,7 +138,7 @@ func (q *Queue) SetAging(a time.Duration) {
 	}
 	wasAging := q.aging > 0
 	q.aging = a
-	for it := q.head; it != nil; it = it.next {
+	for it := q.entered.head; it != nil; it = it.byTime.next {
 		it.rank = q.rankOf(it)
 	}
 	rank := func(it *Item) int64 { return it.rank }
@@ -153,9 +150,9 @@ func (q *Queue) SetAging(a time.Duration) {
 		q.max.rekey(rank)
 	default: // the eviction index changes kind: rebuild it
 		q.max.items = q.max.items[:0]
-		q.lv = [Levels]struct{ head, tail *Item }{}
-		for it := q.head; it != nil; it = it.next {
-			it.lvPrev, it.lvNext = nil, nil
+		q.lv = [Levels]itemList{}
+		for it := q.entered.head; it != nil; it = it.byTime.next {
+			it.byLevel = link{}
 			q.evictionInsert(it)
 		}
 	}
@@ -167,24 +164,7 @@ func (q *Queue) evictionInsert(it *Item) {
 		q.max.push(it, it.rank)
 		return
 	}
-	l := &q.lv[it.Urgency]
-	p := l.tail // almost always an append; a re-entering item walks back
-	for p != nil && p.seq > it.seq {
-		p = p.lvPrev
-	}
-	it.lvPrev = p
-	if p == nil {
-		it.lvNext = l.head
-		l.head = it
-	} else {
-		it.lvNext = p.lvNext
-		p.lvNext = it
-	}
-	if it.lvNext != nil {
-		it.lvNext.lvPrev = it
-	} else {
-		l.tail = it
-	}
+	q.lv[it.Urgency].insert(it, levelLink, func(p *Item) bool { return p.seq > it.seq })
 }
 
 // evictionRemove takes it out of the eviction index.
@@ -193,18 +173,7 @@ func (q *Queue) evictionRemove(it *Item) {
 		q.max.remove(it.maxIdx)
 		return
 	}
-	l := &q.lv[it.Urgency]
-	if it.lvPrev != nil {
-		it.lvPrev.lvNext = it.lvNext
-	} else {
-		l.head = it.lvNext
-	}
-	if it.lvNext != nil {
-		it.lvNext.lvPrev = it.lvPrev
-	} else {
-		l.tail = it.lvPrev
-	}
-	it.lvPrev, it.lvNext = nil, nil
+	q.lv[it.Urgency].remove(it, levelLink)
 }
 
 // SetSeq presets an item's sequence number, for an item that re-enters the
@@ -278,17 +247,8 @@ func (q *Queue) Remove(it *Item) bool {
 	if it.dlIdx >= 0 {
 		q.dl.remove(it.dlIdx)
 	}
-	if it.prev != nil {
-		it.prev.next = it.next
-	} else {
-		q.head = it.next
-	}
-	if it.next != nil {
-		it.next.prev = it.prev
-	} else {
-		q.tail = it.prev
-	}
-	it.prev, it.next, it.lane = nil, nil, nil
+	q.entered.remove(it, timeLink)
+	it.lane = nil
 	q.n--
 	q.byLevel[it.Urgency]--
 	return true
@@ -305,23 +265,7 @@ func (q *Queue) insert(l *Lane, it *Item) {
 
 	// Enqueue-time list: almost always an append; an item whose Enqueued
 	// is earlier than the tail's (a caller-set time) walks back to its place.
-	p := q.tail
-	for p != nil && enqueuedAfter(p, it) {
-		p = p.prev
-	}
-	it.prev = p
-	if p == nil {
-		it.next = q.head
-		q.head = it
-	} else {
-		it.next = p.next
-		p.next = it
-	}
-	if it.next != nil {
-		it.next.prev = it
-	} else {
-		q.tail = it
-	}
+	q.entered.insert(it, timeLink, func(p *Item) bool { return enqueuedAfter(p, it) })
 	q.n++
 	q.byLevel[it.Urgency]++
 }
@@ -353,3 +297,51 @@ func clamp(u int) int {
 // Before reports whether a leaves before b when both wait (they may be in
 // different lanes): the order by (rank, seq) that every lane uses.
 func Before(a, b *Item) bool { return less(a, b) }
+
+// link is an item's place in one of the intrusive lists.
+type link struct{ prev, next *Item }
+
+func timeLink(it *Item) *link  { return &it.byTime }
+func levelLink(it *Item) *link { return &it.byLevel }
+
+// itemList is an intrusive doubly linked list over the links sel selects.
+type itemList struct{ head, tail *Item }
+
+// insert puts it after the last item p for which after(p) is false,
+// walking back from the tail (almost always an append).
+func (l *itemList) insert(it *Item, sel func(*Item) *link, after func(p *Item) bool) {
+	p := l.tail
+	for p != nil && after(p) {
+		p = sel(p).prev
+	}
+	li := sel(it)
+	li.prev = p
+	if p == nil {
+		li.next = l.head
+		l.head = it
+	} else {
+		li.next = sel(p).next
+		sel(p).next = it
+	}
+	if li.next != nil {
+		sel(li.next).prev = it
+	} else {
+		l.tail = it
+	}
+}
+
+// remove unlinks it.
+func (l *itemList) remove(it *Item, sel func(*Item) *link) {
+	li := sel(it)
+	if li.prev != nil {
+		sel(li.prev).next = li.next
+	} else {
+		l.head = li.next
+	}
+	if li.next != nil {
+		sel(li.next).prev = li.prev
+	} else {
+		l.tail = li.prev
+	}
+	*li = link{}
+}

@@ -363,7 +363,7 @@ func checkInvariants(t *testing.T, q *Queue, live []*Item) {
 	}
 	// Arrival list is sorted and complete.
 	var list []*Item
-	for it := q.Oldest(); it != nil; it = it.next {
+	for it := q.Oldest(); it != nil; it = it.byTime.next {
 		list = append(list, it)
 	}
 	if len(list) != len(live) || !sort.SliceIsSorted(list, func(i, j int) bool { return enqueuedAfter(list[j], list[i]) }) {
