@@ -47,7 +47,7 @@ func TestParsePIDStat(t *testing.T) {
 
 func TestReadOwnProcess(t *testing.T) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
-		t.Skip("no /proc here")
+		t.Skip("/proc not found: reading CPU steal needs Linux procfs")
 	}
 	if _, err := ReadCPU(); err != nil {
 		t.Error(err)

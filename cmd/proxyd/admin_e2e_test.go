@@ -22,10 +22,20 @@ import (
 )
 
 // queueState reads GET /api/v1/queue.
+// queueState is GET /api/v1/queue.
 type queueState struct {
 	Depth      int            `json:"depth"`
 	InFlight   int            `json:"in_flight"`
 	ByPriority map[string]int `json:"by_priority"`
+	Paused     []struct {
+		Destination string  `json:"destination"`
+		Remaining   float64 `json:"remaining_seconds"`
+	} `json:"paused"`
+	Hosts []struct {
+		Match    string `json:"match"`
+		InFlight int    `json:"in_flight"`
+		Waiting  int    `json:"waiting"`
+	} `json:"hosts"`
 }
 
 func readQueue(t *testing.T, p *proc) queueState {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -62,33 +61,6 @@ func startWithConfig(t *testing.T, yaml string) *proc {
 	return startProxyd(t, "--config", cfg)
 }
 
-type queueDoc struct {
-	Depth  int `json:"depth"`
-	Paused []struct {
-		Destination string  `json:"destination"`
-		Remaining   float64 `json:"remaining_seconds"`
-	} `json:"paused"`
-	Hosts []struct {
-		Match    string `json:"match"`
-		InFlight int    `json:"in_flight"`
-		Waiting  int    `json:"waiting"`
-	} `json:"hosts"`
-}
-
-func fullQueue(t *testing.T, p *proc) queueDoc {
-	t.Helper()
-	resp, err := http.Get("http://" + p.admin + "/api/v1/queue")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var q queueDoc
-	if err := json.NewDecoder(resp.Body).Decode(&q); err != nil {
-		t.Fatal(err)
-	}
-	return q
-}
-
 // TestHostRuleDoesNotBlockOthers: 100 requests wait for a destination
 // limited to 2/s while 100 requests to another destination all complete.
 func TestHostRuleDoesNotBlockOthers(t *testing.T) {
@@ -121,7 +93,7 @@ hosts:
 		}()
 	}
 	// All 100 have arrived: each is either waiting or was admitted at 2/s.
-	waitFor(t, "all limited requests arrived", func() bool { return fullQueue(t, p).Depth+slow.count("/s") == 100 })
+	waitFor(t, "all limited requests arrived", func() bool { return readQueue(t, p).Depth+slow.count("/s") == 100 })
 	start := time.Now()
 	var wg sync.WaitGroup
 	var ok atomic.Int32
@@ -143,7 +115,7 @@ hosts:
 	if ok.Load() != 100 {
 		t.Fatalf("%d/100 requests to the unlimited destination succeeded", ok.Load())
 	}
-	q := fullQueue(t, p)
+	q := readQueue(t, p)
 	if q.Depth < 80 || q.Depth+slow.count("/s") != 100 {
 		t.Fatalf("the limited destination was not held: depth %d, %d sent", q.Depth, slow.count("/s"))
 	}
@@ -195,7 +167,7 @@ func TestHostRulePortAndConcurrency(t *testing.T) {
 		t.Fatalf("other port: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	if q := fullQueue(t, p); q.Hosts[0].InFlight != 1 || q.Hosts[0].Waiting != 2 {
+	if q := readQueue(t, p); q.Hosts[0].InFlight != 1 || q.Hosts[0].Waiting != 2 {
 		t.Fatalf("hosts %+v", q.Hosts)
 	}
 }
@@ -237,7 +209,7 @@ func TestBackpressureForms(t *testing.T) {
 				t.Fatalf("first: %v %v", err, resp)
 			}
 			resp.Body.Close()
-			q := fullQueue(t, p)
+			q := readQueue(t, p)
 			if len(q.Paused) != 1 || q.Paused[0].Destination != up.hostPort() {
 				t.Fatalf("paused %+v", q.Paused)
 			}

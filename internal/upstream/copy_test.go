@@ -252,7 +252,7 @@ func TestCopyResponseTrailers(t *testing.T) {
 // proxy and checks that the heap stays far below the body's size.
 func TestCopyResponseLargeBody(t *testing.T) {
 	if testing.Short() {
-		t.Skip("64 MiB transfer")
+		t.Skip("skipped with -short: a 64 MiB transfer")
 	}
 	const size = 64 << 20
 	chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
