@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"sort"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -157,4 +158,63 @@ func serve(b *testing.B, h http.Handler) (*url.URL, func()) {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}
+}
+
+// BenchmarkForwardCPU reports the process CPU time (user + system, from
+// getrusage) per request for the same three paths as BenchmarkForwardRatio:
+// steadier than throughput on a shared machine, since it does not depend on
+// how much of the CPU the run got. The proxy's own cost per request is the
+// proxyd figure minus the direct one.
+//
+//	go test -run=^$ -bench=ForwardCPU -benchtime=20000x ./internal/proxy
+func BenchmarkForwardCPU(b *testing.B) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("{\"ok\":true}\n"))
+	}))
+	defer up.Close()
+	disp := dispatch.New(dispatch.Config{Limits: dispatch.Limits{QueueSize: 100000, MaxWait: time.Minute, MaxTunnels: 1}}, dispatch.Deps{})
+	defer disp.Close()
+	fwd := upstream.New(upstream.Config{MaxIdleConnsPerHost: 256})
+	defer fwd.Close()
+	h, err := New(config.Default(), Deps{Dispatcher: disp, Forwarder: fwd})
+	if err != nil {
+		b.Fatal(err)
+	}
+	proxydURL, stopProxyd := serve(b, h)
+	defer stopProxyd()
+	floorTransport := &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
+	defer floorTransport.CloseIdleConnections()
+	floorURL, stopFloor := serve(b, &httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.Out.URL = pr.In.URL; pr.Out.Host = pr.In.Host },
+		Transport: floorTransport,
+	})
+	defer stopFloor()
+	for _, t := range []struct {
+		name  string
+		proxy *url.URL
+	}{{"direct", nil}, {"proxyd", proxydURL}, {"go-reverseproxy", floorURL}} {
+		b.Run(t.name, func(b *testing.B) {
+			tr := &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true}
+			if t.proxy != nil {
+				tr.Proxy = http.ProxyURL(t.proxy)
+			}
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Transport: tr}
+			runRound(b, c, up.URL, 32, 500) // warm the pools
+			before := cpuTime()
+			b.ResetTimer()
+			runRound(b, c, up.URL, 32, b.N)
+			b.StopTimer()
+			b.ReportMetric(float64((cpuTime()-before).Nanoseconds())/1e3/float64(b.N), "cpu-µs/req")
+		})
+	}
+}
+
+// cpuTime is the process's user + system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
