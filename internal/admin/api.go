@@ -67,7 +67,7 @@ type limitsPatch struct {
 	Concurrency *int               `json:"concurrency"`
 	QueueSize   *int               `json:"queue_size"`
 	MaxWait     *string            `json:"max_wait"`
-	Hosts       *[]config.HostRule `json:"hosts"`
+	Hosts       *[]json.RawMessage `json:"hosts"` // decoded one by one, so errors carry the index
 }
 
 // queueDoc is GET /api/v1/queue.
@@ -219,12 +219,33 @@ func (p *limitsPatch) apply(l config.Limits, hosts []config.HostRule) (config.Li
 		l.MaxWait = d
 	}
 	if p.Hosts != nil {
-		hosts = *p.Hosts
-		if hosts == nil {
-			hosts = []config.HostRule{}
+		var err error
+		if hosts, err = decodeHosts(*p.Hosts); err != nil {
+			return l, hosts, err
 		}
 	}
 	return l, hosts, nil
+}
+
+// decodeHosts decodes host rules strictly, naming the entry in errors:
+// "hosts[1].rate: wrong type: …", "hosts[0].rps: unknown field".
+func decodeHosts(raw []json.RawMessage) ([]config.HostRule, error) {
+	hosts := make([]config.HostRule, 0, len(raw))
+	for i, r := range raw {
+		var h config.HostRule
+		dec := json.NewDecoder(bytes.NewReader(r))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&h); err != nil {
+			key := fmt.Sprintf("hosts[%d]", i)
+			msg := jsonError(err).Error()
+			if rest, ok := strings.CutPrefix(msg, "body: "); ok {
+				return nil, fmt.Errorf("%s: %s", key, rest)
+			}
+			return nil, fmt.Errorf("%s.%s", key, msg)
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts, nil
 }
 
 // decodeStrict decodes one JSON object: no unknown fields, no trailing
