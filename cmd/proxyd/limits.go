@@ -547,7 +547,7 @@ func writeQueueTable(w io.Writer, data []byte) error {
 	for _, k := range known {
 		fmt.Fprintf(tw, "%s\t%s\n", k, scalar(fields[k]))
 	}
-	writeExtra(tw, fields, append(known, "by_priority"))
+	writeExtra(tw, fields, append(known, "by_priority", "paused", "hosts"))
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "PRIORITY\tWAITING")
 	// Urgencies in numeric order: "0" … "7" (and any others after).
@@ -559,6 +559,30 @@ func writeQueueTable(w io.Writer, data []byte) error {
 	})
 	for _, p := range prios {
 		fmt.Fprintf(tw, "%s\t%s\n", p, scalar(byPrio[p]))
+	}
+	var paused []struct {
+		Destination string  `json:"destination"`
+		Until       string  `json:"until"`
+		Remaining   float64 `json:"remaining_seconds"`
+	}
+	if raw, ok := fields["paused"]; ok && json.Unmarshal(raw, &paused) == nil && len(paused) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "PAUSED DESTINATION\tUNTIL\tREMAINING")
+		for _, p := range paused {
+			fmt.Fprintf(tw, "%s\t%s\t%.1fs\n", p.Destination, p.Until, p.Remaining)
+		}
+	}
+	var hosts []struct {
+		Match    string `json:"match"`
+		InFlight int    `json:"in_flight"`
+		Waiting  int    `json:"waiting"`
+	}
+	if raw, ok := fields["hosts"]; ok && json.Unmarshal(raw, &hosts) == nil && len(hosts) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "HOST RULE\tIN FLIGHT\tWAITING")
+		for _, h := range hosts {
+			fmt.Fprintf(tw, "%s\t%d\t%d\n", h.Match, h.InFlight, h.Waiting)
+		}
 	}
 	return tw.Flush()
 }
