@@ -126,10 +126,7 @@ func TestRequestsTotalMatchesTraffic(t *testing.T) {
 	refused := "http://" + closed.Addr().String() + "/"
 	closed.Close()
 
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "proxyd.yaml")
-	writeFile(t, cfg, "limits:\n  concurrency: 1\n  queue_size: 3\n")
-	p := startProxyd(t, "--config", cfg)
+	p := startWithConfig(t, "limits:\n  concurrency: 1\n  queue_size: 3\n")
 	c := p.client()
 	defer c.CloseIdleConnections()
 
@@ -293,10 +290,7 @@ func TestConfigFileWatch(t *testing.T) {
 // TestAdminTokenOverSockets checks the token from the config file guards
 // /api/ on the real admin listener, and /healthz stays open.
 func TestAdminTokenOverSockets(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "proxyd.yaml")
-	writeFile(t, cfg, "admin:\n  token: s3cret\n")
-	p := startProxyd(t, "--config", cfg)
+	p := startWithConfig(t, "admin:\n  token: s3cret\n")
 	get := func(path, token string) int {
 		req, _ := http.NewRequest("GET", "http://"+p.admin+path, nil)
 		if token != "" {
@@ -322,10 +316,7 @@ func TestAdminTokenOverSockets(t *testing.T) {
 func TestPatchDrainsWaitingQueue(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }))
 	defer up.Close()
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "proxyd.yaml")
-	writeFile(t, cfg, "limits:\n  rate: 0.01\n  burst: 1\n")
-	p := startProxyd(t, "--config", cfg)
+	p := startWithConfig(t, "limits:\n  rate: 0.01\n  burst: 1\n")
 	c := p.client()
 	defer c.CloseIdleConnections()
 	done := make(chan int, 5)

@@ -560,30 +560,22 @@ func writeQueueTable(w io.Writer, data []byte) error {
 	for _, p := range prios {
 		fmt.Fprintf(tw, "%s\t%s\n", p, scalar(byPrio[p]))
 	}
-	var paused []struct {
+	type paused struct {
 		Destination string  `json:"destination"`
 		Until       string  `json:"until"`
 		Remaining   float64 `json:"remaining_seconds"`
 	}
-	if raw, ok := fields["paused"]; ok && json.Unmarshal(raw, &paused) == nil && len(paused) > 0 {
-		fmt.Fprintln(tw)
-		fmt.Fprintln(tw, "PAUSED DESTINATION\tUNTIL\tREMAINING")
-		for _, p := range paused {
-			fmt.Fprintf(tw, "%s\t%s\t%.1fs\n", p.Destination, p.Until, p.Remaining)
-		}
-	}
-	var hosts []struct {
+	tableSection(tw, fields["paused"], "PAUSED DESTINATION\tUNTIL\tREMAINING", func(p paused) string {
+		return fmt.Sprintf("%s\t%s\t%.1fs", p.Destination, p.Until, p.Remaining)
+	})
+	type rule struct {
 		Match    string `json:"match"`
 		InFlight int    `json:"in_flight"`
 		Waiting  int    `json:"waiting"`
 	}
-	if raw, ok := fields["hosts"]; ok && json.Unmarshal(raw, &hosts) == nil && len(hosts) > 0 {
-		fmt.Fprintln(tw)
-		fmt.Fprintln(tw, "HOST RULE\tIN FLIGHT\tWAITING")
-		for _, h := range hosts {
-			fmt.Fprintf(tw, "%s\t%d\t%d\n", h.Match, h.InFlight, h.Waiting)
-		}
-	}
+	tableSection(tw, fields["hosts"], "HOST RULE\tIN FLIGHT\tWAITING", func(r rule) string {
+		return fmt.Sprintf("%s\t%d\t%d", r.Match, r.InFlight, r.Waiting)
+	})
 	return tw.Flush()
 }
 
@@ -626,4 +618,18 @@ func orDash(n json.Number) string {
 		return "-"
 	}
 	return n.String()
+}
+
+// tableSection prints a blank line, header and one row per element of the
+// JSON array raw; nothing when it is absent, empty or not such an array.
+func tableSection[T any](w io.Writer, raw json.RawMessage, header string, row func(T) string) {
+	var items []T
+	if len(raw) == 0 || json.Unmarshal(raw, &items) != nil || len(items) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, header)
+	for _, it := range items {
+		fmt.Fprintln(w, row(it))
+	}
 }

@@ -205,10 +205,7 @@ func TestDrain(t *testing.T) {
 	}))
 	defer up.Close()
 	defer close(release)
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "proxyd.yaml")
-	writeFile(t, cfg, "limits:\n  concurrency: 1\nshutdown_timeout: 300ms\n")
-	p := startProxyd(t, "--config", cfg)
+	p := startWithConfig(t, "limits:\n  concurrency: 1\nshutdown_timeout: 300ms\n")
 	c := p.client()
 	defer c.CloseIdleConnections()
 
