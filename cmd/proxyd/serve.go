@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +21,7 @@ import (
 	"github.com/proxyd/proxyd/internal/admin"
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
+	"github.com/proxyd/proxyd/internal/h1"
 	"github.com/proxyd/proxyd/internal/metrics"
 	"github.com/proxyd/proxyd/internal/proxy"
 	"github.com/proxyd/proxyd/internal/upstream"
@@ -44,7 +44,8 @@ type app struct {
 	metrics *metrics.Metrics
 	reg     *prometheus.Registry
 
-	proxySrv, adminSrv *http.Server
+	proxySrv           *h1.Server
+	adminSrv           *http.Server
 	proxyLn, adminLn   net.Listener
 }
 
@@ -119,14 +120,14 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (_ *app, err 
 		return nil, fmt.Errorf("admin.listen: %w", err)
 	}
 	errLog := zap.NewStdLog(log.Named("http"))
-	a.proxySrv = &http.Server{
+	// The proxy listener runs on the h1 server (HTTP/1.1, net/http's
+	// parser, less per-request overhead: see internal/h1); the admin one on
+	// net/http's.
+	a.proxySrv = &h1.Server{
 		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          errLog,
-		// HTTP/1.1 only: CONNECT needs Hijack, and clients speak HTTP/1.1
-		// to a forward proxy.
-		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
 	a.adminSrv = &http.Server{
 		Handler:           a.admin,

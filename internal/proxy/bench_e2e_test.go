@@ -16,6 +16,7 @@ import (
 
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
+	"github.com/proxyd/proxyd/internal/h1"
 	"github.com/proxyd/proxyd/internal/upstream"
 )
 
@@ -48,7 +49,7 @@ func BenchmarkForwardRatio(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	proxydURL, stopProxyd := serve(b, h)
+	proxydURL, stopProxyd := serveH1(b, h)
 	defer stopProxyd()
 
 	floorTransport := &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
@@ -160,6 +161,21 @@ func serve(b *testing.B, h http.Handler) (*url.URL, func()) {
 	}
 }
 
+// serveH1 runs h as proxyd does: on the h1 server.
+func serveH1(b *testing.B, h http.Handler) (*url.URL, func()) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &h1.Server{Handler: h}
+	go func() { _ = srv.Serve(ln) }()
+	return &url.URL{Scheme: "http", Host: ln.Addr().String()}, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
+}
+
 // BenchmarkForwardCPU reports the process CPU time (user + system, from
 // getrusage) per request for the same three paths as BenchmarkForwardRatio:
 // steadier than throughput on a shared machine, since it does not depend on
@@ -180,8 +196,10 @@ func BenchmarkForwardCPU(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	proxydURL, stopProxyd := serve(b, h)
+	proxydURL, stopProxyd := serveH1(b, h)
 	defer stopProxyd()
+	nhURL, stopNH := serve(b, h)
+	defer stopNH()
 	floorTransport := &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
 	defer floorTransport.CloseIdleConnections()
 	floorURL, stopFloor := serve(b, &httputil.ReverseProxy{
@@ -192,7 +210,7 @@ func BenchmarkForwardCPU(b *testing.B) {
 	for _, t := range []struct {
 		name  string
 		proxy *url.URL
-	}{{"direct", nil}, {"proxyd", proxydURL}, {"go-reverseproxy", floorURL}} {
+	}{{"direct", nil}, {"proxyd", proxydURL}, {"proxyd-nethttp", nhURL}, {"go-reverseproxy", floorURL}} {
 		b.Run(t.name, func(b *testing.B) {
 			tr := &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true}
 			if t.proxy != nil {

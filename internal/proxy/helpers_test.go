@@ -41,6 +41,7 @@ import (
 
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
+	"github.com/proxyd/proxyd/internal/h1"
 	"github.com/proxyd/proxyd/internal/proxy"
 	"github.com/proxyd/proxyd/internal/upstream"
 )
@@ -125,7 +126,7 @@ func newEnv(t *testing.T, opts ...func(*setup)) *env {
 		t.Fatal(err)
 	}
 	e.addr = ln.Addr().String()
-	srv := &http.Server{
+	srv := &h1.Server{
 		Handler:           h,
 		ReadHeaderTimeout: waitLimit,
 		ErrorLog:          log.New(lockedWriter{&e.mu, &e.srvLog}, "", 0),

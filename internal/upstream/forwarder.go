@@ -52,6 +52,7 @@ type Forwarder struct {
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	dialTimeout time.Duration
 	transport   *http.Transport
+	pool        *connPool // bodiless plain-http requests
 }
 
 // New returns a Forwarder with one pooled transport: keep-alive, HTTP/1.1,
@@ -86,12 +87,16 @@ func New(cfg Config) *Forwarder {
 			PingTimeout:     15 * time.Second,
 		},
 	}
-	return &Forwarder{dial: dial, dialTimeout: cfg.DialTimeout, transport: t}
+	pool := &connPool{dial: dial, dialTimeout: cfg.DialTimeout, maxPerHost: cfg.MaxIdleConnsPerHost, maxIdle: t.MaxIdleConns}
+	return &Forwarder{dial: dial, dialTimeout: cfg.DialTimeout, transport: t, pool: pool}
 }
 
 // Close closes the idle pooled connections. Connections in use are closed
 // when their requests finish. The Forwarder stays usable.
-func (f *Forwarder) Close() { f.transport.CloseIdleConnections() }
+func (f *Forwarder) Close() {
+	f.transport.CloseIdleConnections()
+	f.pool.close()
+}
 
 // RoundTrip sends out (built by Outbound) and returns the response as soon
 // as its headers have arrived, with the hop-by-hop header fields removed.
@@ -110,6 +115,9 @@ func (f *Forwarder) Close() { f.transport.CloseIdleConnections() }
 // context counts as a timeout too. If out's context was canceled (the
 // client went away) the error wraps context.Canceled and no sentinel.
 func (f *Forwarder) RoundTrip(out *http.Request, headerTimeout time.Duration) (*http.Response, error) {
+	if fastPath(out) {
+		return f.roundTripH1(out, headerTimeout)
+	}
 	parent := out.Context()
 	ctx, cancel := context.WithCancelCause(parent)
 

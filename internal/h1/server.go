@@ -1,0 +1,630 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Defaults for a zero Server.
+const (
+	DefaultMaxHeaderBytes = 1 << 20
+	// DefaultWatchAfter is how long a request may run before the server
+	// starts watching its connection for the client going away.
+	DefaultWatchAfter = 10 * time.Millisecond
+	// maxPostHandlerRead is how much of an unread request body is
+	// discarded after the handler to keep the connection; beyond it, the
+	// connection is closed (net/http uses the same figure).
+	maxPostHandlerRead = 256 << 10
+	bufSize            = 4 << 10
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close. It is
+// net/http's, so that callers treat both servers alike.
+var ErrServerClosed = http.ErrServerClosed
+
+// Server serves HTTP/1.x on the listeners given to Serve. Its exported
+// fields must not change once Serve has been called.
+type Server struct {
+	Handler http.Handler
+	// ReadHeaderTimeout bounds reading a request's header, from its first
+	// byte. 0 means no bound.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout bounds the wait for the next request on a keep-alive
+	// connection. 0 means ReadHeaderTimeout; both 0 mean no bound.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's header. 0 means 1 MiB.
+	MaxHeaderBytes int
+	// WatchAfter is how long a request runs before its connection is
+	// watched for the client going away (which cancels the request's
+	// context). Watching costs a read and a wake-up per request, so
+	// requests that finish sooner skip it. 0 means DefaultWatchAfter; a
+	// negative value means at once, as net/http does.
+	WatchAfter time.Duration
+	// ErrorLog receives accept errors and handler panics. nil means the
+	// log package's standard logger.
+	ErrorLog *log.Logger
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closed    atomic.Bool // Shutdown or Close was called
+}
+
+// Serve accepts connections on ln and serves each on its own goroutine.
+// It returns ErrServerClosed after Shutdown or Close, else the accept
+// error. ln is closed on return.
+func (s *Server) Serve(ln net.Listener) error {
+	if !s.track(ln, true) {
+		ln.Close()
+		return ErrServerClosed
+	}
+	defer s.track(ln, false)
+	defer ln.Close()
+	var backoff time.Duration
+	for {
+		rwc, err := ln.Accept()
+		if err != nil {
+			if s.closed.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.logf("h1: accept error: %v; retrying in %v", err, backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		c := s.newConn(rwc)
+		if !s.trackConn(c, true) {
+			rwc.Close()
+			continue
+		}
+		go c.serve()
+	}
+}
+
+func (s *Server) track(ln net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		delete(s.listeners, ln)
+		return true
+	}
+	if s.closed.Load() {
+		return false
+	}
+	if s.listeners == nil {
+		s.listeners = make(map[net.Listener]struct{})
+	}
+	s.listeners[ln] = struct{}{}
+	return true
+}
+
+func (s *Server) trackConn(c *conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		delete(s.conns, c)
+		return true
+	}
+	if s.closed.Load() {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = make(map[*conn]struct{})
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+// Shutdown stops accepting, closes idle connections, and waits until the
+// busy ones have finished their request and closed, or ctx ends (its error
+// is returned). Hijacked connections are not waited for.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closeListeners()
+	wait := time.Millisecond
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		if s.closeIdle() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			wait = min(2*wait, 100*time.Millisecond)
+			t.Reset(wait)
+		}
+	}
+}
+
+// Close stops accepting and closes every connection at once, busy or
+// not. Hijacked connections are not closed.
+func (s *Server) Close() error {
+	s.closeListeners()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.rwc.Close()
+		delete(s.conns, c)
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+}
+
+// closeIdle closes the connections waiting for a request and reports
+// whether none is left.
+func (s *Server) closeIdle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.state.Load() == stateIdle {
+			c.rwc.Close()
+			delete(s.conns, c)
+		}
+	}
+	return len(s.conns) == 0
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.ErrorLog != nil {
+		s.ErrorLog.Printf(format, args...)
+		return
+	}
+	log.Printf(format, args...)
+}
+
+func (s *Server) watchAfter() time.Duration {
+	switch {
+	case s.WatchAfter == 0:
+		return DefaultWatchAfter
+	case s.WatchAfter < 0:
+		return 0
+	}
+	return s.WatchAfter
+}
+
+// Connection states, for Shutdown.
+const (
+	stateIdle int32 = iota // waiting for a request's first byte
+	stateActive
+	stateHijacked
+)
+
+// conn is one client connection. Its goroutine reads a request, runs the
+// handler, finishes the response, and loops while the connection may be
+// kept.
+type conn struct {
+	srv    *Server
+	rwc    net.Conn
+	remote string
+	state  atomic.Int32
+	cr     *connReader
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	watch  *time.Timer // starts the watch on a long request
+	// pending holds a response body until it is known whether it fits
+	// (then it gets a Content-Length) or not (then it is chunked).
+	pending []byte
+	scratch [64]byte
+}
+
+func (s *Server) newConn(rwc net.Conn) *conn {
+	c := &conn{srv: s, rwc: rwc, remote: rwc.RemoteAddr().String()}
+	c.cr = &connReader{conn: c, remain: maxInt64}
+	c.cr.cond = sync.NewCond(&c.cr.mu)
+	c.br = bufio.NewReaderSize(c.cr, bufSize)
+	c.bw = bufio.NewWriterSize(rwc, bufSize)
+	return c
+}
+
+const maxInt64 = 1<<63 - 1
+
+func (c *conn) idleTimeout() time.Duration {
+	if c.srv.IdleTimeout > 0 {
+		return c.srv.IdleTimeout
+	}
+	return c.srv.ReadHeaderTimeout
+}
+
+func (c *conn) serve() {
+	defer func() {
+		if err := recover(); err != nil && err != http.ErrAbortHandler {
+			buf := make([]byte, 64<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			c.srv.logf("h1: panic serving %v: %v\n%s", c.remote, err, buf)
+		}
+		if c.state.Load() != stateHijacked {
+			c.rwc.Close()
+			c.srv.trackConn(c, false)
+		}
+		if c.watch != nil {
+			c.watch.Stop()
+		}
+	}()
+	for {
+		if !c.next() {
+			return
+		}
+	}
+}
+
+// next serves one request and reports whether the connection is kept.
+func (c *conn) next() bool {
+	c.state.Store(stateIdle)
+	if c.srv.closed.Load() {
+		return false
+	}
+	if d := c.idleTimeout(); d > 0 {
+		c.rwc.SetReadDeadline(time.Now().Add(d))
+	}
+	if _, err := c.br.Peek(1); err != nil {
+		return false
+	}
+	c.state.Store(stateActive)
+	if d := c.srv.ReadHeaderTimeout; d > 0 {
+		c.rwc.SetReadDeadline(time.Now().Add(d))
+	}
+	maxHeader := c.srv.MaxHeaderBytes
+	if maxHeader <= 0 {
+		maxHeader = DefaultMaxHeaderBytes
+	}
+	c.cr.setLimit(int64(maxHeader) + bufSize) // bufio reads ahead
+	req, err := http.ReadRequest(c.br)
+	hitLimit := c.cr.hitLimit()
+	c.cr.setLimit(maxInt64)
+	if err != nil {
+		switch {
+		case hitLimit:
+			c.reject(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isNetError(err):
+			// The client went away or timed out: nobody to answer.
+		default:
+			c.reject(http.StatusBadRequest, err.Error())
+		}
+		return false
+	}
+	if c.srv.ReadHeaderTimeout > 0 || c.idleTimeout() > 0 {
+		c.rwc.SetReadDeadline(time.Time{})
+	}
+	if status, why := check(req); status != 0 {
+		c.reject(status, why)
+		return false
+	}
+	return c.handle(req)
+}
+
+// check applies the rules net/http's server adds to ReadRequest's (which
+// has already moved the Host field into req.Host).
+func check(req *http.Request) (int, string) {
+	switch {
+	case req.ProtoMajor != 1:
+		return http.StatusHTTPVersionNotSupported, "unsupported protocol version " + req.Proto
+	case req.Host == "" && req.ProtoAtLeast(1, 1):
+		return http.StatusBadRequest, "missing required Host header"
+	case !validHost(req.Host):
+		return http.StatusBadRequest, "malformed Host header"
+	}
+	return 0, ""
+}
+
+// validHost reports whether h has only the bytes a Host value may carry
+// (RFC 3986 reg-name, IP literals, port).
+func validHost(h string) bool {
+	for i := 0; i < len(h); i++ {
+		b := h[i]
+		switch {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
+		case strings.IndexByte("-._~!$&'()*+,;=:[]%", b) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isNetError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne)
+}
+
+// reject answers a request that never reached the handler, and the
+// connection is closed after it.
+func (c *conn) reject(status int, why string) {
+	body := http.StatusText(status) + ": " + why + "\n"
+	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+		status, http.StatusText(status), len(body), body)
+	c.bw.Flush()
+}
+
+// handle runs the handler for req and finishes its response; it reports
+// whether the connection is kept.
+func (c *conn) handle(req *http.Request) (keep bool) {
+	req.RemoteAddr = c.remote
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req = req.WithContext(ctx)
+
+	c.pending = c.pending[:0]
+	w := &response{conn: c, req: req, header: make(http.Header, 8), contentLength: -1}
+	w.closeAfter = req.Close || c.srv.closed.Load()
+	// A request without a body keeps http.NoBody, which handlers (and
+	// transports) recognize.
+	var body *requestBody
+	if req.Body != http.NoBody {
+		body = &requestBody{rc: req.Body, cr: c.cr}
+		req.Body = body
+	}
+	switch expect := req.Header.Get("Expect"); {
+	case expect == "":
+	case req.ProtoAtLeast(1, 1) && strings.EqualFold(expect, "100-continue"):
+		if body != nil {
+			body.w = w // "100 Continue" goes out on the first read
+		}
+		req.Header.Del("Expect")
+	case req.ProtoAtLeast(1, 1):
+		c.reject(http.StatusExpectationFailed, "unsupported expectation "+expect)
+		return false
+	}
+
+	c.cr.begin(cancel, body == nil)
+	if d := c.srv.watchAfter(); d == 0 {
+		c.cr.watch()
+	} else if c.watch == nil {
+		c.watch = time.AfterFunc(d, c.cr.watch)
+	} else {
+		c.watch.Reset(d)
+	}
+	// A panic (http.ErrAbortHandler included) skips finishing the
+	// response: the connection is closed without it, which the client
+	// sees as a cut.
+	c.srv.Handler.ServeHTTP(w, req)
+	if c.watch != nil {
+		c.watch.Stop()
+	}
+	c.cr.end()
+	if w.hijacked {
+		return false
+	}
+	if !w.finish() {
+		return false
+	}
+	if w.closeAfter {
+		return false
+	}
+	// Keep the connection only if the request body can be got out of the
+	// way cheaply.
+	if body != nil && !body.eof {
+		n, err := io.CopyN(io.Discard, body, maxPostHandlerRead+1)
+		if err != io.EOF || n > maxPostHandlerRead {
+			return false
+		}
+	}
+	return !c.cr.gone()
+}
+
+// requestBody tells the connection reader when the body has been read to
+// its end (after which the connection may be watched), and sends
+// "100 Continue" before the first read when the client expects it.
+type requestBody struct {
+	rc  io.ReadCloser
+	cr  *connReader
+	w   *response // non-nil until "100 Continue" is sent
+	eof bool
+	err error
+}
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.w != nil {
+		w := b.w
+		b.w = nil
+		if !w.wroteHeader && !w.hijacked {
+			w.conn.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			if err := w.conn.bw.Flush(); err != nil {
+				b.err = err
+				return 0, err
+			}
+		}
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.eof = true
+		b.err = io.EOF
+		b.cr.bodyDone()
+	}
+	return n, err
+}
+
+func (b *requestBody) Close() error {
+	// The server discards what is left after the handler.
+	return nil
+}
+
+// connReader sits between the connection and its bufio.Reader. It limits
+// how much a request header may read, and watches the connection while a
+// request runs: a background read that cancels the request's context when
+// the client goes away (net/http does the same, for every request).
+type connReader struct {
+	conn *conn
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	remain  int64 // bytes Read may still return
+	hit     bool  // remain ran out
+	byteBuf [1]byte
+	hasByte bool // the background read got a byte (a pipelined request)
+	inRead  bool // a background read is running
+	aborted bool // end asked the background read to stop
+	dead    bool // the client went away
+	// per request
+	running  bool               // between begin and end
+	bodyRead bool               // the request body was read to its end
+	wantSee  bool               // watch once the body is read
+	cancel   context.CancelFunc // the request's context
+}
+
+func (cr *connReader) setLimit(n int64) {
+	cr.mu.Lock()
+	cr.remain, cr.hit = n, false
+	cr.mu.Unlock()
+}
+
+func (cr *connReader) hitLimit() bool {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	return cr.hit
+}
+
+func (cr *connReader) hasPending() bool {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	return cr.hasByte
+}
+
+func (cr *connReader) gone() bool {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	return cr.dead
+}
+
+func (cr *connReader) Read(p []byte) (int, error) {
+	cr.mu.Lock()
+	if cr.inRead {
+		cr.mu.Unlock()
+		panic("h1: concurrent read on a connection being watched")
+	}
+	if cr.remain <= 0 {
+		cr.hit = true
+		cr.mu.Unlock()
+		return 0, io.EOF
+	}
+	if int64(len(p)) > cr.remain {
+		p = p[:cr.remain]
+	}
+	if cr.hasByte && len(p) > 0 {
+		p[0] = cr.byteBuf[0]
+		cr.hasByte = false
+		cr.remain--
+		cr.mu.Unlock()
+		return 1, nil
+	}
+	cr.mu.Unlock()
+	n, err := cr.conn.rwc.Read(p)
+	cr.mu.Lock()
+	cr.remain -= int64(n)
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		cr.lostLocked()
+	}
+	cr.mu.Unlock()
+	return n, err
+}
+
+// lostLocked records that the client went away and cancels its request.
+func (cr *connReader) lostLocked() {
+	cr.dead = true
+	if cr.cancel != nil {
+		cr.cancel()
+	}
+}
+
+// begin starts a request; bodyRead tells whether it has no body to read.
+func (cr *connReader) begin(cancel context.CancelFunc, bodyRead bool) {
+	cr.mu.Lock()
+	cr.running, cr.bodyRead, cr.wantSee, cr.cancel = true, bodyRead, false, cancel
+	cr.mu.Unlock()
+}
+
+// watch starts watching the connection once the request body is read
+// (the watch timer calls it).
+func (cr *connReader) watch() {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	if !cr.running {
+		return
+	}
+	if !cr.bodyRead {
+		cr.wantSee = true
+		return
+	}
+	cr.startLocked()
+}
+
+func (cr *connReader) bodyDone() {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	cr.bodyRead = true
+	if cr.running && cr.wantSee {
+		cr.startLocked()
+	}
+}
+
+func (cr *connReader) startLocked() {
+	if cr.inRead || cr.hasByte || cr.dead || cr.conn.br.Buffered() > 0 {
+		// Already watching, or the client sent more already: it is there.
+		return
+	}
+	cr.inRead = true
+	cr.conn.rwc.SetReadDeadline(time.Time{})
+	go cr.backgroundRead()
+}
+
+func (cr *connReader) backgroundRead() {
+	n, err := cr.conn.rwc.Read(cr.byteBuf[:])
+	cr.mu.Lock()
+	if n == 1 {
+		cr.hasByte = true
+	}
+	if err != nil && !(cr.aborted && errors.Is(err, os.ErrDeadlineExceeded)) {
+		cr.lostLocked()
+	}
+	cr.aborted = false
+	cr.inRead = false
+	cr.mu.Unlock()
+	cr.cond.Broadcast()
+}
+
+// end stops the request's watch and waits for its background read.
+func (cr *connReader) end() {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	cr.running, cr.wantSee, cr.cancel = false, false, nil
+	if !cr.inRead {
+		return
+	}
+	cr.aborted = true
+	cr.conn.rwc.SetReadDeadline(aLongTimeAgo)
+	for cr.inRead {
+		cr.cond.Wait()
+	}
+	cr.conn.rwc.SetReadDeadline(time.Time{})
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
