@@ -44,9 +44,9 @@ type app struct {
 	metrics *metrics.Metrics
 	reg     *prometheus.Registry
 
-	proxySrv           *h1.Server
-	adminSrv           *http.Server
-	proxyLn, adminLn   net.Listener
+	proxySrv         *h1.Server
+	adminSrv         *http.Server
+	proxyLn, adminLn net.Listener
 }
 
 // limitsOf converts configuration to the dispatcher's live limits.
