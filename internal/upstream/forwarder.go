@@ -73,7 +73,7 @@ func New(cfg Config) *Forwarder {
 		ForceAttemptHTTP2:   true,
 		MaxIdleConns:        max(1024, 4*cfg.MaxIdleConnsPerHost),
 		MaxIdleConnsPerHost: cfg.MaxIdleConnsPerHost,
-		IdleConnTimeout:     90 * time.Second,
+		IdleConnTimeout:     idleConnTimeout,
 		TLSHandshakeTimeout: 10 * time.Second,
 		// Wait at most this long for "100 Continue" before sending the body
 		// anyway (RFC 9110 §10.1.1).
@@ -87,7 +87,7 @@ func New(cfg Config) *Forwarder {
 			PingTimeout:     15 * time.Second,
 		},
 	}
-	pool := &connPool{dial: dial, dialTimeout: cfg.DialTimeout, maxPerHost: cfg.MaxIdleConnsPerHost, maxIdle: t.MaxIdleConns}
+	pool := &connPool{dial: dial, dialTimeout: cfg.DialTimeout, maxPerHost: cfg.MaxIdleConnsPerHost, maxIdle: t.MaxIdleConns, idleTimeout: idleConnTimeout}
 	return &Forwarder{dial: dial, dialTimeout: cfg.DialTimeout, transport: t, pool: pool}
 }
 

@@ -22,7 +22,8 @@ import (
 // hand-offs between them; requests with a body (whose response may come
 // before the body is sent) and https requests go through the Transport.
 
-// idleConnTimeout is how long a pooled connection may stay unused.
+// idleConnTimeout is how long a pooled connection may stay unused (as
+// the Transport's IdleConnTimeout).
 const idleConnTimeout = 90 * time.Second
 
 // connPool holds idle keep-alive connections per "host:port", most
@@ -32,6 +33,7 @@ type connPool struct {
 	dialTimeout time.Duration
 	maxPerHost  int
 	maxIdle     int
+	idleTimeout time.Duration // idleConnTimeout; tests shorten it
 
 	mu     sync.Mutex
 	idle   map[string][]*pconn
@@ -92,17 +94,17 @@ func (p *connPool) put(pc *pconn) {
 	p.idle[pc.key] = append(p.idle[pc.key], pc)
 	p.nidle++
 	if p.sweep == nil {
-		p.sweep = time.AfterFunc(idleConnTimeout, p.closeStale)
+		p.sweep = time.AfterFunc(p.idleTimeout, p.closeStale)
 	}
 	p.mu.Unlock()
 }
 
-// closeStale closes the connections idle for longer than idleConnTimeout,
+// closeStale closes the connections idle for longer than idleTimeout,
 // and re-arms itself while any stay.
 func (p *connPool) closeStale() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cutoff := time.Now().Add(-idleConnTimeout)
+	cutoff := time.Now().Add(-p.idleTimeout)
 	next := time.Duration(0)
 	for key, l := range p.idle {
 		keep := l[:0]
@@ -128,7 +130,7 @@ func (p *connPool) closeStale() {
 		p.sweep = nil
 		return
 	}
-	p.sweep.Reset(max(next, time.Second))
+	p.sweep.Reset(max(next, p.idleTimeout/16))
 }
 
 // close closes the idle connections; the pool stays usable.
