@@ -204,10 +204,14 @@ func (w *response) send(final bool) {
 	w.sent = true
 	h := w.header
 	delete(h, "Transfer-Encoding")
+	ex := w.excluded()
+	if w.conn.srv.closed.Load() {
+		w.closeAfter = true // shutting down: this is the last response
+	}
 	switch {
 	case !w.bodyAllowed:
 	case w.contentLength >= 0:
-	case final:
+	case final && len(ex) == 0:
 		w.contentLength = int64(len(w.conn.pending))
 		h["Content-Length"] = []string{strconv.Itoa(len(w.conn.pending))}
 	case w.req.ProtoAtLeast(1, 1):
@@ -233,7 +237,7 @@ func (w *response) send(final bool) {
 		bw.Write(time.Now().UTC().AppendFormat(w.conn.scratch[:0], http.TimeFormat))
 		bw.WriteString("\r\n")
 	}
-	h.WriteSubset(bw, w.excluded()) //nolint:errcheck // bw errors surface at Flush
+	h.WriteSubset(bw, ex) //nolint:errcheck // bw errors surface at Flush
 	if w.chunked {
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
@@ -245,15 +249,22 @@ func (w *response) send(final bool) {
 	}
 }
 
-// excluded is the set of keys not sent in the header: trailers.
+// excluded is the set of keys not sent in the header: trailers, announced
+// or with http.TrailerPrefix. A response with trailers is chunked.
 func (w *response) excluded() map[string]bool {
 	var ex map[string]bool
+	add := func(k string) {
+		if ex == nil {
+			ex = make(map[string]bool)
+		}
+		ex[k] = true
+	}
+	for _, k := range w.trailers {
+		add(k)
+	}
 	for k := range w.header {
 		if strings.HasPrefix(k, http.TrailerPrefix) {
-			if ex == nil {
-				ex = make(map[string]bool)
-			}
-			ex[k] = true
+			add(k)
 		}
 	}
 	return ex

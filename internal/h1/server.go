@@ -283,6 +283,11 @@ func (c *conn) next() bool {
 	if d := c.idleTimeout(); d > 0 {
 		c.rwc.SetReadDeadline(time.Now().Add(d))
 	}
+	maxHeader := c.srv.MaxHeaderBytes
+	if maxHeader <= 0 {
+		maxHeader = DefaultMaxHeaderBytes
+	}
+	c.cr.setLimit(int64(maxHeader) + bufSize) // bufio reads ahead
 	if _, err := c.br.Peek(1); err != nil {
 		return false
 	}
@@ -290,11 +295,6 @@ func (c *conn) next() bool {
 	if d := c.srv.ReadHeaderTimeout; d > 0 {
 		c.rwc.SetReadDeadline(time.Now().Add(d))
 	}
-	maxHeader := c.srv.MaxHeaderBytes
-	if maxHeader <= 0 {
-		maxHeader = DefaultMaxHeaderBytes
-	}
-	c.cr.setLimit(int64(maxHeader) + bufSize) // bufio reads ahead
 	req, err := http.ReadRequest(c.br)
 	hitLimit := c.cr.hitLimit()
 	c.cr.setLimit(maxInt64)
@@ -410,6 +410,11 @@ func (c *conn) handle(req *http.Request) (keep bool) {
 	c.cr.end()
 	if w.hijacked {
 		return false
+	}
+	if body != nil && body.w != nil && !body.eof {
+		// The client waits for "100 Continue" before sending the body the
+		// handler did not read: it will never come.
+		w.closeAfter = true
 	}
 	if !w.finish() {
 		return false
