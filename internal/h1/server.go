@@ -411,7 +411,7 @@ func (c *conn) handle(req *http.Request) (keep bool) {
 	if w.hijacked {
 		return false
 	}
-	if body != nil && body.w != nil && !body.eof {
+	if body != nil && body.waitsContinue() {
 		// The client waits for "100 Continue" before sending the body the
 		// handler did not read: it will never come.
 		w.closeAfter = true
@@ -424,27 +424,29 @@ func (c *conn) handle(req *http.Request) (keep bool) {
 	}
 	// Keep the connection only if the request body can be got out of the
 	// way cheaply.
-	if body != nil && !body.eof {
-		n, err := io.CopyN(io.Discard, body, maxPostHandlerRead+1)
-		if err != io.EOF || n > maxPostHandlerRead {
-			return false
-		}
+	if body != nil && !body.close() {
+		return false
 	}
 	return !c.cr.gone()
 }
 
 // requestBody tells the connection reader when the body has been read to
 // its end (after which the connection may be watched), and sends
-// "100 Continue" before the first read when the client expects it.
+// "100 Continue" before the first read when the client expects it. It is
+// locked: a transport may still read it from its own goroutine after the
+// handler has returned, until the server closes it.
 type requestBody struct {
+	mu  sync.Mutex
 	rc  io.ReadCloser
 	cr  *connReader
 	w   *response // non-nil until "100 Continue" is sent
 	eof bool
-	err error
+	err error // what Read returns from now on
 }
 
 func (b *requestBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.err != nil {
 		return 0, b.err
 	}
@@ -468,9 +470,28 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *requestBody) Close() error {
-	// The server discards what is left after the handler.
-	return nil
+func (b *requestBody) waitsContinue() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.w != nil
+}
+
+// Close is a no-op for the handler: the server closes the body after the
+// handler with close.
+func (b *requestBody) Close() error { return nil }
+
+// close discards what is left of the body, up to maxPostHandlerRead, and
+// makes later reads fail. It reports whether the body was read to its end
+// (else the connection cannot carry another request).
+func (b *requestBody) close() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.eof && b.w == nil && b.err == nil {
+		n, err := io.CopyN(io.Discard, b.rc, maxPostHandlerRead+1)
+		b.eof = err == io.EOF && n <= maxPostHandlerRead
+	}
+	b.err = http.ErrBodyReadAfterClose
+	return b.eof
 }
 
 // connReader sits between the connection and its bufio.Reader. It limits
