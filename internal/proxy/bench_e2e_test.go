@@ -146,28 +146,28 @@ func runRound(b *testing.B, c *http.Client, u string, workers, n int) time.Durat
 	return time.Since(start)
 }
 
-// serve runs h on a loopback listener until the returned stop is called.
+// server is what net/http's and h1's servers have in common.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
+// serve runs h on net/http's server on a loopback listener until the
+// returned stop is called.
 func serve(b *testing.B, h http.Handler) (*url.URL, func()) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := &http.Server{Handler: h}
-	go func() { _ = srv.Serve(ln) }()
-	return &url.URL{Scheme: "http", Host: ln.Addr().String()}, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}
+	return serveOn(b, &http.Server{Handler: h})
 }
 
 // serveH1 runs h as proxyd does: on the h1 server.
 func serveH1(b *testing.B, h http.Handler) (*url.URL, func()) {
+	return serveOn(b, &h1.Server{Handler: h})
+}
+
+func serveOn(b *testing.B, srv server) (*url.URL, func()) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := &h1.Server{Handler: h}
 	go func() { _ = srv.Serve(ln) }()
 	return &url.URL{Scheme: "http", Host: ln.Addr().String()}, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -177,7 +177,9 @@ func serveH1(b *testing.B, h http.Handler) (*url.URL, func()) {
 }
 
 // BenchmarkForwardCPU reports the process CPU time (user + system, from
-// getrusage) per request for the same three paths as BenchmarkForwardRatio:
+// getrusage) per request for the same three paths as BenchmarkForwardRatio,
+// plus proxyd's handler on net/http's server ("proxyd-nethttp", to show
+// what the h1 server saves):
 // steadier than throughput on a shared machine, since it does not depend on
 // how much of the CPU the run got. The proxy's own cost per request is the
 // proxyd figure minus the direct one.

@@ -1,7 +1,7 @@
 package proxy_test
 
 // The harness of the end-to-end tests: a real proxy (proxy.Handler behind an
-// http.Server on 127.0.0.1:0) with its own dispatcher and forwarder, real
+// h1.Server on 127.0.0.1:0, as in proxyd) with its own dispatcher and forwarder, real
 // upstreams (httptest servers, raw TCP listeners), and clients that talk to
 // it over sockets (Go's http.Client through http.ProxyURL, raw connections
 // for what http.Client will not send, curl when it is installed).
@@ -174,7 +174,7 @@ func newEnv(t *testing.T, opts ...func(*setup)) *env {
 			seen[r.ID] = true
 		}
 		if e.srvLog.Len() > 0 {
-			t.Logf("proxy http.Server log:\n%s", e.srvLog.String())
+			t.Logf("proxy h1.Server log:\n%s", e.srvLog.String())
 		}
 	})
 	return e
