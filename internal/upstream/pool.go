@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -26,6 +27,12 @@ import (
 // the Transport's IdleConnTimeout).
 const idleConnTimeout = 90 * time.Second
 
+// maxResponseHeaderBytes bounds what is read of a response before its
+// body, interim (1xx) responses included: http.Transport's default
+// MaxResponseHeaderBytes. Without it an upstream could make us buffer an
+// endless header line.
+const maxResponseHeaderBytes = 10 << 20
+
 // connPool holds idle keep-alive connections per "host:port", most
 // recently used last.
 type connPool struct {
@@ -35,11 +42,10 @@ type connPool struct {
 	maxIdle     int
 	idleTimeout time.Duration // idleConnTimeout; tests shorten it
 
-	mu     sync.Mutex
-	idle   map[string][]*pconn
-	nidle  int
-	closed bool
-	sweep  *time.Timer // armed while connections are idle
+	mu    sync.Mutex
+	idle  map[string][]*pconn
+	nidle int
+	sweep *time.Timer // armed while connections are idle
 }
 
 // pconn is one upstream connection.
@@ -47,7 +53,8 @@ type pconn struct {
 	pool      *connPool
 	key       string
 	conn      net.Conn
-	br        *bufio.Reader
+	lr        io.LimitedReader // conn; limited while headers are read
+	br        *bufio.Reader    // reads lr
 	bw        *bufio.Writer
 	idleSince time.Time
 	reused    bool
@@ -76,14 +83,16 @@ func (p *connPool) get(ctx context.Context, key string, deadline time.Time) (*pc
 	if err != nil {
 		return nil, err
 	}
-	return &pconn{pool: p, key: key, conn: conn, br: bufio.NewReaderSize(conn, 4<<10), bw: bufio.NewWriterSize(conn, 4<<10)}, nil
+	pc := &pconn{pool: p, key: key, conn: conn, lr: io.LimitedReader{R: conn, N: math.MaxInt64}, bw: bufio.NewWriterSize(conn, 4<<10)}
+	pc.br = bufio.NewReaderSize(&pc.lr, 4<<10)
+	return pc, nil
 }
 
-// put pools pc for reuse, or closes it when the pool is full or closed.
+// put pools pc for reuse, or closes it when the pool is full.
 func (p *connPool) put(pc *pconn) {
 	pc.idleSince = time.Now()
 	p.mu.Lock()
-	if p.closed || len(p.idle[pc.key]) >= p.maxPerHost || p.nidle >= p.maxIdle {
+	if len(p.idle[pc.key]) >= p.maxPerHost || p.nidle >= p.maxIdle {
 		p.mu.Unlock()
 		pc.conn.Close()
 		return
@@ -126,7 +135,7 @@ func (p *connPool) closeStale() {
 			p.idle[key] = keep
 		}
 	}
-	if p.nidle == 0 || p.closed {
+	if p.nidle == 0 {
 		p.sweep = nil
 		return
 	}
@@ -150,9 +159,15 @@ func (p *connPool) close() {
 	}
 }
 
-// fastPath reports whether out can go through the pooled HTTP/1.1 client.
+// fastPath reports whether out can go through the pooled HTTP/1.1 client:
+// a plain-http request without a body that may be sent twice. The pool
+// learns that the upstream closed an idle connection only when it next
+// uses it, and then sends the request again on a new one; the Transport
+// watches its idle connections, so the requests that must not be sent
+// twice (a bodiless POST, say) go through it.
 func fastPath(out *http.Request) bool {
-	return out.URL.Scheme == "http" && out.URL.Host != "" && (out.Body == nil || out.Body == http.NoBody) && out.ContentLength == 0
+	return out.URL.Scheme == "http" && out.URL.Host != "" && (out.Body == nil || out.Body == http.NoBody) &&
+		out.ContentLength == 0 && replayable(out)
 }
 
 // roundTripH1 is RoundTrip's fast path (see fastPath). Errors are
@@ -227,17 +242,21 @@ func replayable(out *http.Request) bool {
 // gives the connection back to the pool when read to its end.
 func (pc *pconn) roundTrip(out *http.Request, deadline time.Time) (*http.Response, error) {
 	ctx := out.Context()
+	// The header deadline first: set after the cancellation hook below, it
+	// would overwrite the past deadline of a cancellation that came in
+	// between, which would then wait for the header timeout.
+	if !deadline.IsZero() {
+		if err := pc.conn.SetDeadline(deadline); err != nil {
+			pc.conn.Close()
+			return nil, err
+		}
+	}
 	// Cancellation (the client went away) aborts any read or write.
 	stop := context.AfterFunc(ctx, func() { pc.conn.SetDeadline(aLongTimeAgo) }) //nolint:errcheck // best effort
 	fail := func(err error) (*http.Response, error) {
 		stop()
 		pc.conn.Close()
 		return nil, err
-	}
-	if !deadline.IsZero() {
-		if err := pc.conn.SetDeadline(deadline); err != nil {
-			return fail(err)
-		}
 	}
 	if err := out.Write(pc.bw); err != nil {
 		return fail(err)
@@ -246,10 +265,14 @@ func (pc *pconn) roundTrip(out *http.Request, deadline time.Time) (*http.Respons
 		return fail(err)
 	}
 	var resp *http.Response
+	pc.lr.N = maxResponseHeaderBytes
 	for {
 		var err error
 		resp, err = http.ReadResponse(pc.br, out)
 		if err != nil {
+			if pc.lr.N <= 0 {
+				err = fmt.Errorf("upstream: response headers exceed %d bytes", maxResponseHeaderBytes)
+			}
 			return fail(err)
 		}
 		// Interim responses (100 Continue, 103 Early Hints) are not
@@ -258,6 +281,7 @@ func (pc *pconn) roundTrip(out *http.Request, deadline time.Time) (*http.Respons
 			break
 		}
 	}
+	pc.lr.N = math.MaxInt64 // the body is not limited
 	if !deadline.IsZero() {
 		if err := pc.conn.SetDeadline(time.Time{}); err != nil {
 			return fail(err)
@@ -269,7 +293,10 @@ func (pc *pconn) roundTrip(out *http.Request, deadline time.Time) (*http.Respons
 		resp.Body.Close()
 		return fail(err)
 	}
-	b := &pooledBody{pc: pc, rc: resp.Body, stop: stop, reuse: !resp.Close && !out.Close, ctx: ctx}
+	// After a 101 the connection speaks another protocol (or the upstream
+	// is confused: we never ask for an upgrade): never reuse it.
+	reuse := !resp.Close && !out.Close && resp.StatusCode != http.StatusSwitchingProtocols
+	b := &pooledBody{pc: pc, rc: resp.Body, stop: stop, reuse: reuse, ctx: ctx}
 	resp.Body = b
 	if b.rc == http.NoBody {
 		b.release(true)
@@ -280,7 +307,9 @@ func (pc *pconn) roundTrip(out *http.Request, deadline time.Time) (*http.Respons
 var aLongTimeAgo = time.Unix(1, 0)
 
 // pooledBody is a response body that returns its connection to the pool
-// once read to its end, and closes it when abandoned before.
+// once read to its end, and closes it when abandoned before. Unlike the
+// Transport's, it must be read and closed from one goroutine at a time
+// (CopyResponse does both on the handler's).
 type pooledBody struct {
 	pc    *pconn
 	rc    io.ReadCloser
