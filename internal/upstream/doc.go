@@ -15,6 +15,17 @@
 //
 // A tunnel is Dial followed by Splice.
 //
+// # Two clients
+//
+// RoundTrip sends a plain-http request without a body that may safely be
+// sent twice (GET, HEAD, OPTIONS, TRACE, or one with an Idempotency-Key)
+// through its own pool of HTTP/1.1 connections (pool.go): written with
+// Request.Write and read with http.ReadResponse on the caller's goroutine,
+// with none of the Transport's per-connection goroutines and hand-offs. A
+// pooled connection the upstream closed while idle is found on reuse, and
+// the request is sent again on a new one. Everything else (a body, https)
+// goes through the http.Transport. Both report errors alike.
+//
 // # Invariants
 //
 //   - The inbound request is never modified: Outbound works on a clone (as
