@@ -356,6 +356,9 @@ func isNetError(err error) bool {
 // reject answers a request that never reached the handler, and the
 // connection is closed after it.
 func (c *conn) reject(status int, why string) {
+	if len(why) > 200 {
+		why = why[:200] + "…" // parse errors quote the offending line
+	}
 	body := http.StatusText(status) + ": " + why + "\n"
 	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
 		status, http.StatusText(status), len(body), body)
