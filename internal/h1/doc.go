@@ -7,11 +7,12 @@
 // the proxy handler does not know which server runs it. What it saves:
 //
 //   - Watching for a client that goes away costs net/http a goroutine, a
-//     read and a wake-up per request. Here a request is watched only once it
-//     has run for Server.WatchAfter (2 ms by default): a quick request never
-//     pays, a request that waits in the queue or on a slow upstream is
-//     watched as under net/http and its context is canceled when its client
-//     leaves.
+//     read and a wake-up per request. Here a request is watched once it has
+//     run for Server.WatchAfter (10 ms by default), or at once when its
+//     handler calls WatchClient on the ResponseWriter (the proxy does when a
+//     request has to wait in its queue). A quick request never pays; a
+//     request that waits in the queue or on a slow upstream is watched as
+//     under net/http, and its context is canceled when its client leaves.
 //   - One buffered writer per connection instead of two layers, and a
 //     response header written in one pass.
 //

@@ -13,8 +13,8 @@ import (
 )
 
 // response is the http.ResponseWriter of one request. It also implements
-// http.Flusher (and FlushError, for http.ResponseController) and
-// http.Hijacker.
+// http.Flusher (and FlushError, for http.ResponseController),
+// http.Hijacker, and WatchClient.
 //
 // Framing follows net/http's server: a declared Content-Length is used; a
 // body that ends within 4 KiB before any flush gets a Content-Length; any
@@ -138,6 +138,16 @@ func (w *response) FlushError() error {
 }
 
 func (w *response) Flush() { _ = w.FlushError() }
+
+// WatchClient starts watching the connection for the client going away
+// now, rather than once the request has run for Server.WatchAfter: a
+// handler about to wait a long time (in a queue) calls it, so that a client
+// that leaves ends the request's context at once.
+func (w *response) WatchClient() {
+	if !w.hijacked {
+		w.conn.cr.watch()
+	}
+}
 
 // Hijack hands the connection over (CONNECT tunnels). Bytes the client
 // sent early are in the returned reader.

@@ -512,6 +512,27 @@ func TestClientGoneCancelsContext(t *testing.T) {
 	}
 }
 
+// WatchClient starts the watch at once, whatever WatchAfter says: the
+// proxy calls it when a request has to wait in its queue.
+func TestWatchClientAtOnce(t *testing.T) {
+	ended := make(chan error, 1)
+	s := start(t, func(w http.ResponseWriter, r *http.Request) {
+		w.(interface{ WatchClient() }).WatchClient()
+		select {
+		case <-r.Context().Done():
+			ended <- r.Context().Err()
+		case <-time.After(waitLimit):
+			ended <- errors.New("context not canceled")
+		}
+	}, func(s *h1.Server) { s.WatchAfter = time.Hour })
+	c := dial(t, s.addr)
+	c.send(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.Close()
+	if err := <-ended; !errors.Is(err, context.Canceled) {
+		t.Errorf("context: %v, want canceled", err)
+	}
+}
+
 // A watched request that the client follows with a pipelined one is not
 // canceled, and the next request arrives intact.
 func TestWatchKeepsPipelinedBytes(t *testing.T) {

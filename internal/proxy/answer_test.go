@@ -238,7 +238,9 @@ func TestUpstreamTimeouts(t *testing.T) {
 // at once and never forwarded.
 func TestClientLeavesWhileWaiting(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, full(10))
+	// The server's timed watch never starts here: the handler must ask for
+	// the watch as soon as the request has to wait.
+	e := newEnv(t, full(10), func(s *setup) { s.watchAfter = time.Hour })
 	o := e.newOrigin(nil)
 	holdID, held := o.hold("")
 

@@ -57,6 +57,8 @@ const waitLimit = 5 * time.Second
 type setup struct {
 	cfg config.Config   // starts as config.Default() with limits.rate 0
 	fwd upstream.Config // TLSClientConfig for https upstreams
+	// watchAfter is the h1 server's WatchAfter; 0 is proxyd's default.
+	watchAfter time.Duration
 }
 
 // env is one proxy under test and everything it talks to.
@@ -128,6 +130,7 @@ func newEnv(t *testing.T, opts ...func(*setup)) *env {
 	e.addr = ln.Addr().String()
 	srv := &h1.Server{
 		Handler:           h,
+		WatchAfter:        s.watchAfter,
 		ReadHeaderTimeout: waitLimit,
 		ErrorLog:          log.New(lockedWriter{&e.mu, &e.srvLog}, "", 0),
 	}

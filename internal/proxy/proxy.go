@@ -195,7 +195,7 @@ func (h *Handler) finish(w http.ResponseWriter, rec *Record, err error) {
 }
 
 // admit resolves urgency and budget, then waits for a permit.
-func (h *Handler) admit(r *http.Request, rec *Record, kind dispatch.Kind, dest, path string) (*dispatch.Permit, time.Time, error) {
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request, rec *Record, kind dispatch.Kind, dest, path string) (*dispatch.Permit, time.Time, error) {
 	pol := h.policy.Load()
 	u, err := pol.urgency(r, dest, path)
 	if err != nil {
@@ -213,13 +213,39 @@ func (h *Handler) admit(r *http.Request, rec *Record, kind dispatch.Kind, dest, 
 	if budget > 0 {
 		deadline = rec.Start.Add(budget)
 	}
-	p, err := h.disp.Acquire(r.Context(), dispatch.Request{Urgency: u, Kind: kind, Deadline: deadline, Dest: dest})
+	p, err := h.acquire(w, r, dispatch.Request{Urgency: u, Kind: kind, Deadline: deadline, Dest: dest})
 	if err != nil {
 		return nil, time.Time{}, err
 	}
 	rec.QueueWait = p.Waited()
 	rec.Admitted = true
 	return p, deadline, nil
+}
+
+// clientWatcher is the h1 server's ResponseWriter: WatchClient makes it
+// watch the connection for the client going away at once, instead of only
+// once the request has run for a while (net/http's server always does).
+type clientWatcher interface{ WatchClient() }
+
+// acquire waits for a permit. A request that cannot be admitted at once
+// has its client watched while it waits, so that a client that leaves
+// takes it out of the queue at once (SPEC §4).
+func (h *Handler) acquire(w http.ResponseWriter, r *http.Request, req dispatch.Request) (*dispatch.Permit, error) {
+	ctx := r.Context()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	t, err := h.disp.Enqueue(req)
+	if err != nil {
+		return nil, err
+	}
+	if p, err := t.Poll(); !errors.Is(err, dispatch.ErrPending) {
+		return p, err
+	}
+	if cw, ok := w.(clientWatcher); ok {
+		cw.WatchClient()
+	}
+	return t.Wait(ctx)
 }
 
 // upstreamTimeout is the header timeout for this attempt: what is left of
@@ -254,7 +280,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, t
 		return badTarget("no host in request target")
 	}
 	dest := destination(target)
-	p, deadline, err := h.admit(r, rec, dispatch.HTTP, dest, target.Path)
+	p, deadline, err := h.admit(w, r, rec, dispatch.HTTP, dest, target.Path)
 	if err != nil {
 		return err
 	}
@@ -311,7 +337,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, t
 				if !h.sleep(r.Context(), wait) {
 					return context.Canceled
 				}
-				p, err = h.disp.Acquire(r.Context(), dispatch.Request{
+				p, err = h.acquire(w, r, dispatch.Request{
 					Urgency: rec.Priority, Kind: dispatch.HTTP, Deadline: deadline, Dest: dest, Arrival: arrival, Seq: seq,
 				})
 				if err != nil {

@@ -29,7 +29,7 @@ func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, rec *Record) er
 	if !ok {
 		return badTarget("CONNECT is supported over HTTP/1.1 only")
 	}
-	p, deadline, err := h.admit(r, rec, dispatch.Tunnel, strings.ToLower(r.Host), "")
+	p, deadline, err := h.admit(w, r, rec, dispatch.Tunnel, strings.ToLower(r.Host), "")
 	if err != nil {
 		return err
 	}
