@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -735,5 +736,57 @@ func TestCurl(t *testing.T) {
 	}
 	if n := s.conns.Load(); n != 1 {
 		t.Errorf("curl used %d connections for 2 URLs, want 1", n)
+	}
+}
+
+// flakyListener fails its first Accept with err.
+type flakyListener struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	var err error
+	l.once.Do(func() { err = l.err })
+	if err != nil {
+		return nil, err
+	}
+	return l.Listener.Accept()
+}
+
+// Running out of file descriptors is waited out, logged, and serving goes
+// on; any other accept error ends Serve with it.
+func TestAcceptErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged syncBuffer
+	srv := &h1.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }), ErrorLog: log.New(&logged, "", 0)}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(&flakyListener{Listener: ln, err: &net.OpError{Op: "accept", Err: syscall.EMFILE}}) }()
+	if _, body := get(t, client(t), "http://"+ln.Addr().String()+"/"); body != "ok" {
+		t.Errorf("body %q after a transient accept error", body)
+	}
+	if !strings.Contains(logged.String(), "too many open files") {
+		t.Errorf("log %q, want the accept error", logged.String())
+	}
+	srv.Close()
+	if err := <-done; !errors.Is(err, h1.ErrServerClosed) {
+		t.Errorf("Serve: %v, want ErrServerClosed", err)
+	}
+
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fatal := errors.New("listener broken")
+	srv2 := &h1.Server{Handler: http.NotFoundHandler(), ErrorLog: log.New(io.Discard, "", 0)}
+	if err := srv2.Serve(&flakyListener{Listener: ln2, err: fatal}); !errors.Is(err, fatal) {
+		t.Errorf("Serve: %v, want the accept error", err)
+	}
+	if _, err := net.Dial("tcp", ln2.Addr().String()); err == nil {
+		t.Error("listener still open after Serve returned")
 	}
 }
