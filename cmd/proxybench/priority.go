@@ -198,24 +198,24 @@ func runPriority(ctx context.Context, e *env, o priorityOpts) error {
 		p99 := ms(u.Latency.Quantile(0.99))
 		queue := "–"
 		if u.ServerTiming.Count() > 0 {
-			queue = fmtMS(ms(u.ServerTiming.Quantile(0.5))) + " / " + fmtMS(ms(u.ServerTiming.Quantile(0.99)))
+			queue = fmtNum(ms(u.ServerTiming.Quantile(0.5))) + " / " + fmtNum(ms(u.ServerTiming.Quantile(0.99)))
 		}
 		tbl.add(t.name, fmt.Sprintf("%.2f%% (%d/%d)", served*100, u.OK, u.Sent+u.Overflow),
-			fmtMS(ms(u.Latency.Quantile(0.5))), fmtMS(p99), fmtMS(ms(u.Latency.Max())), queue,
-			fmtRate(urgentRate), fmtRate(bulkRate), fmtRate(total), fmtMS(ms(b.Latency.Quantile(0.5))), noisy)
+			fmtNum(ms(u.Latency.Quantile(0.5))), fmtNum(p99), fmtNum(ms(u.Latency.Max())), queue,
+			fmtNum(urgentRate), fmtNum(bulkRate), fmtNum(total), fmtNum(ms(b.Latency.Quantile(0.5))), noisy)
 		if st.name == "direct-held" {
 			heldP99 = p99
 		}
 		if t.name == "proxyd" {
-			text := fmt.Sprintf("%.2f%% served, p99 %s ms end to end (p50 %s ms)", served*100, fmtMS(p99), fmtMS(ms(u.Latency.Quantile(0.5))))
+			text := fmt.Sprintf("%.2f%% served, p99 %s ms end to end (p50 %s ms)", served*100, fmtNum(p99), fmtNum(ms(u.Latency.Quantile(0.5))))
 			if !math.IsNaN(heldP99) {
-				text += fmt.Sprintf("; the generator's own floor with as many requests outstanding: p99 %s ms", fmtMS(heldP99))
+				text += fmt.Sprintf("; the generator's own floor with as many requests outstanding: p99 %s ms", fmtNum(heldP99))
 			}
 			if u.ServerTiming.Count() > 0 {
-				text += fmt.Sprintf("; proxyd's queue wait p99 %s ms", fmtMS(ms(u.ServerTiming.Quantile(0.99))))
+				text += fmt.Sprintf("; proxyd's queue wait p99 %s ms", fmtNum(ms(u.ServerTiming.Quantile(0.99))))
 			}
 			if lag := ms(res.Lag.Quantile(0.99)); lag > 20 {
-				text += fmt.Sprintf("; generator lag p99 %s ms (host saturated)", fmtMS(lag))
+				text += fmt.Sprintf("; generator lag p99 %s ms (host saturated)", fmtNum(lag))
 			}
 			e.rep.verdict(verdict{target: "Urgent class fully served with p99 ≤ 5 ms at 2× overload",
 				met: u.OK == u.Sent+u.Overflow && u.OK > 0 && p99 <= 5, measured: text})

@@ -195,16 +195,16 @@ func runRate(ctx context.Context, e *env, o rateOpts) error {
 			if sat != "" {
 				flags = strings.TrimPrefix(flags+", saturated", ", ")
 			}
-			tbl.add(fmt.Sprint(limit), t.name, fmtRate(m.OfferedRPS), fmtRate(admitted), fmtPct(errRel),
+			tbl.add(fmt.Sprint(limit), t.name, fmtNum(m.OfferedRPS), fmtNum(admitted), fmtPct(errRel),
 				fmt.Sprint(cls.OK), fmt.Sprint(rejected), fmt.Sprint(cls.Errors+cls.Overflow+cls.Completed-cls.OK-rejected),
-				fmtMS(m.P50), fmtMS(m.P99), fmtMS(m.LagP99), flags)
+				fmtNum(m.P50), fmtNum(m.P99), fmtNum(m.LagP99), flags)
 			if t.name != "proxyd" {
 				continue
 			}
 			v := verdict{target: fmt.Sprintf("Admitted rate within ±1%% of %d/s at 2× overload", limit),
-				met: !math.IsNaN(admitted) && math.Abs(errRel) <= 0.01, measured: fmt.Sprintf("%s/s (%s)", fmtRate(admitted), fmtPct(errRel))}
+				met: !math.IsNaN(admitted) && math.Abs(errRel) <= 0.01, measured: fmt.Sprintf("%s/s (%s)", fmtNum(admitted), fmtPct(errRel))}
 			if sat != "" {
-				v.skipped = fmt.Sprintf("this machine cannot offer %d/s through a proxy (%s); %s/s is its capacity, not the limiter's accuracy", 2*limit, sat, fmtRate(admitted))
+				v.skipped = fmt.Sprintf("this machine cannot offer %d/s through a proxy (%s); %s/s is its capacity, not the limiter's accuracy", 2*limit, sat, fmtNum(admitted))
 			}
 			e.rep.verdict(v)
 		}
@@ -219,7 +219,7 @@ func runRate(ctx context.Context, e *env, o rateOpts) error {
 func saturated(res *loadgen.Result, cls *loadgen.ClassResult) string {
 	var why []string
 	if lag := res.Lag.Quantile(0.99); lag > 100*time.Millisecond {
-		why = append(why, fmt.Sprintf("load generator lag p99 %s ms", fmtMS(ms(lag))))
+		why = append(why, fmt.Sprintf("load generator lag p99 %s ms", fmtNum(ms(lag))))
 	}
 	if cls.Overflow > 0 {
 		why = append(why, fmt.Sprintf("%d arrivals not sent, every connection busy", cls.Overflow))

@@ -245,18 +245,9 @@ func median(xs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-// Number formats for tables.
-func fmtRate(f float64) string {
-	switch {
-	case f >= 100:
-		return fmt.Sprintf("%.0f", f)
-	case f >= 10:
-		return fmt.Sprintf("%.1f", f)
-	}
-	return fmt.Sprintf("%.2f", f)
-}
-
-func fmtMS(f float64) string {
+// Number formats for tables. fmtNum prints rates and milliseconds with
+// about three significant digits.
+func fmtNum(f float64) string {
 	switch {
 	case f >= 100:
 		return fmt.Sprintf("%.0f", f)

@@ -110,8 +110,8 @@ func TestMedian(t *testing.T) {
 
 func TestFormats(t *testing.T) {
 	for _, tc := range []struct{ got, want string }{
-		{fmtRate(12974.4), "12974"}, {fmtRate(42.26), "42.3"}, {fmtRate(0.5), "0.50"},
-		{fmtMS(0.712), "0.71"}, {fmtMS(15.14), "15.1"}, {fmtMS(683.7), "684"},
+		{fmtNum(12974.4), "12974"}, {fmtNum(42.26), "42.3"}, {fmtNum(0.5), "0.50"},
+		{fmtNum(0.712), "0.71"}, {fmtNum(15.14), "15.1"}, {fmtNum(683.7), "684"},
 		{fmtPct(0.0004), "+0.04%"}, {fmtPct(-0.0123), "-1.23%"},
 		{fmtRatio(1.5), "1.50×"}, {fmtKiB(22118.4), "21.6 KiB"},
 	} {

@@ -208,8 +208,8 @@ func summarizeThroughput(e *env, tbl *table, targets []target, runs [][]tpRun, c
 		if i > 0 {
 			added = fmt.Sprintf("%+.2f", p50-directP50)
 		}
-		tbl.add(t.name, t.mode, fmt.Sprint(c), fmtRate(col(i, func(r tpRun) float64 { return r.rps })),
-			fmtRatio(ratioTo(i, 0)), fmtMS(p50), fmtMS(col(i, func(r tpRun) float64 { return r.p99 })),
+		tbl.add(t.name, t.mode, fmt.Sprint(c), fmtNum(col(i, func(r tpRun) float64 { return r.rps })),
+			fmtRatio(ratioTo(i, 0)), fmtNum(p50), fmtNum(col(i, func(r tpRun) float64 { return r.p99 })),
 			added, cpu, fmt.Sprint(errs), fmt.Sprintf("%d/%d", noisy, len(runs[i])))
 		e.rep.emit(measurement{Scenario: "throughput", Kind: "summary", Target: t.name, Mode: t.mode, Concurrency: c,
 			RPS: round3(col(i, func(r tpRun) float64 { return r.rps })), RatioDirect: round3(ratioTo(i, 0)),
@@ -235,16 +235,16 @@ func summarizeThroughput(e *env, tbl *table, targets []target, runs [][]tpRun, c
 		r := ratioTo(pf, j)
 		e.rep.verdict(verdict{target: peer.what, met: r >= peer.goal,
 			measured: fmt.Sprintf("%s (proxyd %s req/s, %s %s req/s)", fmtRatio(r),
-				fmtRate(col(pf, func(r tpRun) float64 { return r.rps })), targets[j].name,
-				fmtRate(col(j, func(r tpRun) float64 { return r.rps })))})
+				fmtNum(col(pf, func(r tpRun) float64 { return r.rps })), targets[j].name,
+				fmtNum(col(j, func(r tpRun) float64 { return r.rps })))})
 	}
 	pg := idx["proxyd gateway"]
 	if j, ok := idx["nginx reverse"]; ok {
 		r := ratioTo(pg, j)
 		e.rep.verdict(verdict{target: "Gateway mode at least level with nginx (c=32)", met: r >= 1,
 			measured: fmt.Sprintf("%s (proxyd gateway %s req/s, nginx %s req/s)", fmtRatio(r),
-				fmtRate(col(pg, func(r tpRun) float64 { return r.rps })),
-				fmtRate(col(j, func(r tpRun) float64 { return r.rps })))})
+				fmtNum(col(pg, func(r tpRun) float64 { return r.rps })),
+				fmtNum(col(j, func(r tpRun) float64 { return r.rps })))})
 	} else {
 		e.rep.verdict(verdict{target: "Gateway mode at least level with nginx (c=32)", skipped: "nginx not run"})
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -55,14 +54,10 @@ func readQueue(t *testing.T, p *proc) queueState {
 // waitDepth waits until depth requests are waiting.
 func waitDepth(t *testing.T, p *proc, depth int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if readQueue(t, p).Depth == depth {
-			return
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	t.Fatalf("queue depth never reached %d (now %+v)", depth, readQueue(t, p))
+	waitFor(t, 10*time.Second, fmt.Sprintf("queue depth %d", depth), func() (bool, any) {
+		q := readQueue(t, p)
+		return q.Depth == depth, q
+	})
 }
 
 // scrape returns the metric families of /metrics.
@@ -119,12 +114,7 @@ func TestRequestsTotalMatchesTraffic(t *testing.T) {
 		_, _ = io.WriteString(w, "ok")
 	}))
 	defer up.Close()
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := "http://" + closed.Addr().String() + "/"
-	closed.Close()
+	refused := "http://" + closedAddr(t) + "/"
 
 	p := startWithConfig(t, "limits:\n  concurrency: 1\n  queue_size: 3\n")
 	c := p.client()
@@ -222,16 +212,13 @@ func TestRequestsTotalMatchesTraffic(t *testing.T) {
 	t.Fatalf("proxyd_requests_total\n got %v\nwant %v", got, want)
 }
 
+// waitInFlight waits until n requests are in flight.
 func waitInFlight(t *testing.T, p *proc, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if readQueue(t, p).InFlight == n {
-			return
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	t.Fatalf("in_flight never reached %d", n)
+	waitFor(t, 10*time.Second, fmt.Sprintf("in_flight %d", n), func() (bool, any) {
+		q := readQueue(t, p)
+		return q.InFlight == n, q
+	})
 }
 
 func readLimits(t *testing.T, p *proc) map[string]any {
@@ -258,14 +245,10 @@ func TestConfigFileWatch(t *testing.T) {
 	p := startProxyd(t, "--config", cfg)
 	waitRate := func(want float64) {
 		t.Helper()
-		deadline := time.Now().Add(2 * time.Second)
-		for time.Now().Before(deadline) {
-			if readLimits(t, p)["rate"] == want {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		t.Fatalf("rate never became %v within 2s: %v", want, readLimits(t, p))
+		waitFor(t, 2*time.Second, fmt.Sprintf("rate %v", want), func() (bool, any) {
+			l := readLimits(t, p)
+			return l["rate"] == want, l
+		})
 	}
 	writeFile(t, cfg, "limits:\n  rate: 7\n") // in place
 	waitRate(7)
@@ -321,15 +304,7 @@ func TestPatchDrainsWaitingQueue(t *testing.T) {
 	defer c.CloseIdleConnections()
 	done := make(chan int, 5)
 	for i := 0; i < 5; i++ {
-		go func() {
-			resp, err := c.Get(up.URL)
-			if err != nil {
-				done <- 0
-				return
-			}
-			resp.Body.Close()
-			done <- resp.StatusCode
-		}()
+		go func() { done <- getStatus(c, up.URL) }()
 	}
 	waitDepth(t, p, 4) // one took the burst token; four wait ~100 s each
 	req, _ := http.NewRequest("PATCH", "http://"+p.admin+"/api/v1/limits", strings.NewReader(`{"rate":1000,"burst":10}`))
@@ -419,8 +394,8 @@ func TestConcurrentPatchesUnderTraffic(t *testing.T) {
 		t.Fatalf("%d requests answered, %d failed", answered.Load(), failed.Load())
 	}
 	// Each handler releases its slot just after its client has the body.
-	waitFor(t, "nothing waiting or in flight", func() bool {
+	waitFor(t, 20*time.Second, "nothing waiting or in flight", func() (bool, any) {
 		q := readQueue(t, p)
-		return q.Depth == 0 && q.InFlight == 0
+		return q.Depth == 0 && q.InFlight == 0, q
 	})
 }

@@ -39,6 +39,23 @@ func parseFlags(t *testing.T, args ...string) *pflag.FlagSet {
 	return fs
 }
 
+// wantLoaded checks that loadConfig(o) succeeds and returns config.Default()
+// as changed by edit (nil: no change).
+func wantLoaded(t *testing.T, o loadOptions, edit func(*config.Config)) {
+	t.Helper()
+	got, err := loadConfig(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Default()
+	if edit != nil {
+		edit(&want)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got\n%+v\nwant\n%+v", got, want)
+	}
+}
+
 func TestExampleFileIsDefaults(t *testing.T) {
 	got, err := loadConfig(loadOptions{File: exampleFile})
 	if err != nil {
@@ -108,13 +125,7 @@ func TestExampleFileCommentedExamplesLoad(t *testing.T) {
 
 func TestLoadNothingIsDefaults(t *testing.T) {
 	env := []string{"HOME=/root", "proxyd_limits_rate=1", "XPROXYD_LIMITS_RATE=1", "PROXYD", "PATH=/bin"}
-	got, err := loadConfig(loadOptions{Env: env, Flags: parseFlags(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := config.Default(); !reflect.DeepEqual(got, want) {
-		t.Errorf("got\n%+v\nwant\n%+v", got, want)
-	}
+	wantLoaded(t, loadOptions{Env: env, Flags: parseFlags(t)}, nil)
 }
 
 // TestLoadPrecedence: flags > PROXYD_* > file > defaults, one level at a
@@ -188,15 +199,7 @@ hosts: [{match: file.example.com}]
 			if tt.flags != nil {
 				o.Flags = parseFlags(t, tt.flags...)
 			}
-			got, err := loadConfig(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := config.Default()
-			tt.want(&want)
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("got\n%+v\nwant\n%+v", got, want)
-			}
+			wantLoaded(t, o, tt.want)
 		})
 	}
 }
@@ -287,15 +290,7 @@ priority:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := loadConfig(loadOptions{File: writeConfig(t, tt.yaml)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := config.Default()
-			tt.want(&want)
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("got\n%+v\nwant\n%+v", got, want)
-			}
+			wantLoaded(t, loadOptions{File: writeConfig(t, tt.yaml)}, tt.want)
 		})
 	}
 }
@@ -334,15 +329,7 @@ func TestLoadEnv(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := loadConfig(loadOptions{Env: []string{tt.env}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := config.Default()
-			tt.want(&want)
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("got\n%+v\nwant\n%+v", got, want)
-			}
+			wantLoaded(t, loadOptions{Env: []string{tt.env}}, tt.want)
 		})
 	}
 }

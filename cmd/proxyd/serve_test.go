@@ -351,3 +351,29 @@ func TestWarnsWhenAdminExposedWithoutToken(t *testing.T) {
 		t.Fatal("warned about a loopback admin listener")
 	}
 }
+
+// waitFor polls cond until it reports done and fails the test if that takes
+// longer than within, naming what it waited for and the state cond last saw.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() (done bool, seen any)) {
+	t.Helper()
+	var seen any
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		var done bool
+		if done, seen = cond(); done {
+			return
+		}
+	}
+	t.Fatalf("%s not reached within %v; last saw %+v", what, within, seen)
+}
+
+// getStatus GETs u through c and returns the status, or 0 if the request
+// failed; it drains and closes the body. It is safe in any goroutine.
+func getStatus(c *http.Client, u string) int {
+	resp, err := c.Get(u)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}

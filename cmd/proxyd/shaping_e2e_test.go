@@ -82,18 +82,13 @@ hosts:
 
 	slowDone := make(chan int, 100)
 	for i := 0; i < 100; i++ {
-		go func() {
-			resp, err := c.Get(slow.srv.URL + "/s")
-			if err != nil {
-				slowDone <- 0
-				return
-			}
-			resp.Body.Close()
-			slowDone <- resp.StatusCode
-		}()
+		go func() { slowDone <- getStatus(c, slow.srv.URL+"/s") }()
 	}
 	// All 100 have arrived: each is either waiting or was admitted at 2/s.
-	waitFor(t, "all limited requests arrived", func() bool { return readQueue(t, p).Depth+slow.count("/s") == 100 })
+	waitFor(t, 20*time.Second, "all 100 limited requests waiting or arrived", func() (bool, any) {
+		depth, arrived := readQueue(t, p).Depth, slow.count("/s")
+		return depth+arrived == 100, fmt.Sprintf("%d waiting, %d arrived", depth, arrived)
+	})
 	start := time.Now()
 	var wg sync.WaitGroup
 	var ok atomic.Int32
@@ -158,7 +153,10 @@ func TestHostRulePortAndConcurrency(t *testing.T) {
 	}
 	waitDepth(t, p, 2)
 	// The admitted one may still be on its way to the upstream.
-	waitFor(t, "the admitted request at the upstream", func() bool { return capped.count("/c") >= 1 })
+	waitFor(t, 20*time.Second, "the admitted request at the upstream", func() (bool, any) {
+		n := capped.count("/c")
+		return n >= 1, fmt.Sprintf("%d requests at the upstream", n)
+	})
 	if capped.count("/c") != 1 || readQueue(t, p).Depth != 2 {
 		t.Fatalf("%d in flight to a destination capped at 1", capped.count("/c"))
 	}
@@ -218,15 +216,7 @@ func TestBackpressureForms(t *testing.T) {
 			}
 			// The paused destination holds its next request; another flows.
 			held := make(chan int, 1)
-			go func() {
-				resp, err := c.Get(up.srv.URL + "/x")
-				if err != nil {
-					held <- 0
-					return
-				}
-				resp.Body.Close()
-				held <- resp.StatusCode
-			}()
+			go func() { held <- getStatus(c, up.srv.URL+"/x") }()
 			waitDepth(t, p, 1)
 			resp, err = c.Get(other.srv.URL + "/y")
 			if err != nil || resp.StatusCode != 200 {
@@ -445,16 +435,4 @@ routes:
 			t.Fatalf("%s: %d %q", path, resp.StatusCode, resp.Header.Get("Proxy-Status"))
 		}
 	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting: %s", what)
 }
