@@ -49,7 +49,7 @@ and admits them under a global rate limit and concurrency cap.
 Without a subcommand it serves: the proxy on --listen (default 127.0.0.1:8080)
 and the admin API, health and metrics on --admin-listen (default 127.0.0.1:9090).
 Configuration: flags > PROXYD_* environment variables > --config FILE > defaults.`,
-		Args:          cobra.NoArgs,
+		Args:          fileArgHint,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -75,7 +75,7 @@ Configuration: flags > PROXYD_* environment variables > --config FILE > defaults
 		Short: "Validate the configuration (--config FILE, environment, flags) and exit",
 		Long: `check-config loads the configuration exactly as serving would and reports the
 first problems found, naming each key. Exit code 0: valid; 2: invalid.`,
-		Args: cobra.NoArgs,
+		Args: fileArgHint,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := loadConfig(loadOptions{Env: env, Flags: cmd.Flags()}); err != nil {
 				return &configError{err}
@@ -88,4 +88,13 @@ first problems found, naming each key. Exit code 0: valid; 2: invalid.`,
 	root.AddCommand(newLimitsCmd(env, stdout, stderr))
 	root.AddCommand(newHealthCmd(env, stdout), newVersionCmd(stdout))
 	return root
+}
+
+// fileArgHint refuses positional arguments as a usage error (exit 2). The
+// likely one is a file given without --config: say so.
+func fileArgHint(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	return &configError{fmt.Errorf("unexpected argument %q for %q (to use a configuration file: --config %s)", args[0], cmd.CommandPath(), args[0])}
 }

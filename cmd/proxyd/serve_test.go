@@ -305,6 +305,8 @@ func TestCheckConfigExitCodes(t *testing.T) {
 		{"missing file", []string{"check-config", "--config", filepath.Join(dir, "nope.yaml")}, 2, "nope.yaml"},
 		{"serve invalid", []string{"--config", bad}, 2, "limits.max_wait"},
 		{"unknown flag", []string{"--bogus"}, 2, "bogus"},
+		{"file without --config", []string{"check-config", good}, 2, "--config " + good},
+		{"serve with a file argument", []string{good}, 2, "--config " + good},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
