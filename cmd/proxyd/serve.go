@@ -232,7 +232,8 @@ func (a *app) applyLocked(cfg config.Config) error {
 // shutdown drains (SPEC §8): not ready, no new connections, waiting
 // requests keep their place and in-flight ones (tunnels too) go on for up
 // to shutdown_timeout; then what still waits is answered "draining" and
-// what is in flight is cut. A second signal cuts at once.
+// what is in flight is cut. A second SIGTERM or SIGINT cuts at once; a
+// SIGHUP is ignored.
 func (a *app) shutdown(sig <-chan os.Signal) {
 	a.admin.SetReady(false)
 	a.disp.Drain()
@@ -242,11 +243,21 @@ func (a *app) shutdown(sig <-chan os.Signal) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	go func() {
-		select {
-		case <-sig:
-			a.log.Warn("second signal: stopping now")
-			cancel()
-		case <-ctx.Done():
+		for {
+			select {
+			case s := <-sig:
+				if s == syscall.SIGHUP {
+					// A reload (systemd ExecReload, a config tool) must
+					// not cut the drain short.
+					a.log.Info("reload ignored while draining")
+					continue
+				}
+				a.log.Warn("second signal: stopping now")
+				cancel()
+				return
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
 

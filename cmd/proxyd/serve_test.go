@@ -261,6 +261,42 @@ func TestDrain(t *testing.T) {
 	}
 }
 
+// A SIGHUP during the drain (a reload sent by a service manager) is
+// ignored: the request in flight finishes; only SIGTERM or SIGINT cut.
+func TestSIGHUPDuringDrain(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-release
+		_, _ = io.WriteString(w, "done")
+	}))
+	defer up.Close()
+	p := startWithConfig(t, "shutdown_timeout: 20s\n")
+	c := p.client()
+	defer c.CloseIdleConnections()
+	status := make(chan int, 1)
+	go func() { status <- getStatus(c, up.URL+"/slow") }()
+	<-arrived
+	p.sig <- syscall.SIGTERM
+	waitStatus(t, "http://"+p.admin+"/readyz", http.StatusServiceUnavailable)
+	p.sig <- syscall.SIGHUP
+	p.log.waitLine(t, "reload ignored while draining")
+	close(release)
+	if got := <-status; got != http.StatusOK {
+		t.Fatalf("in-flight request answered %d after a SIGHUP during the drain, want 200", got)
+	}
+	select {
+	case code := <-p.code:
+		p.code <- code
+		if code != 0 {
+			t.Fatalf("exit code %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit after the drain")
+	}
+}
+
 // waitQueued waits until the second request is in the queue.
 func waitQueued(t *testing.T, p *proc) {
 	t.Helper()
