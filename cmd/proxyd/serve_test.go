@@ -272,6 +272,9 @@ func TestSIGHUPDuringDrain(t *testing.T) {
 		_, _ = io.WriteString(w, "done")
 	}))
 	defer up.Close()
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free() // before up.Close, which waits for its handlers
 	p := startWithConfig(t, "shutdown_timeout: 20s\n")
 	c := p.client()
 	defer c.CloseIdleConnections()
@@ -282,7 +285,7 @@ func TestSIGHUPDuringDrain(t *testing.T) {
 	waitStatus(t, "http://"+p.admin+"/readyz", http.StatusServiceUnavailable)
 	p.sig <- syscall.SIGHUP
 	p.log.waitLine(t, "reload ignored while draining")
-	close(release)
+	free()
 	if got := <-status; got != http.StatusOK {
 		t.Fatalf("in-flight request answered %d after a SIGHUP during the drain, want 200", got)
 	}
