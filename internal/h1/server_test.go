@@ -765,7 +765,9 @@ func TestAcceptErrors(t *testing.T) {
 	var logged syncBuffer
 	srv := &h1.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }), ErrorLog: log.New(&logged, "", 0)}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(&flakyListener{Listener: ln, err: &net.OpError{Op: "accept", Err: syscall.EMFILE}}) }()
+	go func() {
+		done <- srv.Serve(&flakyListener{Listener: ln, err: &net.OpError{Op: "accept", Err: syscall.EMFILE}})
+	}()
 	if _, body := get(t, client(t), "http://"+ln.Addr().String()+"/"); body != "ok" {
 		t.Errorf("body %q after a transient accept error", body)
 	}
