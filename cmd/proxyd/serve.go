@@ -129,9 +129,12 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (_ *app, err 
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          errLog,
 	}
+	// ReadTimeout bounds a slow request body too (the API reads up to
+	// 64 KiB), so a client cannot hold an admin connection open for ever.
 	a.adminSrv = &http.Server{
 		Handler:           a.admin,
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       10 * time.Second,
 		ErrorLog:          errLog,
 	}
 	return a, nil
@@ -323,20 +326,15 @@ func (a *app) Limits() (config.Limits, []config.HostRule) {
 }
 
 // UpdateLimits applies limits changed through the admin API
-// (admin.Backend). They last until the next reload, which applies the
-// file's.
+// (admin.Backend). change validates them (internal/admin owns that
+// validation, so it is not repeated here); when it fails nothing changes.
+// They last until the next reload, which applies the file's.
 func (a *app) UpdateLimits(change func(*config.Limits, *[]config.HostRule) error) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	cfg := a.cfg
 	cfg.Hosts = append([]config.HostRule(nil), a.cfg.Hosts...)
 	if err := change(&cfg.Limits, &cfg.Hosts); err != nil {
-		return err
-	}
-	if err := cfg.Limits.Validate(); err != nil {
-		return err
-	}
-	if err := config.ValidateHosts(cfg.Hosts); err != nil {
 		return err
 	}
 	return a.applyLocked(cfg)

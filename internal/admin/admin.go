@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 
 	"go.uber.org/zap"
+
+	"github.com/proxyd/proxyd/internal/clock"
 )
 
 // Config configures the admin server.
@@ -21,12 +23,16 @@ type Deps struct {
 	Backend Backend
 	// Metrics serves /metrics; nil: no metrics route.
 	Metrics http.Handler
+	// Clock tells the time of remaining_seconds in /api/v1/queue; nil: the
+	// system clock.
+	Clock clock.Clock
 }
 
 // Server is the admin HTTP handler. Create it with New; it is safe for
 // concurrent use. It starts not ready: call SetReady(true) once serving.
 type Server struct {
 	log     *zap.Logger
+	clock   clock.Clock
 	mux     *http.ServeMux
 	ready   atomic.Bool
 	token   string
@@ -35,9 +41,12 @@ type Server struct {
 
 // New returns an admin server.
 func New(cfg Config, deps Deps) *Server {
-	s := &Server{log: deps.Logger, mux: http.NewServeMux(), token: cfg.Token, backend: deps.Backend}
+	s := &Server{log: deps.Logger, clock: deps.Clock, mux: http.NewServeMux(), token: cfg.Token, backend: deps.Backend}
 	if s.log == nil {
 		s.log = zap.NewNop()
+	}
+	if s.clock == nil {
+		s.clock = clock.Real{}
 	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
@@ -57,9 +66,6 @@ func New(cfg Config, deps Deps) *Server {
 
 // SetReady sets what /readyz answers: 200 when true, 503 when false.
 func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
-
-// Handle adds a route (for example /metrics) to the admin mux.
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 // ServeHTTP serves the admin routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }

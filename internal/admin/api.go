@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -23,10 +26,12 @@ type Backend interface {
 	// Limits returns the live limits and host rules.
 	Limits() (config.Limits, []config.HostRule)
 	// UpdateLimits calls change with copies of the live limits and host
-	// rules, then validates the result and applies it whole, at once, to
-	// requests already waiting — all under the backend's own lock, so that
-	// no other change (a reload) lands in between. On any error nothing
-	// changes.
+	// rules and, when change returns nil, applies the changed copies
+	// whole, at once, to requests already waiting — all under the
+	// backend's own lock, so that no other change (a reload) lands in
+	// between. change validates what it asks for (the admin API owns that
+	// validation; the backend does not repeat it). When change returns an
+	// error, nothing changes and UpdateLimits returns that error.
 	UpdateLimits(change func(l *config.Limits, hosts *[]config.HostRule) error) error
 	// Stats returns a snapshot of the queue.
 	Stats() dispatch.Stats
@@ -58,16 +63,6 @@ func docOf(l config.Limits, hosts []config.HostRule) limitsDoc {
 		MaxWait:     l.MaxWait.String(),
 		Hosts:       hosts,
 	}
-}
-
-// limitsPatch is a PATCH or PUT body: nil fields are absent.
-type limitsPatch struct {
-	Rate        *float64           `json:"rate"`
-	Burst       *int               `json:"burst"`
-	Concurrency *int               `json:"concurrency"`
-	QueueSize   *int               `json:"queue_size"`
-	MaxWait     *string            `json:"max_wait"`
-	Hosts       *[]json.RawMessage `json:"hosts"` // decoded one by one, so errors carry the index
 }
 
 // queueDoc is GET /api/v1/queue.
@@ -116,7 +111,7 @@ func (s *Server) getQueue(w http.ResponseWriter, _ *http.Request) {
 	for u, n := range st.ByPriority {
 		doc.ByPriority[strconv.Itoa(u)] = n
 	}
-	now := time.Now()
+	now := s.clock.Now()
 	doc.Paused = make([]pausedDoc, 0, len(st.Paused))
 	for _, p := range st.Paused {
 		doc.Paused = append(doc.Paused, pausedDoc{
@@ -132,44 +127,41 @@ func (s *Server) getQueue(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, doc)
 }
 
-// updateLimits serves PATCH (partial) and PUT (whole). The backend applies
-// each update under its lock, so concurrent PATCHes (and reloads) each
-// apply to the result of the one before.
+// updateLimits serves PATCH (partial) and PUT (whole). The body is read
+// and decoded first; the merge with the live limits, its validation and
+// the swap then happen in one backend.UpdateLimits call, under the
+// backend's lock, so concurrent PATCHes (and reloads) each apply to the
+// result of the one before. Every problem found — fields that cannot be
+// read, fields PUT lacks, invalid values — is reported in one 400.
 func (s *Server) updateLimits(whole bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var p limitsPatch
-		if err := decodeStrict(w, r, &p); err != nil {
-			status := http.StatusBadRequest
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				status = http.StatusRequestEntityTooLarge
-			}
+		p, status, err := readPatch(w, r)
+		if err != nil {
 			writeError(w, status, err.Error())
 			return
 		}
-		if whole {
-			if missing := p.missing(); missing != "" {
-				writeError(w, http.StatusBadRequest, missing+": required by PUT (use PATCH to change some fields)")
-				return
-			}
-		}
 		var oldL, l config.Limits
 		var oldHosts, hosts []config.HostRule
-		err := s.backend.UpdateLimits(func(cur *config.Limits, curHosts *[]config.HostRule) error {
-			oldL, oldHosts = *cur, append([]config.HostRule(nil), *curHosts...)
-			var err error
-			l, hosts, err = p.apply(*cur, *curHosts)
-			if err == nil {
-				err = l.Validate()
+		err = s.backend.UpdateLimits(func(cur *config.Limits, curHosts *[]config.HostRule) error {
+			oldL, oldHosts = *cur, slices.Clone(*curHosts)
+			l, hosts = p.apply(*cur, *curHosts)
+			problems := slices.Clone(p.problems)
+			if whole {
+				problems = append(problems, p.missing()...)
 			}
-			if err == nil {
-				err = config.ValidateHosts(hosts)
+			problems = append(problems, split(l.Validate())...)
+			problems = append(problems, p.hostProblems(config.ValidateHosts(hosts))...)
+			for i := len(p.problems); i < len(problems); i++ {
+				problems[i] = errors.New(clipQuoted(problems[i].Error()))
+			}
+			if len(problems) > 0 {
+				return errors.New(joinProblems(problems))
 			}
 			*cur, *curHosts = l, hosts
-			return err
+			return nil
 		})
 		if err != nil {
-			writeError(w, http.StatusBadRequest, oneLine(err))
+			writeError(w, http.StatusBadRequest, clip(oneLine(err), maxProblems*maxProblemLen))
 			return
 		}
 		s.log.Info("limits changed through the admin API",
@@ -180,139 +172,458 @@ func (s *Server) updateLimits(whole bool) http.HandlerFunc {
 	}
 }
 
-func (p *limitsPatch) missing() string {
-	switch {
-	case p.Rate == nil:
-		return "rate"
-	case p.Burst == nil:
-		return "burst"
-	case p.Concurrency == nil:
-		return "concurrency"
-	case p.QueueSize == nil:
-		return "queue_size"
-	case p.MaxWait == nil:
-		return "max_wait"
-	case p.Hosts == nil:
-		return "hosts"
-	}
-	return ""
+// Bounds on what a 400 answer echoes, so that a 60 KB field does not come
+// back as a 60 KB error.
+const (
+	maxQuote      = 200 // bytes of one user-supplied string quoted in a problem
+	maxProblemLen = 600 // bytes of one problem, whatever it quotes
+	maxProblems   = 10  // problems listed; the rest are only counted
+)
+
+// The field names, exactly as SPEC §6 and the configuration file spell
+// them. encoding/json would match them case-insensitively.
+var (
+	limitsFields = []string{"rate", "burst", "concurrency", "queue_size", "max_wait", "hosts"}
+	hostFields   = []string{"match", "rate", "burst", "concurrency"}
+)
+
+// limitsPatch is a decoded PATCH or PUT body: nil fields are absent (or
+// null).
+type limitsPatch struct {
+	rate                          *float64
+	burst, concurrency, queueSize *int
+	maxWait                       *time.Duration
+	hosts                         *[]config.HostRule
+	// sent holds every field given with a value other than null, readable
+	// or not: PUT needs them all.
+	sent map[string]bool
+	// notObject holds the indexes of hosts entries that are not JSON
+	// objects: they are reported as such and not validated as rules.
+	notObject map[int]bool
+	// problems are the fields that could not be read, in body order.
+	problems []error
 }
 
-func (p *limitsPatch) apply(l config.Limits, hosts []config.HostRule) (config.Limits, []config.HostRule, error) {
-	if p.Rate != nil {
-		l.Rate = *p.Rate
+// readPatch reads and decodes the request body. A body that is too large
+// (413), empty, not JSON, more than one JSON value or not a JSON object
+// (400) is answered at once: nothing more can be said about it. A field
+// that cannot be read is a problem in p.problems, to be reported together
+// with the validation's.
+func readPatch(w http.ResponseWriter, r *http.Request) (p *limitsPatch, status int, err error) {
+	tooLarge := func(err error) (*limitsPatch, int, error) {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body: larger than %d bytes: %w", maxBody, err)
 	}
-	if p.Burst != nil {
-		l.Burst = *p.Burst
+	bad := func(err error) (*limitsPatch, int, error) { return nil, http.StatusBadRequest, err }
+	// A declared length over the limit is refused before reading a byte.
+	// Connection: close keeps net/http from reading (to discard) the body
+	// before it sends the answer.
+	if r.ContentLength > maxBody {
+		w.Header().Set("Connection", "close")
+		return tooLarge(&http.MaxBytesError{Limit: maxBody})
 	}
-	if p.Concurrency != nil {
-		l.Concurrency = *p.Concurrency
-	}
-	if p.QueueSize != nil {
-		l.QueueSize = *p.QueueSize
-	}
-	if p.MaxWait != nil {
-		d, err := time.ParseDuration(*p.MaxWait)
-		if err != nil {
-			return l, hosts, fmt.Errorf("max_wait: not a duration: %q (want e.g. \"30s\")", *p.MaxWait)
-		}
-		l.MaxWait = d
-	}
-	if p.Hosts != nil {
-		var err error
-		if hosts, err = decodeHosts(*p.Hosts); err != nil {
-			return l, hosts, err
-		}
-	}
-	return l, hosts, nil
-}
-
-// decodeHosts decodes host rules strictly, naming the entry in errors:
-// "hosts[1].rate: wrong type: …", "hosts[0].rps: unknown field".
-func decodeHosts(raw []json.RawMessage) ([]config.HostRule, error) {
-	hosts := make([]config.HostRule, 0, len(raw))
-	for i, r := range raw {
-		var h config.HostRule
-		dec := json.NewDecoder(bytes.NewReader(r))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&h); err != nil {
-			key := fmt.Sprintf("hosts[%d]", i)
-			msg := jsonError(err).Error()
-			if rest, ok := strings.CutPrefix(msg, "body: "); ok {
-				return nil, fmt.Errorf("%s: %s", key, rest)
-			}
-			return nil, fmt.Errorf("%s.%s", key, msg)
-		}
-		hosts = append(hosts, h)
-	}
-	return hosts, nil
-}
-
-// decodeStrict decodes one JSON object: no unknown fields, no trailing
-// data, at most maxBody bytes. Its errors name the field.
-func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return fmt.Errorf("body: larger than %d bytes: %w", maxBody, err)
+			return tooLarge(err)
 		}
-		return fmt.Errorf("body: %v", err)
+		return bad(fmt.Errorf("body: %v", err))
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
-		return errors.New("body: empty; want a JSON object")
+		return bad(errors.New("body: empty; want a JSON object"))
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
+	var obj json.RawMessage
+	if err := dec.Decode(&obj); err != nil {
+		return bad(jsonError(err))
 	}
-	if dec.More() {
-		return errors.New("body: more than one JSON value")
+	if _, err := dec.Token(); err != io.EOF {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return bad(fmt.Errorf("body: invalid JSON at byte %d: %v", se.Offset, se))
+		}
+		return bad(errors.New("body: more than one JSON value"))
+	}
+	// null is not "no change": the body is a JSON object (SPEC §6).
+	if k := jsonKind(obj); k != "object" {
+		return bad(fmt.Errorf("body: wrong type: got JSON %s, want a JSON object", k))
+	}
+	ms, err := members(obj)
+	if err != nil {
+		return bad(jsonError(err))
+	}
+	p = &limitsPatch{sent: make(map[string]bool), notObject: make(map[int]bool)}
+	eachKnown("", ms, limitsFields, &p.problems, func(m member) {
+		if jsonKind(m.value) == "null" {
+			return // absent
+		}
+		p.sent[m.name] = true
+		if err := p.set(m.name, m.value); err != nil {
+			p.problems = append(p.problems, err)
+		}
+	})
+	return p, 0, nil
+}
+
+// set reads one top-level field.
+func (p *limitsPatch) set(name string, v json.RawMessage) error {
+	switch name {
+	case "rate":
+		return readFloat(name, v, &p.rate)
+	case "burst":
+		return readInt(name, v, &p.burst)
+	case "concurrency":
+		return readInt(name, v, &p.concurrency)
+	case "queue_size":
+		return readInt(name, v, &p.queueSize)
+	case "max_wait":
+		var s *string
+		if err := readString(name, v, &s); err != nil {
+			return err
+		}
+		d, err := time.ParseDuration(*s)
+		if err != nil {
+			return fmt.Errorf("max_wait: not a duration: %s (want e.g. \"30s\")", quote(*s))
+		}
+		p.maxWait = &d
+	case "hosts":
+		if k := jsonKind(v); k != "array" {
+			return wrongType(name, v, "an array")
+		}
+		hosts, err := p.readHosts(v)
+		if err != nil {
+			return err
+		}
+		p.hosts = &hosts
 	}
 	return nil
 }
 
-// jsonError rewrites encoding/json's errors as "<field>: <why>".
+// readHosts reads the hosts array (v is one), one entry at a time, so
+// that problems carry the index: "hosts[1].rate: wrong type: …",
+// "hosts[0].rps: unknown field". An entry that is not an object keeps its
+// place as an empty rule, so that the indexes of the validation's problems
+// stay right.
+func (p *limitsPatch) readHosts(v json.RawMessage) ([]config.HostRule, error) {
+	var entries []json.RawMessage
+	if err := json.Unmarshal(v, &entries); err != nil {
+		return nil, jsonError(err)
+	}
+	hosts := make([]config.HostRule, len(entries))
+	for i, e := range entries {
+		key := fmt.Sprintf("hosts[%d]", i)
+		if jsonKind(e) != "object" {
+			p.notObject[i] = true
+			p.problems = append(p.problems, wrongType(key, e, "an object"))
+			continue
+		}
+		ms, err := members(e)
+		if err != nil {
+			return nil, jsonError(err)
+		}
+		h := &hosts[i]
+		eachKnown(key+".", ms, hostFields, &p.problems, func(m member) {
+			var err error
+			name := key + "." + m.name
+			switch m.name {
+			case "match":
+				var s *string
+				if err = readString(name, m.value, &s); err == nil && s != nil {
+					h.Match = *s
+				}
+			case "rate":
+				err = readFloat(name, m.value, &h.Rate)
+			case "burst":
+				err = readInt(name, m.value, &h.Burst)
+			case "concurrency":
+				err = readInt(name, m.value, &h.Concurrency)
+			}
+			if err != nil {
+				p.problems = append(p.problems, err)
+			}
+		})
+	}
+	return hosts, nil
+}
+
+// apply merges the fields read into l and hosts.
+func (p *limitsPatch) apply(l config.Limits, hosts []config.HostRule) (config.Limits, []config.HostRule) {
+	if p.rate != nil {
+		l.Rate = *p.rate
+	}
+	if p.burst != nil {
+		l.Burst = *p.burst
+	}
+	if p.concurrency != nil {
+		l.Concurrency = *p.concurrency
+	}
+	if p.queueSize != nil {
+		l.QueueSize = *p.queueSize
+	}
+	if p.maxWait != nil {
+		l.MaxWait = *p.maxWait
+	}
+	if p.hosts != nil {
+		hosts = *p.hosts
+	}
+	return l, hosts
+}
+
+// missing reports every field a PUT needs and did not get (absent or
+// null).
+func (p *limitsPatch) missing() []error {
+	var errs []error
+	for _, f := range limitsFields {
+		if !p.sent[f] {
+			errs = append(errs, fmt.Errorf("%s: required by PUT (use PATCH to change some fields)", f))
+		}
+	}
+	return errs
+}
+
+// hostProblems returns the problems of config.ValidateHosts (err),
+// leaving out those of entries already reported as not objects.
+func (p *limitsPatch) hostProblems(err error) []error {
+	var out []error
+	for _, e := range split(err) {
+		var fe *config.FieldError
+		i := -1
+		if errors.As(e, &fe) {
+			_, _ = fmt.Sscanf(fe.Key, "hosts[%d]", &i)
+		}
+		if !p.notObject[i] {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// quoted is a Go-quoted string, as config's messages quote values (%q).
+var quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+
+// clipQuoted shortens every quoted value in a validation message to
+// maxQuote bytes: config quotes what it was given, however long.
+func clipQuoted(msg string) string {
+	return quoted.ReplaceAllStringFunc(msg, func(q string) string {
+		if len(q) <= maxQuote+2 {
+			return q
+		}
+		s, err := strconv.Unquote(q)
+		if err != nil {
+			return clip(q, maxQuote)
+		}
+		return quote(s)
+	})
+}
+
+// member is one "name": value of a JSON object.
+type member struct {
+	name  string
+	value json.RawMessage
+}
+
+// members returns the members of a JSON object (obj is one), in order,
+// duplicates included.
+func members(obj json.RawMessage) ([]member, error) {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if _, err := dec.Token(); err != nil { // {
+		return nil, err
+	}
+	var ms []member
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		name, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		ms = append(ms, member{name: name, value: v})
+	}
+	return ms, nil
+}
+
+// eachKnown calls read, in order, for the members whose name is exactly
+// one of known, the first of each name only. It adds a problem, in the same
+// order, for any other name (noting when only its case differs:
+// encoding/json would have taken it) and for a name given twice
+// (encoding/json would have kept the last).
+func eachKnown(prefix string, ms []member, known []string, problems *[]error, read func(member)) {
+	seen := make(map[string]int, len(ms))
+	for _, m := range ms {
+		seen[m.name]++
+		switch {
+		case !slices.Contains(known, m.name):
+			if seen[m.name] > 1 {
+				continue
+			}
+			why := "unknown field"
+			if slices.ContainsFunc(known, func(k string) bool { return strings.EqualFold(k, m.name) }) {
+				why = "unknown field (names are case-sensitive)"
+			}
+			*problems = append(*problems, fmt.Errorf("%s%s: %s", prefix, clip(m.name, maxQuote), why))
+		case seen[m.name] == 2:
+			*problems = append(*problems, fmt.Errorf("%s%s: given twice", prefix, m.name))
+		case seen[m.name] == 1:
+			read(m)
+		}
+	}
+}
+
+// jsonKind names the JSON type of a well-formed value.
+func jsonKind(v json.RawMessage) string {
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 {
+		return "nothing"
+	}
+	switch v[0] {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case '"':
+		return "string"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	}
+	return "number"
+}
+
+func wrongType(key string, v json.RawMessage, want string) error {
+	got := jsonKind(v)
+	if got == "number" {
+		got += " " + clip(string(v), maxQuote)
+	}
+	return fmt.Errorf("%s: wrong type: got JSON %s, want %s", key, got, want)
+}
+
+// readFloat reads a number into *dst; null leaves *dst nil.
+func readFloat(key string, v json.RawMessage, dst **float64) error {
+	switch jsonKind(v) {
+	case "null":
+		return nil
+	case "number":
+	default:
+		return wrongType(key, v, "a number")
+	}
+	f, err := strconv.ParseFloat(string(v), 64)
+	if err != nil { // ErrRange: JSON has no bounds, float64 has
+		return fmt.Errorf("%s: out of range: got JSON number %s, want a finite 64-bit float", key, clip(string(v), maxQuote))
+	}
+	*dst = &f
+	return nil
+}
+
+// readInt reads an integer (no fraction, no exponent, as encoding/json)
+// into *dst; null leaves *dst nil.
+func readInt(key string, v json.RawMessage, dst **int) error {
+	switch jsonKind(v) {
+	case "null":
+		return nil
+	case "number":
+	default:
+		return wrongType(key, v, "an integer")
+	}
+	if bytes.ContainsAny(v, ".eE") {
+		return wrongType(key, v, "an integer")
+	}
+	n, err := strconv.ParseInt(string(v), 10, strconv.IntSize)
+	if err != nil {
+		return fmt.Errorf("%s: out of range: got JSON number %s, want a %d-bit integer", key, clip(string(v), maxQuote), strconv.IntSize)
+	}
+	i := int(n)
+	*dst = &i
+	return nil
+}
+
+// readString reads a string into *dst; null leaves *dst nil.
+func readString(key string, v json.RawMessage, dst **string) error {
+	switch jsonKind(v) {
+	case "null":
+		return nil
+	case "string":
+	default:
+		return wrongType(key, v, "a string")
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return fmt.Errorf("%s: %v", key, jsonError(err))
+	}
+	*dst = &s
+	return nil
+}
+
+// jsonError rewrites encoding/json's syntax errors as "body: <why>".
 func jsonError(err error) error {
-	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
 	switch {
-	case errors.As(err, &te):
-		field := te.Field
-		if field == "" {
-			field = "body"
-		}
-		return fmt.Errorf("%s: wrong type: got JSON %s, want %s", field, te.Value, jsonKind(te.Type.Kind().String()))
 	case errors.As(err, &se):
 		return fmt.Errorf("body: invalid JSON at byte %d: %v", se.Offset, se)
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return errors.New("body: truncated JSON")
 	}
-	msg := err.Error()
-	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return fmt.Errorf("%s: unknown field", strings.Trim(f, `"`))
-	}
-	return fmt.Errorf("body: %s", strings.TrimPrefix(msg, "json: "))
+	return fmt.Errorf("body: %s", strings.TrimPrefix(err.Error(), "json: "))
 }
 
-func jsonKind(k string) string {
-	switch k {
-	case "float64":
-		return "a number"
-	case "int", "int64":
-		return "an integer"
-	case "string":
-		return "a string"
-	case "slice":
-		return "an array"
-	case "struct", "ptr":
-		return "an object"
+// clip returns s cut to at most n bytes at a rune boundary, marked with
+// "…" and the full length when cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return k
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", s[:i], len(s))
 }
 
-// oneLine joins a multi-line validation error.
+// quote is strconv.Quote of at most maxQuote bytes of s; the mark of a cut
+// is outside the quotes.
+func quote(s string) string {
+	if len(s) <= maxQuote {
+		return strconv.Quote(s)
+	}
+	i := maxQuote
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:i]), len(s))
+}
+
+// split returns the errors joined in err (errors.Join), or err alone.
+func split(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// joinProblems lists problems on one line, joined by "; ": at most
+// maxProblems of them, each at most maxProblemLen bytes.
+func joinProblems(problems []error) string {
+	var b strings.Builder
+	for i, p := range problems {
+		if i == maxProblems {
+			fmt.Fprintf(&b, "; and %d more problems", len(problems)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(clip(oneLine(p), maxProblemLen))
+	}
+	return b.String()
+}
+
+// oneLine joins a multi-line error.
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -25,7 +25,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -44,50 +43,15 @@ const docsDir = "../../docs"
 
 const specToken = "s3cret"
 
-// specBackend is a Backend with fixed, fully populated state: every
-// optional JSON field is present, so the schema comparison sees them all.
-type specBackend struct {
-	mu    sync.Mutex
-	l     config.Limits
-	hosts []config.HostRule
-}
-
-var _ Backend = (*specBackend)(nil)
-
-func newSpecBackend() *specBackend {
+// newSpecBackend returns a fakeBackend with fixed, fully populated state:
+// every optional JSON field is present, so the schema comparison sees them
+// all.
+func newSpecBackend() *fakeBackend {
 	rate, burst, conc := 10.0, 10, 5
-	return &specBackend{
+	return &fakeBackend{
 		l:     config.Default().Limits,
 		hosts: []config.HostRule{{Match: "api.example.com", Rate: &rate, Burst: &burst, Concurrency: &conc}},
 	}
-}
-
-func (b *specBackend) Limits() (config.Limits, []config.HostRule) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.l, slices.Clone(b.hosts)
-}
-
-func (b *specBackend) UpdateLimits(change func(*config.Limits, *[]config.HostRule) error) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	l, hosts := b.l, append([]config.HostRule(nil), b.hosts...)
-	if err := change(&l, &hosts); err != nil {
-		return err
-	}
-	b.l, b.hosts = l, hosts
-	return nil
-}
-
-func (b *specBackend) Stats() dispatch.Stats {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := dispatch.Stats{Depth: 3, InFlight: 2, Tunnels: 1, OldestWait: 1500 * time.Millisecond, Limits: dispatch.Limits{
-		Rate: b.l.Rate, Burst: b.l.Burst, Concurrency: b.l.Concurrency, QueueSize: b.l.QueueSize, MaxWait: b.l.MaxWait, MaxTunnels: b.l.MaxTunnels,
-	}}
-	s.ByPriority[0], s.ByPriority[6] = 1, 2
-	s.Waiting[dispatch.Tunnel] = 1
-	return s
 }
 
 // newSpecRegistry builds the registry as cmd/proxyd does: the Go and
@@ -109,7 +73,7 @@ func newSpecRegistry(t *testing.T, stats func() dispatch.Stats) *prometheus.Regi
 
 // newSpecServer returns an admin server wired as in production, with a
 // token, ready.
-func newSpecServer(t *testing.T) (*Server, *specBackend) {
+func newSpecServer(t *testing.T) (*Server, *fakeBackend) {
 	t.Helper()
 	b := newSpecBackend()
 	reg := newSpecRegistry(t, b.Stats)
@@ -721,6 +685,86 @@ func TestRegistryDocumented(t *testing.T) {
 	for name := range doc {
 		if strings.HasPrefix(name, "proxyd_") && !exposed[name] {
 			t.Errorf("metrics.md documents %s, which the registry does not expose", name)
+		}
+	}
+}
+
+// bucketLine is "- `proxyd_x_seconds` buckets (seconds): 0.001, …, `+Inf`."
+// in metrics.md, possibly wrapped over several lines.
+var bucketLine = regexp.MustCompile("(?s)- `(proxyd_[a-z0-9_]+)` buckets \\(seconds\\): ([^`]*)`\\+Inf`")
+
+// TestMetricsDocBuckets: metrics.md lists every histogram's buckets
+// exactly as the registry exposes them (the le label values).
+func TestMetricsDocBuckets(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(docsDir, "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := make(map[string][]string)
+	for _, m := range bucketLine.FindAllStringSubmatch(string(raw), -1) {
+		var les []string
+		for _, f := range strings.Split(m[2], ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				les = append(les, f)
+			}
+		}
+		documented[m[1]] = les
+	}
+	mfs, err := newSpecRegistry(t, newSpecBackend().Stats).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), "proxyd_") || len(mf.GetMetric()) == 0 || mf.GetMetric()[0].GetHistogram() == nil {
+			continue
+		}
+		n++
+		var got []string
+		for _, b := range mf.GetMetric()[0].GetHistogram().GetBucket() {
+			got = append(got, strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64))
+		}
+		want, ok := documented[mf.GetName()]
+		if !ok {
+			t.Errorf("metrics.md: no \"- `%s` buckets (seconds): …\" line", mf.GetName())
+			continue
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("metrics.md: %s buckets\n documented %v\n exposed    %v", mf.GetName(), want, got)
+		}
+		delete(documented, mf.GetName())
+	}
+	if n == 0 {
+		t.Error("the registry exposes no proxyd_ histogram")
+	}
+	for name := range documented {
+		t.Errorf("metrics.md lists buckets of %s, which is not an exposed histogram", name)
+	}
+}
+
+// TestAdminDocAuthScheme: admin-api.md states what requireToken does: the
+// scheme is case-insensitive (RFC 9110 §11.1), the token exact.
+func TestAdminDocAuthScheme(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(docsDir, "admin-api.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(raw), "## Authentication")
+	section, _, _ = strings.Cut(section, "\n## ")
+	section = strings.Join(strings.Fields(section), " ")
+	for _, want := range []string{"scheme is case-insensitive", "RFC 9110 §11.1", "token itself is compared exactly"} {
+		if !strings.Contains(section, want) {
+			t.Errorf("admin-api.md, Authentication: does not say %q", want)
+		}
+	}
+	s, _ := newSpecServer(t)
+	for hdr, want := range map[string]int{"Bearer " + specToken: 200, "bearer " + specToken: 200, "BEARER " + specToken: 200, "Bearer " + strings.ToUpper(specToken): 401} {
+		r := httptest.NewRequest("GET", "/api/v1/limits", nil)
+		r.Header.Set("Authorization", hdr)
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, r)
+		if w.Code != want {
+			t.Errorf("Authorization %q: %d, want %d", hdr, w.Code, want)
 		}
 	}
 }

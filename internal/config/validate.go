@@ -114,7 +114,8 @@ func (l Limits) Validate() error {
 
 // Upper bounds that catch absurd limits (a typo, a unit mix-up) before
 // they reach the dispatcher: beyond them a value cannot be honoured on one
-// machine, or is indistinguishable from "unlimited" (say so with 0).
+// machine, or is indistinguishable from "unlimited" (say so with 0). The
+// rate, burst and concurrency bounds apply to hosts rules too.
 const (
 	maxRate        = 1e9 // tokens per second: x/time/rate times them in ns
 	maxBurst       = 1_000_000_000
@@ -180,7 +181,8 @@ func ValidateHosts(hosts []HostRule) error {
 
 // checkHosts: a set rate may be 0 (unlimited, as limits.rate); a set burst
 // must be >= 1; a set concurrency must be >= 1 (omit it for unlimited: 0
-// would read as "block this host").
+// would read as "block this host"). The upper bounds are those of the
+// global limits (maxRate, maxBurst, maxConcurrency).
 func checkHosts(p *problems, hosts []HostRule) {
 	seen := make(map[HostPattern]int, len(hosts))
 	for i, h := range hosts {
@@ -198,13 +200,25 @@ func checkHosts(p *problems, hosts []HostRule) {
 				p.add(key+"rate", "must be a finite number, got %v", r)
 			case r < 0:
 				p.add(key+"rate", "must be >= 0 (0 or omitted = unlimited), got %v", r)
+			case r > maxRate:
+				p.add(key+"rate", "must be <= %g (0 or omitted = unlimited), got %v", maxRate, r)
 			}
 		}
-		if h.Burst != nil && *h.Burst < 1 {
-			p.add(key+"burst", "must be >= 1 (omit it for max(1, rate)), got %d", *h.Burst)
+		if h.Burst != nil {
+			switch b := *h.Burst; {
+			case b < 1:
+				p.add(key+"burst", "must be >= 1 (omit it for max(1, rate)), got %d", b)
+			case b > maxBurst:
+				p.add(key+"burst", "must be <= %d, got %d", maxBurst, b)
+			}
 		}
-		if h.Concurrency != nil && *h.Concurrency < 1 {
-			p.add(key+"concurrency", "must be >= 1 (omit it for unlimited), got %d", *h.Concurrency)
+		if h.Concurrency != nil {
+			switch c := *h.Concurrency; {
+			case c < 1:
+				p.add(key+"concurrency", "must be >= 1 (omit it for unlimited), got %d", c)
+			case c > maxConcurrency:
+				p.add(key+"concurrency", "must be <= %d (omit it for unlimited), got %d", maxConcurrency, c)
+			}
 		}
 	}
 }

@@ -105,6 +105,13 @@ func TestValidate(t *testing.T) {
 		{"hosts.rate/NaN", host(HostRule{Match: "b.example.com", Rate: ptr(math.NaN())}), "hosts[1].rate: must be a finite number, got NaN"},
 		{"hosts.burst/zero", host(HostRule{Match: "b.example.com", Burst: ptr(0)}), "hosts[1].burst: must be >= 1 (omit it for max(1, rate)), got 0"},
 		{"hosts.concurrency/zero", host(HostRule{Match: "b.example.com", Concurrency: ptr(0)}), "hosts[1].concurrency: must be >= 1 (omit it for unlimited), got 0"},
+		{"hosts.rate/max", host(HostRule{Match: "b.example.com", Rate: ptr(1e9)}), ""},
+		{"hosts.rate/absurd", host(HostRule{Match: "b.example.com", Rate: ptr(1e300)}), "hosts[1].rate: must be <= 1e+09 (0 or omitted = unlimited), got 1e+300"},
+		{"hosts.rate/+Inf", host(HostRule{Match: "b.example.com", Rate: ptr(math.Inf(1))}), "hosts[1].rate: must be a finite number, got +Inf"},
+		{"hosts.burst/max", host(HostRule{Match: "b.example.com", Burst: ptr(1_000_000_000)}), ""},
+		{"hosts.burst/absurd", host(HostRule{Match: "b.example.com", Burst: ptr(2_000_000_000)}), "hosts[1].burst: must be <= 1000000000, got 2000000000"},
+		{"hosts.concurrency/max", host(HostRule{Match: "b.example.com", Concurrency: ptr(1_000_000)}), ""},
+		{"hosts.concurrency/absurd", host(HostRule{Match: "b.example.com", Concurrency: ptr(2_000_000_000)}), "hosts[1].concurrency: must be <= 1000000 (omit it for unlimited), got 2000000000"},
 
 		// priority
 		{"priority.default/0", func(c *Config) { c.Priority.Default = 0 }, ""},
@@ -293,6 +300,14 @@ func TestValidateHosts(t *testing.T) {
 	}
 	err := ValidateHosts([]HostRule{{Match: "a.example.com"}, {Match: "b.example.com", Burst: ptr(0)}})
 	if want := "hosts[1].burst: must be >= 1 (omit it for max(1, rate)), got 0"; err == nil || err.Error() != want {
+		t.Errorf("ValidateHosts() = %v, want %q", err, want)
+	}
+	// The global upper bounds apply to host rules too, each named.
+	err = ValidateHosts([]HostRule{{Match: "a.example.com", Rate: ptr(1e300), Burst: ptr(2_000_000_000), Concurrency: ptr(2_000_000_000)}})
+	want := "hosts[0].rate: must be <= 1e+09 (0 or omitted = unlimited), got 1e+300\n" +
+		"hosts[0].burst: must be <= 1000000000, got 2000000000\n" +
+		"hosts[0].concurrency: must be <= 1000000 (omit it for unlimited), got 2000000000"
+	if err == nil || err.Error() != want {
 		t.Errorf("ValidateHosts() = %v, want %q", err, want)
 	}
 }

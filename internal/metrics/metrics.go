@@ -41,6 +41,15 @@ type Metrics struct {
 	outcomes  map[string]int
 }
 
+// Histogram bucket upper bounds, in seconds, as docs/metrics.md lists
+// them. They are written out (not computed, as ExponentialBucketsRange
+// would) so that the le labels are the round numbers the documentation and
+// dashboards show, not 0.002082300563710834.
+var (
+	queueWaitBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+	upstreamBuckets  = []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 60}
+)
+
 var priorities = func() []string {
 	p := make([]string, queue.Levels)
 	for i := range p {
@@ -59,13 +68,13 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 		}, []string{"priority", "outcome"}),
 		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "proxyd_queue_wait_seconds",
-			Help:    "Time admitted requests waited in the queue, by urgency.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+			Help:    "Time admitted requests waited in the queue (summed over a request's retries), by urgency.",
+			Buckets: queueWaitBuckets,
 		}, []string{"priority"}),
 		upstream: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "proxyd_upstream_duration_seconds",
 			Help:    "Time from sending a request upstream until its response headers arrived (tunnels: the dial).",
-			Buckets: prometheus.ExponentialBucketsRange(0.001, 60, 16),
+			Buckets: upstreamBuckets,
 		}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "proxyd_config_reloads_total",
