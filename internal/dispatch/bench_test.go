@@ -88,3 +88,48 @@ func BenchmarkAdmitDestinations(b *testing.B) {
 	b.Run("destinations=1", func(b *testing.B) { run(b, 1) })
 	b.Run("destinations=1000/half-blocked", func(b *testing.B) { run(b, 1000) })
 }
+
+// BenchmarkWildcardRuleRelease measures one grant under a wildcard hosts
+// rule of concurrency 1 shared by n destinations, each with requests
+// waiting: Enqueue one more, then Release the permit, which admits the
+// next. Today a release wakes every lane waiting on the rule, so ns/op
+// grows with n (see the package doc).
+func BenchmarkWildcardRuleRelease(b *testing.B) {
+	for _, n := range []int{10, 1000} {
+		b.Run(fmt.Sprint("destinations=", n), func(b *testing.B) {
+			p, err := config.ParseHostPattern("*.example")
+			if err != nil {
+				b.Fatal(err)
+			}
+			d := New(Config{Limits: Limits{QueueSize: 1 << 22, MaxWait: time.Hour, MaxTunnels: 1}, Hosts: []HostLimit{{Match: p, Concurrency: 1}}}, Deps{})
+			defer d.Close()
+			var fifo []*Ticket
+			for i := 0; i < 2*n; i++ {
+				tk, err := d.Enqueue(Request{Urgency: 3, Dest: fmt.Sprintf("d%d.example:443", i%n)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				fifo = append(fifo, tk)
+			}
+			dests := make([]string, n)
+			for i := range dests {
+				dests[i] = fmt.Sprintf("d%d.example:443", i)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				tk, err := d.Enqueue(Request{Urgency: 3, Dest: dests[i%n]})
+				if err != nil {
+					b.Fatal(err)
+				}
+				fifo = append(fifo, tk)
+				pm, err := fifo[0].Poll()
+				if err != nil {
+					b.Fatalf("FIFO head under the rule not admitted: %v", err)
+				}
+				fifo = fifo[1:]
+				pm.Release()
+			}
+		})
+	}
+}

@@ -269,6 +269,14 @@ func (d *Dispatcher) Enqueue(r Request) (*Ticket, error) {
 		return nil, &RejectError{Err: ErrQueueFull, RetryAfter: d.retryAfterLocked(r.Urgency, r.Dest, now)}
 	}
 	w.lane = l
+	// l holds the newcomer: if it was an idle lane being reused, it is idle
+	// no more before the victim's lane turns idle, which may sweep every
+	// idle lane. (The victim's lane must be fixed before any heap
+	// compares heads: it may have just lost its head.)
+	if l.idle {
+		l.idle = false
+		d.mu.idle--
+	}
 	if evicted != nil {
 		d.rejectLocked(evicted.Value.(*Ticket), ErrShed, now)
 	}
@@ -292,8 +300,18 @@ func (w *Ticket) Wait(ctx context.Context) (*Permit, error) {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			w.Cancel()
 		}
+	}
+	// The grant and ctx.Done() may be ready together, and select picks
+	// either: a caller that has left never gets the permit (SPEC §4), it is
+	// given back. A rejection that won the race is still reported.
+	if err := ctx.Err(); err != nil {
+		w.Cancel()
+		p, perr := w.Poll()
+		if errors.Is(perr, context.Canceled) {
+			return nil, err
+		}
+		return p, perr
 	}
 	return w.Poll()
 }
@@ -489,18 +507,25 @@ func (d *Dispatcher) laneChangedLocked(l *lane) {
 const maxIdleLanes = 1024
 
 // sweepIdleLocked forgets every empty lane once there are too many;
-// amortized O(1) per lane.
+// amortized O(1) per lane. A lane with waiting requests is never dropped,
+// whatever its idle mark says: Pause and SetHosts reach lanes through
+// d.mu.lanes.
 func (d *Dispatcher) sweepIdleLocked() {
 	if d.mu.idle <= maxIdleLanes {
 		return
 	}
+	kept := 0
 	for key, l := range d.mu.lanes {
-		if l.idle {
-			delete(d.mu.lanes, key)
-			d.mu.q.DropLane(l.q)
+		if !l.idle {
+			continue
 		}
+		if !d.mu.q.DropLane(l.q) {
+			kept++
+			continue
+		}
+		delete(d.mu.lanes, key)
 	}
-	d.mu.idle = 0
+	d.mu.idle = kept
 }
 
 // detachLocked takes l out of whichever structure holds it.
@@ -657,6 +682,10 @@ func (d *Dispatcher) SetAging(a time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.mu.q.SetAging(a)
+	// Lanes are ordered by their heads' ranks, which just changed.
+	for k := range d.mu.ready {
+		d.mu.ready[k].init()
+	}
 	d.runLocked(d.clock.Now())
 }
 

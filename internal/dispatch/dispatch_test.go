@@ -379,7 +379,9 @@ func TestDrainAndClose(t *testing.T) {
 }
 
 // TestAcquireContext drives the blocking API: a caller whose context ends
-// while it waits leaves the queue and gets ctx.Err().
+// while it waits leaves the queue and gets ctx.Err(). The waiting calls are
+// Enqueue (in the test goroutine, so that the queue holds the request before
+// anything else happens) then Wait (in another): no polling, no sleep.
 func TestAcquireContext(t *testing.T) {
 	l := unlimited()
 	l.Concurrency = 1
@@ -391,30 +393,38 @@ func TestAcquireContext(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
+	tk, err := d.Enqueue(Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	go func() {
-		_, err := d.Acquire(ctx, Request{})
+		_, err := tk.Wait(ctx)
 		done <- err
 	}()
-	for d.Stats().Depth != 1 {
-		time.Sleep(time.Millisecond) // waits for the goroutine to enqueue; asserts nothing by timing
+	if s := d.Stats(); s.Depth != 1 {
+		t.Fatalf("depth %d while waiting", s.Depth)
 	}
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Acquire after cancel: %v", err)
+		t.Fatalf("Wait after cancel: %v", err)
 	}
 	if s := d.Stats(); s.Depth != 0 {
 		t.Fatalf("depth %d after cancel", s.Depth)
 	}
-	// A waiting Acquire is woken by a release.
+	// A waiting caller is woken by a release.
+	tk, err = d.Enqueue(Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	go func() {
-		p, err := d.Acquire(context.Background(), Request{})
+		p, err := tk.Wait(context.Background())
 		if err == nil {
 			p.Release()
 		}
 		done <- err
 	}()
-	for d.Stats().Depth != 1 {
-		time.Sleep(time.Millisecond)
+	if s := d.Stats(); s.Depth != 1 {
+		t.Fatalf("depth %d while waiting", s.Depth)
 	}
 	busy.Release()
 	if err := <-done; err != nil {
@@ -423,6 +433,98 @@ func TestAcquireContext(t *testing.T) {
 	if _, err := d.Acquire(ctx, Request{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Acquire with a done context: %v", err)
 	}
+}
+
+// TestWaitGivesBackGrantToCallerGone: the grant and the caller's ctx.Done()
+// are ready together when Wait selects. The caller has left, so the permit
+// is given back (slot free again) and Wait returns the context's error,
+// every time (select alone would pick either at random).
+func TestWaitGivesBackGrantToCallerGone(t *testing.T) {
+	for _, end := range []struct {
+		name string
+		ctx  func() context.Context
+		want error
+	}{
+		{"canceled", func() context.Context {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx
+		}, context.Canceled},
+		{"deadline", func() context.Context {
+			ctx, cancel := context.WithDeadline(context.Background(), time.Unix(0, 0))
+			_ = cancel // already ended; cancel only frees the timer
+			cancel()
+			return ctx
+		}, context.DeadlineExceeded},
+	} {
+		t.Run(end.name, func(t *testing.T) {
+			for i := 0; i < 100; i++ {
+				l := unlimited()
+				l.Concurrency = 1
+				h := newHarness(t, l, 0)
+				h.add("busy", 3)
+				h.add("w", 3)
+				h.release("busy") // the grant lands in w's channel
+				p, err := h.tickets["w"].Wait(end.ctx())
+				if err == nil {
+					t.Fatalf("try %d: Wait with a done context returned a permit (%v)", i, p)
+				}
+				if !errors.Is(err, end.want) {
+					t.Fatalf("try %d: err %v, want %v", i, err, end.want)
+				}
+				if s := h.d.Stats(); s.InFlight != 0 || s.Depth != 0 {
+					t.Fatalf("try %d: grant not given back: %+v", i, s)
+				}
+			}
+		})
+	}
+}
+
+// TestGrantGivenBackLater: a grant given back a moment after it was made
+// (on a real clock, always) returns its rate token too.
+func TestGrantGivenBackLater(t *testing.T) {
+	l := unlimited()
+	l.Rate, l.Burst, l.Concurrency = 1, 1, 1
+	h := newHarness(t, l, 0)
+	h.add("a", 3)
+	h.add("b", 3)
+	h.add("c", 3)
+	h.granted("a")
+	h.clk.Advance(time.Millisecond) // the caller leaves 1 ms after the grant
+	h.tickets["a"].Cancel()
+	h.granted("b") // at once: a's token came back
+	// One token was refunded, not more (the bucket was full again, at
+	// burst 1): c waits a whole second from b's grant.
+	h.release("b")
+	h.clk.Advance(time.Second - time.Microsecond)
+	h.granted()
+	h.clk.Advance(2 * time.Microsecond)
+	h.granted("c")
+}
+
+// TestRetryDoesNotShedEqual: on a full queue, a retry (its first arrival
+// and sequence number, which sort before a newer equal) does not shed a
+// waiting request of the same urgency; it is refused (SPEC §4).
+func TestRetryDoesNotShedEqual(t *testing.T) {
+	l := unlimited()
+	l.Concurrency, l.QueueSize = 1, 1
+	h := newHarness(t, l, 0)
+	h.add("first", 3)
+	p, _ := h.tickets["first"].Poll()
+	arrival, seq := p.Arrival(), p.Seq()
+	h.release("first")
+	h.add("busy", 3)
+	h.add("later", 3) // fills the queue
+	err := h.enqueue("retry", Request{Urgency: 3, Arrival: arrival, Seq: seq})
+	if !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("equal-urgency retry on a full queue: %v, want queue full", err)
+	}
+	h.pending("later")
+	// A more urgent retry does shed it.
+	if err := h.enqueue("retry", Request{Urgency: 2, Arrival: arrival, Seq: seq}); err != nil {
+		t.Fatal(err)
+	}
+	h.rejected("later", ErrShed)
 }
 
 // TestConcurrentCapHolds hammers a real-clock dispatcher from many

@@ -264,3 +264,90 @@ func TestDestinationStateBounded(t *testing.T) {
 		t.Fatalf("Stats.Lanes %d with nothing waiting", s.Lanes)
 	}
 }
+
+// TestRefundLaterReturnsHostToken: a rule's token given back after the
+// instant of the grant returns too.
+func TestRefundLaterReturnsHostToken(t *testing.T) {
+	h := newHostsHarness(t, unlimited(), hostLimit(t, "api.example", 1, 1, 0))
+	h.addTo("a", 3, "api.example:443")
+	h.addTo("b", 3, "api.example:443")
+	h.granted("a")
+	h.clk.Advance(time.Millisecond)
+	h.tickets["a"].Cancel()
+	h.granted("b")
+}
+
+// TestSetAgingReordersDestinations: changing aging live re-ranks waiting
+// requests across destinations, not only within each one.
+func TestSetAgingReordersDestinations(t *testing.T) {
+	l := unlimited()
+	l.Concurrency, l.MaxWait = 1, 2*time.Hour
+	h := newHarness(t, l, 0)
+	h.addTo("busy", 0, "busy:80")
+	for i := 0; i < 3; i++ {
+		h.addTo(fmt.Sprint("a", i), 7, fmt.Sprintf("a%d:80", i))
+	}
+	h.clk.Advance(time.Hour)
+	h.addTo("new0", 0, "b:80")
+	h.d.SetAging(time.Minute) // the a* rank 7m, new0 60m: the a* go first
+	for i, next := range []string{"a0", "a1", "a2", "new0"} {
+		prev := "busy"
+		if i > 0 {
+			prev = fmt.Sprint("a", i-1)
+		}
+		h.release(prev)
+		if _, err := h.tickets[next].Poll(); err != nil {
+			t.Fatalf("after releasing %s: %s not admitted (%v)", prev, next, err)
+		}
+	}
+	// And back to strict priority: the most urgent destination first.
+	h.release("new0")
+	h.addTo("x7", 7, "x:80")
+	h.addTo("y0", 0, "y:80")
+	h.addTo("busy2", 0, "busy:80")
+	h.d.SetAging(0)
+	h.release("x7")
+	h.pending("busy2")
+	if _, err := h.tickets["y0"].Poll(); err != nil {
+		t.Fatalf("y0: %v", err)
+	}
+}
+
+// TestIdleSweepKeepsLaneOfNewcomer: a newcomer to a reused idle lane
+// evicts another lane's last request, which makes more than maxIdleLanes
+// idle lanes and sweeps them. The newcomer's lane must survive (it is not
+// idle), so that a pause of its destination still holds it.
+func TestIdleSweepKeepsLaneOfNewcomer(t *testing.T) {
+	l := unlimited()
+	l.Concurrency, l.QueueSize = 1, 1
+	h := newHarness(t, l, 0)
+	h.addTo("busy", 0, "busy:80")
+	h.granted("busy")
+	for i := 0; i < maxIdleLanes-1; i++ { // idle lanes: busy + 1023 = 1024
+		tk, err := h.d.Enqueue(Request{Urgency: 7, Dest: fmt.Sprintf("d%d:80", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tk.Cancel()
+	}
+	h.addTo("v", 7, "x:80")
+	// Full: n (to the idle lane of d0) evicts v, whose lane is the 1025th
+	// idle one.
+	h.addTo("n", 0, "d0:80")
+	h.rejected("v", ErrShed)
+	h.d.mu.Lock()
+	nl, inMap := h.d.mu.lanes[laneKey{HTTP, "d0:80"}]
+	idle := h.d.mu.idle
+	h.d.mu.Unlock()
+	if !inMap || nl != h.tickets["n"].lane || idle < 0 {
+		t.Fatalf("newcomer's lane in map: %v (same lane: %v), idle count %d", inMap, nl == h.tickets["n"].lane, idle)
+	}
+	if s := h.d.Stats(); s.Lanes != 1 || s.Depth != 1 {
+		t.Fatalf("stats: %d lanes, depth %d; want 1, 1", s.Lanes, s.Depth)
+	}
+	h.d.Pause("d0:80", t0.Add(time.Minute))
+	h.release("busy")
+	h.pending("n")
+	h.clk.Advance(time.Minute)
+	h.granted("n")
+}

@@ -122,6 +122,13 @@ func (h *laneHeap) down(i int) bool {
 	return i > i0
 }
 
+// init restores the heap order after the keys changed (SetAging).
+func (h *laneHeap) init() {
+	for i := len(h.lanes)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
 func (h *laneHeap) fix(i int) {
 	if !h.down(i) {
 		h.up(i)

@@ -21,10 +21,22 @@ import (
 
 // Bucket is a token bucket. A rate of 0 means unlimited (every Take
 // succeeds).
+//
+// The refill arithmetic is x/time/rate's. A refund, though, cannot be left
+// to rate.Reservation.CancelAt: it restores nothing once the reservation's
+// time has passed, which on a real clock is always by the time a caller is
+// found to have left. So Bucket keeps the tokens given back as a credit on
+// top of the limiter, and treats the two as one bucket: the limiter's
+// tokens plus the credit never exceed burst (the credit is trimmed as the
+// limiter refills), a Take needs their sum to reach 1, and a refund adds 1
+// to the sum up to burst. Over any window of length t, tokens taken minus
+// tokens refunded is therefore at most rate×t + burst
+// (TestBucketNeverExceedsRate).
 type Bucket struct {
-	lim   *rate.Limiter
-	limit float64
-	burst int
+	lim    *rate.Limiter
+	limit  float64
+	burst  int
+	credit float64 // refunded tokens; lim's tokens + credit <= burst
 }
 
 // NewBucket returns a full bucket refilled at r tokens per second holding
@@ -50,8 +62,20 @@ func (b *Bucket) Rate() float64 { return b.limit }
 // Burst returns the bucket size.
 func (b *Bucket) Burst() int { return b.burst }
 
-// Token is a taken token; give it back with Refund.
-type Token struct{ r *rate.Reservation }
+// Token is a taken token; give it back with Refund. Its zero value (what
+// an unlimited bucket hands out) refunds nothing.
+type Token struct{ taken bool }
+
+// tokensAt trims the credit to what the bucket can hold at now and returns
+// the limiter's tokens and the credit. The limiter's tokens may be below
+// zero by at most the credit (a Take that the credit helped pay for).
+func (b *Bucket) tokensAt(now time.Time) (have, credit float64) {
+	have = b.lim.TokensAt(now)
+	if b.credit > 0 {
+		b.credit = min(b.credit, max(0, float64(b.burst)-have))
+	}
+	return have, b.credit
+}
 
 // Take takes one token at now. When none is available it takes nothing and
 // returns how long until one will be (math.MaxInt64 when never: burst 0).
@@ -59,25 +83,33 @@ func (b *Bucket) Take(now time.Time) (tok Token, ok bool, wait time.Duration) {
 	if b.Unlimited() {
 		return Token{}, true, 0
 	}
-	if have := b.lim.TokensAt(now); have < 1 {
-		if b.burst < 1 {
-			return Token{}, false, time.Duration(math.MaxInt64)
-		}
-		// Round up so that a wake-up at now+wait finds the token there (a
-		// float shortfall at that instant only costs one more short wait).
-		secs := (1 - have) / b.limit
-		return Token{}, false, max(time.Duration(math.Ceil(secs*1e9)), time.Nanosecond)
+	have, credit := b.tokensAt(now)
+	switch {
+	case credit >= 1:
+		b.credit--
+		return Token{taken: true}, true, 0
+	case have+credit >= 1:
+		// The limiter pays, going below zero by at most the fraction of a
+		// token that the credit holds; their sum stays >= 0.
+		b.lim.ReserveN(now, 1)
+		return Token{taken: true}, true, 0
+	case b.burst < 1:
+		return Token{}, false, time.Duration(math.MaxInt64)
 	}
-	r := b.lim.ReserveN(now, 1)
-	return Token{r: r}, true, 0
+	// Round up so that a wake-up at now+wait finds the token there (a float
+	// shortfall at that instant only costs one more short wait).
+	secs := (1 - have - credit) / b.limit
+	return Token{}, false, max(time.Duration(math.Ceil(secs*1e9)), time.Nanosecond)
 }
 
-// Refund gives a token taken at or before now back, as far as tokens taken
-// since allow (x/time/rate's Reservation.CancelAt semantics).
+// Refund gives a token taken at or before now back: the bucket holds one
+// more token, up to burst, however long ago it was taken.
 func (b *Bucket) Refund(tok Token, now time.Time) {
-	if tok.r != nil {
-		tok.r.CancelAt(now)
+	if !tok.taken || b.Unlimited() {
+		return
 	}
+	b.credit++
+	b.tokensAt(now) // cap at burst
 }
 
 // Tokens reports the tokens available at now (+Inf when unlimited).
@@ -85,7 +117,8 @@ func (b *Bucket) Tokens(now time.Time) float64 {
 	if b.Unlimited() {
 		return math.Inf(1)
 	}
-	return b.lim.TokensAt(now)
+	have, credit := b.tokensAt(now)
+	return have + credit
 }
 
 // Set changes rate and burst at now; tokens already earned are kept (up to
@@ -94,6 +127,10 @@ func (b *Bucket) Set(now time.Time, r float64, burst int) {
 	b.lim.SetLimitAt(now, toLimit(r))
 	b.lim.SetBurstAt(now, burst)
 	b.limit, b.burst = r, burst
+	if b.Unlimited() {
+		b.credit = 0
+	}
+	b.tokensAt(now)
 }
 
 // Slots counts permits in use against a cap; a cap of 0 means unlimited.

@@ -1,7 +1,9 @@
 package limiter
 
 import (
+	"fmt"
 	"math"
+	"math/rand"
 	"testing"
 	"time"
 
@@ -126,4 +128,165 @@ func TestSlots(t *testing.T) {
 	}()
 	var empty Slots
 	empty.Release()
+}
+
+// A token given back after the instant it was taken returns too (a caller
+// found gone a moment after its grant, as on any real clock).
+func TestBucketRefundLater(t *testing.T) {
+	b := NewBucket(1, 1)
+	tok, ok, _ := b.Take(t0)
+	if !ok {
+		t.Fatal("first take")
+	}
+	at := t0.Add(time.Millisecond)
+	if _, ok, _ := b.Take(at); ok {
+		t.Fatal("second take should wait")
+	}
+	b.Refund(tok, at) // 0.001 earned + 1 given back, capped at burst
+	if got := b.Tokens(at); got != 1 {
+		t.Fatalf("tokens after a late refund: %v, want 1 (burst)", got)
+	}
+	if _, ok, _ := b.Take(at); !ok {
+		t.Fatal("token refunded 1ms after the grant not available")
+	}
+	// Spent again: the next one is a full second away, not sooner.
+	if _, ok, wait := b.Take(at); ok || wait < 999*time.Millisecond {
+		t.Fatalf("after using the refund: ok=%v wait=%v", ok, wait)
+	}
+}
+
+// A refund never fills the bucket beyond burst, and the credit it left is
+// trimmed as the limiter refills underneath it.
+func TestBucketRefundCappedAtBurst(t *testing.T) {
+	b := NewBucket(10, 2)
+	tok, _, _ := b.Take(t0)
+	b.Refund(tok, t0.Add(time.Hour)) // full again by then
+	if got := b.Tokens(t0.Add(time.Hour)); got != 2 {
+		t.Fatalf("tokens %v, want burst 2", got)
+	}
+	tok1, _, _ := b.Take(t0.Add(time.Hour))
+	tok2, _, _ := b.Take(t0.Add(time.Hour))
+	b.Refund(tok1, t0.Add(time.Hour))
+	b.Refund(tok2, t0.Add(time.Hour+50*time.Millisecond)) // 0.5 earned meanwhile
+	if got := b.Tokens(t0.Add(time.Hour + time.Second)); got != 2 {
+		t.Fatalf("tokens %v a second later, want burst 2", got)
+	}
+	// A fractional credit and a fractional limiter balance add up.
+	c := NewBucket(1, 1)
+	tk, _, _ := c.Take(t0)
+	c.Refund(tk, t0.Add(600*time.Millisecond)) // limiter 0.6, credit 0.4
+	if _, ok, _ := c.Take(t0.Add(600 * time.Millisecond)); !ok {
+		t.Fatal("0.6 + 0.4 refunded should make a token")
+	}
+	if _, ok, wait := c.Take(t0.Add(600 * time.Millisecond)); ok || wait < 999*time.Millisecond || wait > time.Second+time.Microsecond {
+		t.Fatalf("then empty: ok=%v wait=%v, want 1s", ok, wait)
+	}
+}
+
+// TestBucketNeverExceedsRate runs random takes, refunds (at any later time)
+// and time steps on a fake timeline, and checks two things:
+//
+//   - the bucket agrees with a model token bucket that counts a refund as
+//     one more token (up to burst): every Take succeeds exactly when the
+//     model holds a token, and the wait it reports is when the model
+//     will;
+//   - over every window [s, e] of the timeline, tokens taken minus tokens
+//     refunded within it is at most rate×(e-s) + burst.
+func TestBucketNeverExceedsRate(t *testing.T) {
+	type event struct {
+		at time.Duration
+		n  int // +1 take, -1 refund
+	}
+	for _, cfg := range []struct {
+		rate  float64
+		burst int
+	}{{1, 1}, {10, 3}, {2.5, 2}, {1000, 50}} {
+		t.Run(fmt.Sprintf("rate=%v/burst=%d", cfg.rate, cfg.burst), func(t *testing.T) {
+			rng := rand.New(rand.NewSource(int64(cfg.burst)))
+			b := NewBucket(cfg.rate, cfg.burst)
+			model := float64(cfg.burst)
+			var now time.Duration
+			var held []Token
+			var events []event
+			period := time.Duration(float64(time.Second) / cfg.rate)
+			for step := 0; step < 3000; step++ {
+				switch op := rng.Intn(10); {
+				case op < 3:
+					d := time.Duration(rng.Int63n(int64(2 * period)))
+					if rng.Intn(4) == 0 {
+						d = 0
+					}
+					now += d
+					model = min(float64(cfg.burst), model+d.Seconds()*cfg.rate)
+				case op < 7:
+					tok, ok, wait := b.Take(t0.Add(now))
+					if close := math.Abs(model-1) < 1e-6; !close && ok != (model >= 1) {
+						t.Fatalf("step %d at %v: take ok=%v, model has %v tokens", step, now, ok, model)
+					}
+					if !ok {
+						want := time.Duration((1 - model) / cfg.rate * 1e9)
+						if wait < want-time.Microsecond || wait > want+time.Microsecond {
+							t.Fatalf("step %d: wait %v, model %v", step, wait, want)
+						}
+						break
+					}
+					model--
+					held = append(held, tok)
+					events = append(events, event{now, 1})
+				default:
+					if len(held) == 0 {
+						break
+					}
+					i := rng.Intn(len(held))
+					b.Refund(held[i], t0.Add(now))
+					held = append(held[:i], held[i+1:]...)
+					model = min(float64(cfg.burst), model+1)
+					events = append(events, event{now, -1})
+				}
+				if got := b.Tokens(t0.Add(now)); math.Abs(got-model) > 1e-6 {
+					t.Fatalf("step %d: %v tokens, model %v", step, got, model)
+				}
+			}
+			for s := range events {
+				net := 0
+				for e := s; e < len(events); e++ {
+					net += events[e].n
+					limit := cfg.rate*(events[e].at-events[s].at).Seconds() + float64(cfg.burst)
+					if float64(net) > limit+1e-6 {
+						t.Fatalf("window [%v, %v]: %d tokens net, limit %.3f", events[s].at, events[e].at, net, limit)
+					}
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkBucketTake measures one Take on a bucket that always has a token
+// (the dispatcher's common case), and a Take followed by a Refund (a grant
+// given back) with the clock moving on between them.
+func BenchmarkBucketTake(b *testing.B) {
+	b.Run("take", func(b *testing.B) {
+		bk := NewBucket(1e9, 1<<20)
+		now := t0
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			now = now.Add(time.Microsecond)
+			if _, ok, _ := bk.Take(now); !ok {
+				b.Fatal("no token")
+			}
+		}
+	})
+	b.Run("take+refund", func(b *testing.B) {
+		bk := NewBucket(1, 1)
+		now := t0
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			tok, ok, _ := bk.Take(now)
+			if !ok {
+				b.Fatal("no token")
+			}
+			now = now.Add(time.Microsecond)
+			bk.Refund(tok, now)
+		}
+	})
 }

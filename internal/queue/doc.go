@@ -35,6 +35,10 @@
 // Remove(item) takes an item out of all of them in O(log n), which is how a
 // client that disconnects leaves at once.
 //
+// A full queue admits a newcomer only in place of the victim, and only when
+// the newcomer's rank is strictly lower (more urgent): an equal never
+// evicts, even a retry whose old sequence number sorts before the victim.
+//
 // A Queue is not safe for concurrent use: its owner (the dispatcher) guards
 // it with its own lock. Items must not be shared between queues.
 package queue

@@ -114,6 +114,10 @@ func less(a, b *Item) bool {
 	return a.seq < b.seq
 }
 
+// moreUrgent reports whether a is strictly more urgent than b: a lower
+// rank; the sequence number (FIFO among equals) does not count.
+func moreUrgent(a, b *Item) bool { return a.rank < b.rank }
+
 func dlLess(a, b *Item) bool {
 	if !a.Deadline.Equal(b.Deadline) {
 		return a.Deadline.Before(b.Deadline)

@@ -262,12 +262,22 @@ func TestRandomAgainstModel(t *testing.T) {
 	for _, aging := range []time.Duration{0, 3 * time.Millisecond} {
 		q := New(aging, t0)
 		lanes := []*Lane{q.NewLane(), q.NewLane(), q.NewLane()}
-		var live []*Item
+		var live, left []*Item // left: popped, may come back as a retry
 		const capacity = 50
 		for step := 0; step < 20000; step++ {
 			switch op := rng.Intn(10); {
 			case op < 5:
 				it := &Item{Urgency: rng.Intn(8), Arrival: t0.Add(time.Duration(step) * time.Millisecond)}
+				if len(left) > 0 && rng.Intn(4) == 0 {
+					// A retry: it re-enters with an earlier item's arrival
+					// and sequence number.
+					i := rng.Intn(len(left))
+					old := left[i]
+					left = append(left[:i], left[i+1:]...) // at most one copy waits
+					it.Urgency, it.Arrival = old.Urgency, old.Arrival
+					it.Enqueued = t0.Add(time.Duration(step) * time.Millisecond)
+					it.SetSeq(old.Seq())
+				}
 				if rng.Intn(3) == 0 {
 					it.Deadline = t0.Add(time.Duration(rng.Intn(100000)) * time.Millisecond)
 				}
@@ -280,11 +290,15 @@ func TestRandomAgainstModel(t *testing.T) {
 					live = append(live, it)
 					break
 				}
+				// Only a strictly more urgent item evicts: rank, not seq.
 				if err != nil {
-					if less(it, wantVictim) {
+					if it.rank < wantVictim.rank {
 						t.Fatalf("step %d: refused a more urgent item", step)
 					}
 					break
+				}
+				if it.rank >= wantVictim.rank {
+					t.Fatalf("step %d: an item of rank %d evicted one of rank %d", step, it.rank, wantVictim.rank)
 				}
 				if ev != wantVictim {
 					t.Fatalf("step %d: evicted the wrong item", step)
@@ -304,6 +318,7 @@ func TestRandomAgainstModel(t *testing.T) {
 				}
 				if want != nil {
 					live = removeItem(live, want)
+					left = append(left, want)
 				}
 			case op == 8 && rng.Intn(50) == 0:
 				// Switch between strict priority and aging: the eviction
@@ -368,5 +383,34 @@ func checkInvariants(t *testing.T, q *Queue, live []*Item) {
 	}
 	if len(list) != len(live) || !sort.SliceIsSorted(list, func(i, j int) bool { return enqueuedAfter(list[j], list[i]) }) {
 		t.Fatal("arrival list out of order or incomplete")
+	}
+}
+
+// TestRetryDoesNotEvictEqualUrgency: a retry re-enters with its old
+// sequence number, which sorts before every newer item of its urgency; on a
+// full queue it must still not evict one of them (SPEC §4: only a strictly
+// more urgent request evicts), with strict priority or aging.
+func TestRetryDoesNotEvictEqualUrgency(t *testing.T) {
+	for _, aging := range []time.Duration{0, time.Second} {
+		q := New(aging, t0)
+		l := q.NewLane()
+		a := item("a", 3, 0)
+		pushAll(t, q, l, a)
+		q.Pop(l) // a leaves for an attempt that will be retried
+		if _, err := q.Push(l, item("c", 3, 0), 1); err != nil {
+			t.Fatal(err)
+		}
+		retry := item("a-retry", 3, 0) // same arrival: same rank as c
+		retry.SetSeq(a.Seq())
+		ev, err := q.Push(l, retry, 1)
+		if ev != nil || !errors.Is(err, ErrFull) {
+			t.Fatalf("aging %v: equal-urgency retry evicted %v (err %v), want ErrFull", aging, ev, err)
+		}
+		// A strictly more urgent retry still evicts.
+		urgent := item("a-retry", 2, 0)
+		urgent.SetSeq(a.Seq())
+		if ev, err := q.Push(l, urgent, 1); err != nil || ev == nil || ev.Value != "c" {
+			t.Fatalf("aging %v: more urgent retry: evicted %v, err %v", aging, ev, err)
+		}
 	}
 }
