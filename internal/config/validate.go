@@ -68,8 +68,8 @@ func (p *problems) err() error { return errors.Join(p.errs...) }
 //
 // It does not modify c. Beyond the per-key rules it rejects: listen and
 // admin.listen being the same address (unless the port is 0); priority.header
-// naming the standard Priority header or the same header as
-// upstream.timeout_header; two hosts rules with the same match; two routes
+// or upstream.timeout_header naming a header requests need (reservedHeader),
+// or both naming the same header; two hosts rules with the same match; two routes
 // with the same prefix.
 func (c *Config) Validate() error {
 	var p problems
@@ -223,14 +223,29 @@ func checkHosts(p *problems, hosts []HostRule) {
 	}
 }
 
+// reservedHeader says why a header cannot be priority.header or
+// upstream.timeout_header (both are removed from every request before it
+// is forwarded), or "" when it can.
+func reservedHeader(name string) string {
+	switch http.CanonicalHeaderKey(name) {
+	case "Priority":
+		return "the standard Priority header (RFC 9218) is read on its own and forwarded"
+	case "Host", "Content-Length", "Content-Type", "Authorization", "Via", "Cookie", "User-Agent", "Expect":
+		return "proxyd removes this header from every request, and requests need it"
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authorization", "Proxy-Authenticate", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return "a hop-by-hop header, removed before proxyd could read it as a setting"
+	}
+	return ""
+}
+
 func (pr Priority) check(p *problems) {
 	if pr.Default < 0 || pr.Default > MaxUrgency {
 		p.add("priority.default", "must be 0 to %d, got %d", MaxUrgency, pr.Default)
 	}
 	if err := checkHeaderName(pr.Header); err != nil {
 		p.addErr("priority.header", err)
-	} else if http.CanonicalHeaderKey(pr.Header) == "Priority" {
-		p.add("priority.header", "must not be the standard Priority header (RFC 9218), which is read on its own and forwarded")
+	} else if why := reservedHeader(pr.Header); why != "" {
+		p.add("priority.header", "must not be %s: %s", http.CanonicalHeaderKey(pr.Header), why)
 	}
 	if pr.Aging < 0 {
 		p.add("priority.aging", "must be >= 0 (0s = strict priority), got %v", pr.Aging)
@@ -281,7 +296,11 @@ func (u Upstream) check(p *problems) {
 	} else if u.MaxTimeout < u.Timeout {
 		p.add("upstream.max_timeout", "must be >= upstream.timeout (%v), got %v", u.Timeout, u.MaxTimeout)
 	}
-	p.addErr("upstream.timeout_header", checkHeaderName(u.TimeoutHeader))
+	if err := checkHeaderName(u.TimeoutHeader); err != nil {
+		p.addErr("upstream.timeout_header", err)
+	} else if why := reservedHeader(u.TimeoutHeader); why != "" {
+		p.add("upstream.timeout_header", "must not be %s: %s", http.CanonicalHeaderKey(u.TimeoutHeader), why)
+	}
 	if u.DialTimeout <= 0 {
 		p.add("upstream.dial_timeout", "must be > 0, got %v", u.DialTimeout)
 	}
