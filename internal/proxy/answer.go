@@ -32,9 +32,14 @@ var Outcomes = []string{OutcomeForwarded, OutcomeRejected, OutcomeShed, OutcomeQ
 var (
 	errBadHeader = errors.New("bad header")
 	errBadTarget = errors.New("bad request target")
+	errBadBody   = errors.New("bad request body")
 	errLoop      = errors.New("proxy loop")
 	errNoRoute   = errors.New("no route")
 )
+
+// errPanic is a panic of the request's goroutine, recovered: the proxy's
+// own failure.
+var errPanic = errors.New("panic serving the request")
 
 // StatusClientClosed is logged (never sent) for a client that left first.
 const StatusClientClosed = 499
@@ -67,7 +72,9 @@ func classify(err error, rejectStatus int) answer {
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, upstream.ErrClientGone):
 		return answer{status: StatusClientClosed, outcome: OutcomeCanceled}
-	case errors.Is(err, errBadHeader), errors.Is(err, errBadTarget):
+	case errors.Is(err, errPanic):
+		return answer{http.StatusBadGateway, headers.ErrorTypeProxyInternalError, "", 0, OutcomeError}
+	case errors.Is(err, errBadHeader), errors.Is(err, errBadTarget), errors.Is(err, errBadBody):
 		return answer{http.StatusBadRequest, headers.ErrorTypeHTTPRequestError, detailOf(err), 0, OutcomeDenied}
 	case errors.Is(err, errLoop):
 		return answer{http.StatusLoopDetected, headers.ErrorTypeProxyLoopDetected, "", 0, OutcomeDenied}

@@ -143,41 +143,69 @@ func (h *Handler) CloseTunnels() {
 // ServeHTTP answers one proxy request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.clock.Now()
+	// One policy for the whole request: a reload while it waits must not
+	// apply new header names (drop-list, timeout header) to a request read
+	// with the old ones.
+	pol := h.policy.Load()
 	rec := &Record{Start: start, Method: r.Method, ID: h.ids.next(r), Priority: -1}
 	w.Header().Set("X-Request-Id", rec.ID)
 	var err error
 	// Deferred so that a response cut mid-body (panic(http.ErrAbortHandler))
-	// is still logged and counted.
-	defer func() { h.finish(w, rec, err) }()
+	// is still logged and counted, and so that any other panic is answered
+	// (or, once the response has started, recorded as a cut).
+	defer func() {
+		v := recover()
+		if v != nil && v != http.ErrAbortHandler {
+			h.log.Error("panic serving a request", zap.String("request_id", rec.ID),
+				zap.Any("panic", v), zap.Stack("stack"))
+			err = fmt.Errorf("%w: %v", errPanic, v)
+			if rec.wrote {
+				// Too late for an answer: the client sees its stream cut.
+				rec.Cut = true
+				v = http.ErrAbortHandler
+			} else {
+				v = nil // answered 502 by finish
+			}
+		}
+		h.finish(w, rec, pol, err)
+		if v != nil {
+			panic(v)
+		}
+	}()
 	switch {
 	case r.Method == http.MethodConnect:
 		rec.Host = r.Host
-		err = h.tunnel(w, r, rec)
+		err = h.tunnel(w, r, rec, pol)
 	case r.URL.IsAbs():
 		rec.Host = r.URL.Host
-		err = h.forward(w, r, rec, r.URL)
+		err = h.forward(w, r, rec, pol, r.URL)
 	default:
 		// Gateway mode: an origin-form request goes where its route says.
 		rec.Host = r.Host
-		rt := matchRoute(h.policy.Load().routes, r.URL.Path)
+		if hasDotSegment(r.URL.Path) {
+			err = badTarget("dot segment in path")
+			break
+		}
+		escaped := r.URL.EscapedPath()
+		rt, n := matchRoute(pol.routes, escaped)
 		if rt == nil {
 			err = errNoRoute
 			break
 		}
-		target := rt.target(r.URL)
+		target := rt.target(escaped, n, r.URL.RawQuery)
 		rec.Host = target.Host
-		err = h.forward(w, r, rec, target)
+		err = h.forward(w, r, rec, pol, target)
 	}
 }
 
 // finish answers err (if any, and if nothing was written yet), then logs
 // and observes the record.
-func (h *Handler) finish(w http.ResponseWriter, rec *Record, err error) {
+func (h *Handler) finish(w http.ResponseWriter, rec *Record, pol *policy, err error) {
 	if rec.Priority < 0 {
-		rec.Priority = h.policy.Load().defaultUrgency
+		rec.Priority = pol.defaultUrgency
 	}
 	if err != nil {
-		a := classify(err, h.policy.Load().rejectStatus)
+		a := classify(err, pol.rejectStatus)
 		rec.Outcome = a.outcome
 		if !rec.wrote {
 			rec.Status = a.status
@@ -195,8 +223,7 @@ func (h *Handler) finish(w http.ResponseWriter, rec *Record, err error) {
 }
 
 // admit resolves urgency and budget, then waits for a permit.
-func (h *Handler) admit(w http.ResponseWriter, r *http.Request, rec *Record, kind dispatch.Kind, dest, path string) (*dispatch.Permit, time.Time, error) {
-	pol := h.policy.Load()
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request, rec *Record, pol *policy, kind dispatch.Kind, dest, path string) (*dispatch.Permit, time.Time, error) {
 	u, err := pol.urgency(r, dest, path)
 	if err != nil {
 		return nil, time.Time{}, err
@@ -250,9 +277,9 @@ func (h *Handler) acquire(w http.ResponseWriter, r *http.Request, req dispatch.R
 
 // upstreamTimeout is the header timeout for this attempt: what is left of
 // the caller's budget, else upstream.timeout.
-func (h *Handler) upstreamTimeout(deadline time.Time) time.Duration {
+func (h *Handler) upstreamTimeout(pol *policy, deadline time.Time) time.Duration {
 	if deadline.IsZero() {
-		return h.policy.Load().timeout
+		return pol.timeout
 	}
 	return max(deadline.Sub(h.clock.Now()), time.Millisecond)
 }
@@ -272,15 +299,15 @@ func destination(u *url.URL) string {
 
 // forward admits the request, sends it (retrying what upstream.retry
 // allows), and streams the response back.
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, target *url.URL) error {
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, pol *policy, target *url.URL) error {
 	if target.Scheme != "http" && target.Scheme != "https" {
 		return badTarget("unsupported scheme " + strconv.Quote(target.Scheme))
 	}
-	if target.Host == "" {
-		return badTarget("no host in request target")
+	if err := checkHostPort(target.Hostname(), target.Port()); err != nil {
+		return err
 	}
 	dest := destination(target)
-	p, deadline, err := h.admit(w, r, rec, dispatch.HTTP, dest, target.Path)
+	p, deadline, err := h.admit(w, r, rec, pol, dispatch.HTTP, dest, target.Path)
 	if err != nil {
 		return err
 	}
@@ -290,7 +317,6 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, t
 			p.Release()
 		}
 	}()
-	pol := h.policy.Load()
 	rp := &pol.retry
 	canRetry := rp.attempts > 0 && idempotent(r.Method)
 	var body []byte
@@ -301,14 +327,35 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, t
 		}
 		canRetry = ok
 	}
-	h.retries.request()
+	// A body read as it streams upstream is watched for the client's
+	// errors: a malformed or cut body is the client's failure, not the
+	// upstream's. (A buffered one was read whole above.)
+	var cb *clientBody
+	if body == nil && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		cb = &clientBody{ReadCloser: r.Body}
+	}
+	if rp.attempts > 0 {
+		// With retries off nothing is counted: the budget only ever
+		// under-counts then, which errs on the side of fewer retries, for
+		// at most its 10 s window after a reload turns retries on (and
+		// budgetFloor retries stay allowed).
+		h.retries.request()
+	}
 	for attempt := 0; ; attempt++ {
 		if body != nil {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		out := upstream.Outbound(r.Context(), r, target, pol.drop)
+		if cb != nil {
+			out.Body = cb
+		}
 		sent := h.clock.Now()
-		resp, err := h.fwd.RoundTrip(out, h.upstreamTimeout(deadline))
+		resp, err := h.fwd.RoundTrip(out, h.upstreamTimeout(pol, deadline))
+		if err != nil && cb != nil {
+			if berr := cb.failed(); berr != nil {
+				err = bodyError(r.Context(), berr)
+			}
+		}
 		now := h.clock.Now()
 		rec.Upstream = now.Sub(sent)
 		var pauseUntil time.Time
@@ -321,9 +368,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, t
 		}
 		if canRetry && attempt < rp.attempts && rp.retryable(resp, err) && r.Context().Err() == nil {
 			wait := rp.backoff(attempt, jitter)
-			// The destination's pause (Retry-After, rate-limit reset) holds
-			// the retry in the queue anyway; it must fit the budget too.
-			fits := deadline.IsZero() || (now.Add(wait).Before(deadline) && (pauseUntil.IsZero() || pauseUntil.Before(deadline)))
+			fits := h.retryFits(now, wait, pauseUntil, deadline)
 			switch {
 			case !fits:
 			case !h.retries.allow(pol.retryBudget):
@@ -354,6 +399,71 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, t
 		}
 		return h.writeResponse(w, rec, resp)
 	}
+}
+
+// retryFits reports whether a retry after wait, held in the queue until
+// pauseUntil (the destination's pause: Retry-After, a rate-limit reset),
+// can be admitted: both must come before the caller's deadline and before
+// the live limits.max_wait from now. One that cannot would end in the
+// proxy's own queue timeout, the upstream's answer thrown away: that answer
+// is forwarded instead.
+func (h *Handler) retryFits(now time.Time, wait time.Duration, pauseUntil, deadline time.Time) bool {
+	limit := now.Add(h.disp.Limits().MaxWait)
+	if !deadline.IsZero() && deadline.Before(limit) {
+		limit = deadline
+	}
+	return now.Add(wait).Before(limit) && (pauseUntil.IsZero() || pauseUntil.Before(limit))
+}
+
+// checkHostPort validates a target's host and port, as split from its
+// authority: the host must not be empty, and the port, when there is one,
+// must be a number from 1 to 65535. Such a target is the client's mistake
+// (400), refused before it takes a token or a slot.
+func checkHostPort(host, port string) error {
+	if host == "" {
+		return badTarget("no host in request target")
+	}
+	if port == "" {
+		return nil
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return badTarget("port out of range: " + strconv.Quote(port))
+	}
+	return nil
+}
+
+// clientBody is a request body as it streams upstream. It keeps the first
+// read error other than io.EOF (read in the transport's goroutine, so
+// atomically), so that a failed exchange can be blamed on the client.
+type clientBody struct {
+	io.ReadCloser
+	err atomic.Pointer[error]
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.err.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+// failed returns the body's read error, or nil.
+func (b *clientBody) failed() error {
+	if e := b.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// bodyError is the error of an exchange that failed reading the client's
+// body: the client left (its context is done, or the body ended early:
+// only a connection closing can do that) or sent a malformed body (400).
+func bodyError(ctx context.Context, err error) error {
+	if ctx.Err() != nil || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: reading the request body: %w", upstream.ErrClientGone, err)
+	}
+	return fmt.Errorf("%w: %w", &detailed{errBadBody, "malformed request body"}, err)
 }
 
 // discard drains a little of a response that will not be forwarded, so

@@ -11,6 +11,7 @@ import (
 
 	"github.com/proxyd/proxyd/internal/clock"
 	"github.com/proxyd/proxyd/internal/config"
+	"github.com/proxyd/proxyd/internal/dispatch"
 	"github.com/proxyd/proxyd/internal/upstream"
 )
 
@@ -131,5 +132,46 @@ func TestReplayBody(t *testing.T) {
 	none := httptest.NewRequest("GET", "http://x/", nil)
 	if b, ok, _ := replayBody(none); !ok || b != nil {
 		t.Fatal("no body should be replayable as nothing")
+	}
+}
+
+// The retry budget counts requests only while retries are on: with
+// attempts 0 nothing can be retried, and the budget's mutex is not taken.
+func TestRetryBudgetCountsOnlyWithRetries(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer origin.Close()
+	disp := dispatch.New(dispatch.Config{Limits: dispatch.Limits{QueueSize: 10, MaxWait: time.Minute, MaxTunnels: 1}}, dispatch.Deps{})
+	defer disp.Close()
+	fwd := upstream.New(upstream.Config{})
+	defer fwd.Close()
+	cfg := config.Default()
+	h, err := New(cfg, Deps{Dispatcher: disp, Forwarder: fwd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := func() int64 {
+		h.retries.mu.Lock()
+		defer h.retries.mu.Unlock()
+		req, _ := h.retries.sumsLocked(h.clock.Now())
+		return req
+	}
+	get := func() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, origin.URL+"/x", nil))
+		if w.Code != http.StatusOK {
+			t.Fatalf("status %d", w.Code)
+		}
+	}
+	get()
+	if n := counted(); n != 0 {
+		t.Errorf("retries off: %d requests counted, want 0", n)
+	}
+	cfg.Upstream.Retry.Attempts = 1
+	if err := h.SetPolicy(cfg); err != nil {
+		t.Fatal(err)
+	}
+	get()
+	if n := counted(); n != 1 {
+		t.Errorf("retries on: %d requests counted, want 1", n)
 	}
 }

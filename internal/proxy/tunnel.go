@@ -17,19 +17,19 @@ import (
 // 9112 §3.2.3): admitted like any request (one rate token, a tunnel slot
 // held for the tunnel's life), then bytes are spliced both ways until either
 // side closes or the proxy shuts down.
-func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, rec *Record) error {
+func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, rec *Record, pol *policy) error {
 	host, port, err := net.SplitHostPort(r.Host)
-	if err != nil || host == "" {
+	if err != nil || host == "" || port == "" {
 		return badTarget("CONNECT needs host:port, got " + strconv.Quote(r.Host))
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return badTarget("CONNECT port out of range: " + strconv.Quote(port))
+	if err := checkHostPort(host, port); err != nil {
+		return err
 	}
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		return badTarget("CONNECT is supported over HTTP/1.1 only")
 	}
-	p, deadline, err := h.admit(w, r, rec, dispatch.Tunnel, strings.ToLower(r.Host), "")
+	p, deadline, err := h.admit(w, r, rec, pol, dispatch.Tunnel, strings.ToLower(r.Host), "")
 	if err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, rec *Record) er
 	// The dial counts as the upstream time; it is bounded by the remaining
 	// budget as well as the dial timeout.
 	sent := h.clock.Now()
-	dctx, cancel := context.WithTimeout(r.Context(), h.upstreamTimeout(deadline))
+	dctx, cancel := context.WithTimeout(r.Context(), h.upstreamTimeout(pol, deadline))
 	up, err := h.fwd.Dial(dctx, r.Host)
 	cancel()
 	rec.Upstream = h.clock.Now().Sub(sent)

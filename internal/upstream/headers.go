@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"iter"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -31,19 +32,32 @@ var hopHeaders = []string{
 	"Upgrade",
 }
 
+// isHopByHop reports whether canonical key k is in hopHeaders.
+func isHopByHop(k string) bool { return slices.Contains(hopHeaders, k) }
+
+// connectionTokens yields the connection-options of h's Connection fields,
+// trimmed, in canonical form. RFC 9110 §7.6.1: "a proxy or gateway MUST
+// parse a received Connection header field before a message is forwarded
+// and, for each connection-option in this field, remove any header or
+// trailer field(s) from the message with the same name as the
+// connection-option".
+func connectionTokens(h http.Header) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, f := range h["Connection"] {
+			for sf := range strings.SplitSeq(f, ",") {
+				if sf = textproto.TrimString(sf); sf != "" && !yield(textproto.CanonicalMIMEHeaderKey(sf)) {
+					return
+				}
+			}
+		}
+	}
+}
+
 // RemoveHopByHop deletes the hop-by-hop fields of h in place: first every
 // field named in Connection, then the fixed list.
 func RemoveHopByHop(h http.Header) {
-	// RFC 9110 §7.6.1: "a proxy or gateway MUST parse a received Connection
-	// header field before a message is forwarded and, for each
-	// connection-option in this field, remove any header or trailer field(s)
-	// from the message with the same name as the connection-option".
-	for _, f := range h["Connection"] {
-		for sf := range strings.SplitSeq(f, ",") {
-			if sf = textproto.TrimString(sf); sf != "" {
-				h.Del(sf)
-			}
-		}
+	for k := range connectionTokens(h) {
+		delete(h, k)
 	}
 	for _, k := range hopHeaders {
 		delete(h, k) // keys above are canonical
@@ -55,7 +69,8 @@ func RemoveHopByHop(h http.Header) {
 // The result is a clone of in carrying ctx, sent to target (an absolute URL
 // with the path and query already decided by the caller; its Host becomes
 // the Host header), without in's hop-by-hop fields and without the fields
-// named in drop (proxyd's own X-Priority, X-Proxy-Timeout), with this proxy
+// named in drop (proxyd's own X-Priority, X-Proxy-Timeout; any case, but
+// canonical is cheapest), with this proxy
 // appended to Via. No X-Forwarded-For is added (see the package doc).
 //
 // The body is in.Body itself and streams; ContentLength is kept. A request
@@ -95,16 +110,13 @@ func Outbound(ctx context.Context, in *http.Request, target *url.URL, drop []str
 // instead of writing into in's.
 func outboundHeader(in http.Header, drop []string) http.Header {
 	var named []string
-	for _, f := range in["Connection"] {
-		for sf := range strings.SplitSeq(f, ",") {
-			if sf = textproto.TrimString(sf); sf != "" {
-				named = append(named, textproto.CanonicalMIMEHeaderKey(sf))
-			}
-		}
+	if _, ok := in["Connection"]; ok {
+		named = slices.Collect(connectionTokens(in))
 	}
+	drop = canonicalKeys(drop)
 	out := make(http.Header, len(in)+1)
 	for k, vv := range in {
-		if isHopByHop(k) || slices.Contains(named, k) || slices.ContainsFunc(drop, func(d string) bool { return textproto.CanonicalMIMEHeaderKey(d) == k }) {
+		if isHopByHop(k) || slices.Contains(named, k) || slices.Contains(drop, k) {
 			continue
 		}
 		out[k] = vv[:len(vv):len(vv)]
@@ -112,14 +124,20 @@ func outboundHeader(in http.Header, drop []string) http.Header {
 	return out
 }
 
-// isHopByHop reports whether canonical key k is in hopHeaders.
-func isHopByHop(k string) bool {
-	switch k {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
-		return true
+// canonicalKeys returns keys in canonical form: keys itself, with no
+// allocation, when they are already (proxyd's drop list is canonicalised
+// once, when its policy is compiled).
+func canonicalKeys(keys []string) []string {
+	for i, k := range keys {
+		if textproto.CanonicalMIMEHeaderKey(k) != k {
+			out := slices.Clone(keys)
+			for j := i; j < len(out); j++ {
+				out[j] = textproto.CanonicalMIMEHeaderKey(out[j])
+			}
+			return out
+		}
 	}
-	return false
+	return keys
 }
 
 // AppendVia adds this proxy to the Via field of h, after any entries

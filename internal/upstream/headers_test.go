@@ -342,3 +342,31 @@ func TestIsHopByHopMatchesList(t *testing.T) {
 		}
 	}
 }
+
+func TestConnectionTokens(t *testing.T) {
+	h := http.Header{"Connection": {"keep-alive, x-foo ,, ", "Upgrade,\tx-BAR"}}
+	got := slices.Collect(connectionTokens(h))
+	want := []string{"Keep-Alive", "X-Foo", "Upgrade", "X-Bar"}
+	if !slices.Equal(got, want) {
+		t.Errorf("connectionTokens = %q, want %q", got, want)
+	}
+	if got := slices.Collect(connectionTokens(http.Header{})); len(got) != 0 {
+		t.Errorf("no Connection: %q", got)
+	}
+}
+
+// The drop list may come in any case; a canonical one (as proxyd's policy
+// compiles it) is used as is, with no allocation per request.
+func TestCanonicalKeys(t *testing.T) {
+	canon := []string{"X-Priority", "X-Proxy-Timeout"}
+	if got := canonicalKeys(canon); &got[0] != &canon[0] {
+		t.Errorf("a canonical list was copied")
+	}
+	if n := testing.AllocsPerRun(100, func() { canonicalKeys(canon) }); n != 0 {
+		t.Errorf("%v allocations for a canonical list, want 0", n)
+	}
+	mixed := []string{"X-Priority", "x-proxy-timeout"}
+	if got := canonicalKeys(mixed); !slices.Equal(got, canon) || mixed[1] != "x-proxy-timeout" {
+		t.Errorf("canonicalKeys(%q) = %q (input now %q), want %q and the input untouched", mixed, got, mixed, canon)
+	}
+}
