@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -31,7 +32,15 @@ func run(args, env []string, stdout, stderr io.Writer, sig <-chan os.Signal) int
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "proxyd: %v\n", err)
+	// One problem a line, each marked as proxyd's (a YAML parser's detail
+	// lines, indented, belong to the line above).
+	for line := range strings.SplitSeq(err.Error(), "\n") {
+		if strings.HasPrefix(line, " ") {
+			fmt.Fprintln(stderr, line)
+			continue
+		}
+		fmt.Fprintf(stderr, "proxyd: %s\n", line)
+	}
 	var ce *configError
 	if errors.As(err, &ce) {
 		return exitConfig

@@ -324,6 +324,26 @@ func waitStatus(t *testing.T, u string, want int) {
 	t.Fatalf("%s never answered %d", u, want)
 }
 
+// Several problems: one line each, every line marked as proxyd's.
+func TestProblemsOneLineEach(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "two.yaml")
+	writeFile(t, file, "limits:\n  rate: -5\n  burst: -1\n")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check-config", "--config", file}, nil, &out, &errOut, make(chan os.Signal)); code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
+	want := []string{"proxyd: limits.rate: ", "proxyd: limits.burst: "}
+	if len(lines) != len(want) {
+		t.Fatalf("stderr %q: want %d lines", errOut.String(), len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d %q, want it to start with %q", i, lines[i], w)
+		}
+	}
+}
+
 func TestCheckConfigExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
