@@ -75,8 +75,8 @@ func (c *Config) Validate() error {
 	var p problems
 	p.addErr("listen", checkListenAddr(c.Listen))
 	p.addErr("admin.listen", checkListenAddr(c.Admin.Listen))
-	if c.Listen == c.Admin.Listen && c.Listen != "" && !strings.HasSuffix(c.Listen, ":0") {
-		p.add("admin.listen", "must differ from listen, both are %q", c.Listen)
+	if sameListener(c.Listen, c.Admin.Listen) {
+		p.add("admin.listen", "%q must not overlap listen %q (same port on the same or an all-interfaces address)", c.Admin.Listen, c.Listen)
 	}
 	c.Limits.check(&p, "limits.")
 	checkHosts(&p, c.Hosts)
@@ -385,6 +385,25 @@ func checkUpstreamURL(s string) error {
 // checkListenAddr accepts "host:port" where host is empty (every
 // interface), an IP address or a host name, and port is 0 to 65535 (0 picks
 // a free port).
+// sameListener reports whether two listen addresses would clash: the same
+// non-zero port on the same host, where either host is every interface
+// ("", 0.0.0.0, ::), or localhost and a loopback address.
+func sameListener(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb || pa == "0" {
+		return false
+	}
+	all := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	local := func(h string) bool { return strings.EqualFold(h, "localhost") }
+	loop := func(h string) bool {
+		ip, err := netip.ParseAddr(h)
+		return local(h) || err == nil && ip.IsLoopback()
+	}
+	return strings.EqualFold(ha, hb) || all(ha) || all(hb) ||
+		(local(ha) || local(hb)) && loop(ha) && loop(hb)
+}
+
 func checkListenAddr(s string) error {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {

@@ -47,7 +47,11 @@ func TestValidate(t *testing.T) {
 		{"listen/named port", func(c *Config) { c.Listen = "127.0.0.1:http" }, `listen: invalid address "127.0.0.1:http": port must be a number from 0 to 65535`},
 		{"listen/bad host", func(c *Config) { c.Listen = "bad host:80" }, `listen: invalid address "bad host:80": invalid character ' ' in host name`},
 		{"admin.listen/bad", func(c *Config) { c.Admin.Listen = "9090" }, `admin.listen: invalid address "9090": want host:port, e.g. "127.0.0.1:8080"`},
-		{"admin.listen/same as listen", func(c *Config) { c.Admin.Listen = c.Listen }, `admin.listen: must differ from listen, both are "127.0.0.1:8080"`},
+		{"admin.listen/same as listen", func(c *Config) { c.Admin.Listen = c.Listen }, `admin.listen: "127.0.0.1:8080" must not overlap listen "127.0.0.1:8080" (same port on the same or an all-interfaces address)`},
+		{"admin.listen/all interfaces", func(c *Config) { c.Listen = ":9090" }, `admin.listen: "127.0.0.1:9090" must not overlap listen ":9090" (same port on the same or an all-interfaces address)`},
+		{"admin.listen/localhost", func(c *Config) { c.Listen = "localhost:9090" }, `admin.listen: "127.0.0.1:9090" must not overlap listen "localhost:9090" (same port on the same or an all-interfaces address)`},
+		{"admin.listen/other loopback address", func(c *Config) { c.Listen = "127.0.0.2:9090" }, ""},
+		{"admin.listen/other port", func(c *Config) { c.Listen = ":9091" }, ""},
 		{"admin.listen/both port 0", func(c *Config) { c.Listen, c.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0" }, ""},
 		{"admin.token/set", func(c *Config) { c.Admin.Token = "s3cret" }, ""},
 
