@@ -36,6 +36,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -102,6 +103,14 @@ func envName(key string) string {
 // o.Flags, in rising precedence, and validates it. An error names the file,
 // key, variable or flag at fault and the reason, one problem per line.
 func loadConfig(o loadOptions) (config.Config, error) {
+	cfg, _, err := loadConfigSum(o)
+	return cfg, err
+}
+
+// loadConfigSum is loadConfig that also returns the SHA-256 of the file it
+// read (nil without a file): the file watcher's starting point, so that an
+// edit made between this read and the watch is not taken as the baseline.
+func loadConfigSum(o loadOptions) (config.Config, []byte, error) {
 	file := o.File
 	if file == "" && o.Flags != nil {
 		if f := o.Flags.Lookup("config"); f != nil && f.Changed {
@@ -119,10 +128,15 @@ func loadConfig(o loadOptions) (config.Config, error) {
 			case errors.As(err, &pe):
 				err = pe.Err
 			}
-			return config.Config{}, fmt.Errorf("config file %s: %w", file, err)
+			return config.Config{}, nil, fmt.Errorf("config file %s: %w", file, err)
 		}
 	}
-	return load(file, data, o.Env, o.Flags)
+	cfg, err := load(file, data, o.Env, o.Flags)
+	if err != nil || file == "" {
+		return cfg, nil, err
+	}
+	sum := sha256.Sum256(data)
+	return cfg, sum[:], nil
 }
 
 // load is loadConfig after the file (named file, "" for none) was read.

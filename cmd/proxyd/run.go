@@ -63,7 +63,7 @@ Configuration: flags > PROXYD_* environment variables > --config FILE > defaults
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts := loadOptions{Env: env, Flags: cmd.Flags()}
-			cfg, err := loadConfig(opts)
+			cfg, sum, err := loadConfigSum(opts)
 			if err != nil {
 				return &configError{err}
 			}
@@ -71,6 +71,7 @@ Configuration: flags > PROXYD_* environment variables > --config FILE > defaults
 			if err != nil {
 				return err
 			}
+			a.loadedSum = sum
 			return a.serve(sig)
 		},
 	}

@@ -36,6 +36,9 @@ type app struct {
 
 	mu  sync.Mutex // guards cfg (reloads)
 	cfg config.Config
+	// loadedSum is the SHA-256 of the config file as first loaded: where
+	// the file watcher starts from.
+	loadedSum []byte
 
 	disp    *dispatch.Dispatcher
 	fwd     *upstream.Forwarder

@@ -38,15 +38,18 @@ func (a *app) watchConfig(path string, stop <-chan struct{}, done chan<- struct{
 				a.log.Error("config watcher panicked; file changes are no longer watched", zap.Any("panic", r), zap.Stack("stack"))
 			}
 		}()
-		last := fileSum(path)
-		var timer *time.Timer
-		var fire <-chan time.Time
+		// Start from the file as it was loaded, and look once at once: an
+		// edit made before the watch began is applied, not missed.
+		last := a.loadedSum
+		if last == nil {
+			last = fileSum(path)
+		}
+		timer := time.NewTimer(0)
+		fire := timer.C
 		for {
 			select {
 			case <-stop:
-				if timer != nil {
-					timer.Stop()
-				}
+				timer.Stop()
 				return
 			case ev, ok := <-w.Events:
 				if !ok {
@@ -55,11 +58,7 @@ func (a *app) watchConfig(path string, stop <-chan struct{}, done chan<- struct{
 				if ev.Has(fsnotify.Chmod) && !ev.Has(fsnotify.Write|fsnotify.Create|fsnotify.Rename|fsnotify.Remove) {
 					continue
 				}
-				if timer == nil {
-					timer = time.NewTimer(watchDebounce)
-				} else {
-					timer.Reset(watchDebounce)
-				}
+				timer.Reset(watchDebounce)
 				fire = timer.C
 			case err, ok := <-w.Errors:
 				if !ok {
