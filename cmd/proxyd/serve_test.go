@@ -99,12 +99,18 @@ func startProxyd(t *testing.T, args ...string) *proc {
 func (p *proc) stop(t *testing.T) int {
 	t.Helper()
 	p.sig <- syscall.SIGTERM
+	return p.exitCode(t)
+}
+
+// exitCode waits for proxyd to exit and returns its code.
+func (p *proc) exitCode(t *testing.T) int {
+	t.Helper()
 	select {
 	case c := <-p.code:
 		p.code <- c // for Cleanup
 		return c
 	case <-time.After(20 * time.Second):
-		t.Fatal("proxyd did not exit after SIGTERM")
+		t.Fatal("proxyd did not exit")
 		return -1
 	}
 }
@@ -245,14 +251,8 @@ func TestDrain(t *testing.T) {
 	if r := <-slow; r.err == nil && r.status == 200 {
 		t.Fatalf("in-flight request past shutdown_timeout was not cut: %+v", r)
 	}
-	select {
-	case code := <-p.code:
-		p.code <- code
-		if code != 0 {
-			t.Fatalf("exit code %d", code)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no exit after drain")
+	if code := p.exitCode(t); code != 0 {
+		t.Fatalf("exit code %d after the drain", code)
 	}
 	select {
 	case path := <-arrived:
@@ -289,14 +289,8 @@ func TestSIGHUPDuringDrain(t *testing.T) {
 	if got := <-status; got != http.StatusOK {
 		t.Fatalf("in-flight request answered %d after a SIGHUP during the drain, want 200", got)
 	}
-	select {
-	case code := <-p.code:
-		p.code <- code
-		if code != 0 {
-			t.Fatalf("exit code %d", code)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no exit after the drain")
+	if code := p.exitCode(t); code != 0 {
+		t.Fatalf("exit code %d after the drain", code)
 	}
 }
 
