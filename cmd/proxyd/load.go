@@ -522,6 +522,7 @@ func decode(in map[string]any, out *config.Config) error {
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
 			durationHook,
 			stringListHook,
+			intListHook,
 			strictHook,
 		),
 		ErrorUnused: true,
@@ -590,6 +591,34 @@ func stringListHook(from, to reflect.Value) (any, error) {
 	default:
 		return nil, fmt.Errorf("must be a list of strings or a comma-separated string, got %s", describe(v))
 	}
+}
+
+// intListHook decodes a list of integers (egress.connect_ports) from a
+// YAML list, a comma-separated string ("443, 8443", as environment
+// variables give it) or a single number. Items go on to strictHook, which
+// rejects what is not a whole number.
+func intListHook(from, to reflect.Value) (any, error) {
+	if to.Type() != reflect.TypeFor[[]int]() || from.Type() == to.Type() {
+		return from.Interface(), nil
+	}
+	switch v := from.Interface().(type) {
+	case string:
+		out := []any{}
+		for item := range strings.SplitSeq(v, ",") {
+			if item = strings.TrimSpace(item); item == "" {
+				continue
+			}
+			n, err := strconv.Atoi(item)
+			if err != nil {
+				return nil, fmt.Errorf("must be a list of numbers or a comma-separated string of them, got item %q", item)
+			}
+			out = append(out, n)
+		}
+		return out, nil
+	case int, int64, uint64:
+		return []any{v}, nil
+	}
+	return from.Interface(), nil
 }
 
 // strictHook rejects values of the wrong type instead of converting them

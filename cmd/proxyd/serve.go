@@ -21,6 +21,7 @@ import (
 	"github.com/proxyd/proxyd/internal/admin"
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
+	"github.com/proxyd/proxyd/internal/egress"
 	"github.com/proxyd/proxyd/internal/h1"
 	"github.com/proxyd/proxyd/internal/metrics"
 	"github.com/proxyd/proxyd/internal/proxy"
@@ -42,6 +43,8 @@ type app struct {
 
 	disp    *dispatch.Dispatcher
 	fwd     *upstream.Forwarder
+	gateway *upstream.Forwarder // routes' upstreams: trusted by the egress policy
+	egress  *egress.Guard
 	handler *proxy.Handler
 	admin   *admin.Server
 	metrics *metrics.Metrics
@@ -99,13 +102,21 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (_ *app, err 
 		return nil, &configError{err}
 	}
 	a.disp = dispatch.New(dispatch.Config{Limits: limitsOf(cfg.Limits), Hosts: hosts, Aging: cfg.Priority.Aging}, dispatch.Deps{})
-	a.fwd = upstream.New(upstream.Config{DialTimeout: cfg.Upstream.DialTimeout, MaxIdleConnsPerHost: cfg.Upstream.MaxIdleConnsPerHost})
+	pol, err := egress.New(cfg.Egress)
+	if err != nil {
+		return nil, &configError{err}
+	}
+	a.egress = egress.NewGuard(pol)
+	fc := upstream.Config{DialTimeout: cfg.Upstream.DialTimeout, MaxIdleConnsPerHost: cfg.Upstream.MaxIdleConnsPerHost, Control: a.egress.Control}
+	a.fwd = upstream.New(fc)
+	fc.Control = a.egress.ControlTrusted
+	a.gateway = upstream.New(fc)
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if a.metrics, err = metrics.New(a.reg, metrics.Deps{Stats: a.disp.Stats}); err != nil {
 		return nil, err
 	}
-	a.handler, err = proxy.New(cfg, proxy.Deps{Dispatcher: a.disp, Forwarder: a.fwd, Logger: log.Named("access"), Observe: a.metrics.Observe})
+	a.handler, err = proxy.New(cfg, proxy.Deps{Dispatcher: a.disp, Forwarder: a.fwd, Gateway: a.gateway, Egress: a.egress, Logger: log.Named("access"), Observe: a.metrics.Observe})
 	if err != nil {
 		return nil, &configError{err}
 	}
@@ -121,6 +132,12 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (_ *app, err 
 	if a.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 		a.proxyLn.Close()
 		return nil, fmt.Errorf("admin.listen: %w", err)
+	}
+	// SPEC §11: proxyd's own listeners are never reachable through it.
+	if err := a.egress.SetSelf([]net.Addr{a.proxyLn.Addr(), a.adminLn.Addr()}, nil); err != nil {
+		a.proxyLn.Close()
+		a.adminLn.Close()
+		return nil, err
 	}
 	errLog := zap.NewStdLog(log.Named("http"))
 	// The proxy listener runs on the h1 server (HTTP/1.1, net/http's
@@ -225,9 +242,14 @@ func (a *app) applyLocked(cfg config.Config) error {
 	if err != nil {
 		return err
 	}
+	pol, err := egress.New(cfg.Egress)
+	if err != nil {
+		return err
+	}
 	if err := a.handler.SetPolicy(cfg); err != nil {
 		return err
 	}
+	a.egress.SetPolicy(pol)
 	a.disp.SetLimits(limitsOf(cfg.Limits))
 	a.disp.SetHosts(hosts)
 	a.disp.SetAging(cfg.Priority.Aging)
@@ -287,6 +309,7 @@ func (a *app) shutdown(sig <-chan os.Signal) {
 	<-done
 	a.stopAdmin()
 	a.fwd.Close()
+	a.gateway.Close()
 	a.log.Info("stopped")
 }
 
@@ -297,6 +320,7 @@ func (a *app) shutdownNow() {
 	_ = a.proxySrv.Close()
 	a.stopAdmin()
 	a.fwd.Close()
+	a.gateway.Close()
 }
 
 func (a *app) stopAdmin() {

@@ -15,6 +15,7 @@ type Config struct {
 	Priority        Priority      `mapstructure:"priority" yaml:"priority"`
 	Upstream        Upstream      `mapstructure:"upstream" yaml:"upstream"`
 	Routes          []Route       `mapstructure:"routes" yaml:"routes"`
+	Egress          Egress        `mapstructure:"egress" yaml:"egress"`
 	Log             Log           `mapstructure:"log" yaml:"log"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout" yaml:"shutdown_timeout"`
 }
@@ -150,6 +151,7 @@ func Default() Config {
 			MaxPause: 60 * time.Second,
 		},
 		Routes:          []Route{},
+		Egress:          Egress{Allow: []string{}, Deny: []string{}, ConnectPorts: []int{443}},
 		Log:             Log{Level: "info", Format: "json"},
 		ShutdownTimeout: 30 * time.Second,
 	}

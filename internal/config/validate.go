@@ -86,6 +86,7 @@ func (c *Config) Validate() error {
 		p.add("priority.header", "must differ from upstream.timeout_header, both are %q", c.Priority.Header)
 	}
 	checkRoutes(&p, c.Routes)
+	c.Egress.check(&p)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/proxyd/proxyd/internal/dispatch"
+	"github.com/proxyd/proxyd/internal/egress"
 	"github.com/proxyd/proxyd/internal/proxy"
 	"github.com/proxyd/proxyd/internal/queue"
 )
@@ -35,6 +36,7 @@ type Metrics struct {
 	denied   prometheus.Counter
 	pauses   prometheus.Counter
 	cuts     prometheus.Counter
+	egress   *prometheus.CounterVec
 	// children are resolved once: Observe does no label hashing.
 	reqChild  [queue.Levels][]prometheus.Counter
 	waitChild [queue.Levels]prometheus.Observer
@@ -96,7 +98,14 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 			Name: "proxyd_responses_cut_total",
 			Help: "Responses whose body the upstream broke off mid-way (the client's stream was cut).",
 		}),
+		egress: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proxyd_egress_denied_total",
+			Help: "Requests refused by the egress policy, by reason (loopback, private, link_local, special, self, deny, port).",
+		}, []string{"reason"}),
 		outcomes: make(map[string]int, len(proxy.Outcomes)),
+	}
+	for _, r := range egress.Reasons {
+		m.egress.WithLabelValues(r)
 	}
 	for i, o := range proxy.Outcomes {
 		m.outcomes[o] = i
@@ -110,7 +119,7 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.wait, m.upstream, m.reloads, m.retries, m.denied, m.pauses, m.cuts, newStateCollector(deps.Stats)} {
+	for _, c := range []prometheus.Collector{m.requests, m.wait, m.upstream, m.reloads, m.retries, m.denied, m.pauses, m.cuts, m.egress, newStateCollector(deps.Stats)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -144,6 +153,10 @@ func (m *Metrics) Observe(rec *proxy.Record) {
 	}
 	if rec.Pauses > 0 {
 		m.pauses.Add(float64(rec.Pauses))
+	}
+	if rec.EgressDenied != "" {
+		// Reasons are a fixed set (egress.Reasons): bounded cardinality.
+		m.egress.WithLabelValues(rec.EgressDenied).Inc()
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/proxyd/proxyd/internal/dispatch"
+	"github.com/proxyd/proxyd/internal/egress"
 	"github.com/proxyd/proxyd/internal/headers"
 	"github.com/proxyd/proxyd/internal/upstream"
 )
@@ -68,6 +69,14 @@ func classify(err error, rejectStatus int) answer {
 		case errors.Is(err, dispatch.ErrDraining):
 			return answer{http.StatusServiceUnavailable, headers.ErrorTypeProxyInternalResponse, "draining", re.RetryAfter, OutcomeDraining}
 		}
+	}
+	var denial *egress.Denial
+	if errors.As(err, &denial) {
+		errType := headers.ErrorTypeHTTPRequestDenied
+		if denial.Address {
+			errType = headers.ErrorTypeDestinationIPProhibited
+		}
+		return answer{http.StatusForbidden, errType, denial.Details, 0, OutcomeDenied}
 	}
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, upstream.ErrClientGone):

@@ -22,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -41,6 +42,7 @@ import (
 
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
+	"github.com/proxyd/proxyd/internal/egress"
 	"github.com/proxyd/proxyd/internal/h1"
 	"github.com/proxyd/proxyd/internal/proxy"
 	"github.com/proxyd/proxyd/internal/upstream"
@@ -59,7 +61,22 @@ type setup struct {
 	fwd upstream.Config // TLSClientConfig for https upstreams
 	// watchAfter is the h1 server's WatchAfter; 0 is proxyd's default.
 	watchAfter time.Duration
+	// localAddrs are the host addresses the self rule knows; nil: the
+	// host's real interface addresses.
+	localAddrs []netip.Addr
 }
+
+// allowLoopback lets a test proxy reach the loopback upstreams every test
+// runs (127.0.0.1 and ::1, any port; CONNECT to any port), which SPEC §11
+// denies by default. Every test environment starts with it; the egress
+// tests undo it with defaultEgress.
+func allowLoopback(c *config.Config) {
+	c.Egress.Allow = []string{"127.0.0.1", "::1"}
+	c.Egress.ConnectPorts = []int{}
+}
+
+// defaultEgress restores the default egress policy (setup option).
+func defaultEgress(s *setup) { s.cfg.Egress = config.Default().Egress }
 
 // env is one proxy under test and everything it talks to.
 type env struct {
@@ -67,6 +84,7 @@ type env struct {
 	cfg    config.Config
 	disp   *dispatch.Dispatcher
 	fwd    *upstream.Forwarder
+	egress *egress.Guard
 	h      *proxy.Handler
 	addr   string // the proxy's host:port
 	client *http.Client
@@ -90,6 +108,7 @@ func newEnv(t *testing.T, opts ...func(*setup)) *env {
 	s := setup{cfg: config.Default()}
 	// Unlimited rate: no test depends on token timing unless it asks.
 	s.cfg.Limits.Rate = 0
+	allowLoopback(&s.cfg)
 	for _, o := range opts {
 		o(&s)
 	}
@@ -105,21 +124,34 @@ func newEnv(t *testing.T, opts ...func(*setup)) *env {
 		Hosts:  hosts,
 		Aging:  s.cfg.Priority.Aging,
 	}, dispatch.Deps{})
+	pol, err := egress.New(s.cfg.Egress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	guard := egress.NewGuard(pol)
 	fc := s.fwd
 	fc.DialTimeout = s.cfg.Upstream.DialTimeout
 	fc.MaxIdleConnsPerHost = s.cfg.Upstream.MaxIdleConnsPerHost
+	if fc.Control == nil {
+		fc.Control = guard.Control
+	}
 	fwd := upstream.New(fc)
+	fc.Control = guard.ControlTrusted
+	gw := upstream.New(fc)
 	core, logs := observer.New(zapcore.DebugLevel)
-	e := &env{t: t, cfg: s.cfg, disp: disp, fwd: fwd, logs: logs, done: make(chan struct{})}
+	e := &env{t: t, cfg: s.cfg, disp: disp, fwd: fwd, egress: guard, logs: logs, done: make(chan struct{})}
 	h, err := proxy.New(s.cfg, proxy.Deps{
 		Dispatcher: disp,
 		Forwarder:  fwd,
+		Gateway:    gw,
+		Egress:     guard,
 		Logger:     zap.New(core),
 		Observe:    e.observe,
 	})
 	if err != nil {
 		disp.Close()
 		fwd.Close()
+		gw.Close()
 		t.Fatalf("proxy.New: %v", err)
 	}
 	e.h = h
@@ -128,6 +160,10 @@ func newEnv(t *testing.T, opts ...func(*setup)) *env {
 		t.Fatal(err)
 	}
 	e.addr = ln.Addr().String()
+	// As proxyd does: its own listener is never a destination.
+	if err := guard.SetSelf([]net.Addr{ln.Addr()}, s.localAddrs); err != nil {
+		t.Fatal(err)
+	}
 	srv := &h1.Server{
 		Handler:           h,
 		WatchAfter:        s.watchAfter,
@@ -165,6 +201,7 @@ func newEnv(t *testing.T, opts ...func(*setup)) *env {
 			td[i]()
 		}
 		fwd.Close()
+		gw.Close()
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		// Exactly one Record per request: no id twice (a handler still

@@ -20,6 +20,7 @@ import (
 	"github.com/proxyd/proxyd/internal/clock"
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
+	"github.com/proxyd/proxyd/internal/egress"
 	"github.com/proxyd/proxyd/internal/headers"
 	"github.com/proxyd/proxyd/internal/upstream"
 )
@@ -28,8 +29,16 @@ import (
 type Deps struct {
 	Dispatcher *dispatch.Dispatcher // required
 	Forwarder  *upstream.Forwarder  // required
-	Clock      clock.Clock          // nil: the real clock
-	Logger     *zap.Logger          // nil: no logging
+	// Gateway forwards to the upstreams of routes, which the operator chose
+	// and the egress policy trusts (only the self rule applies): its own
+	// connections, so that a pooled connection opened for a route is never
+	// reused for a forward-proxy request. nil: Forwarder.
+	Gateway *upstream.Forwarder
+	// Egress is the egress policy checked before admission (the Forwarder's
+	// Control checks the addresses dialed). nil: no check before admission.
+	Egress *egress.Guard
+	Clock  clock.Clock // nil: the real clock
+	Logger *zap.Logger // nil: no logging
 	// Observe, when set, is called once per request with its record, after
 	// the access log line (metrics hook it here).
 	Observe func(*Record)
@@ -39,6 +48,8 @@ type Deps struct {
 type Handler struct {
 	disp    *dispatch.Dispatcher
 	fwd     *upstream.Forwarder
+	gateway *upstream.Forwarder
+	egress  *egress.Guard
 	clock   clock.Clock
 	log     *zap.Logger
 	obs     func(*Record)
@@ -93,7 +104,11 @@ func New(cfg config.Config, deps Deps) (*Handler, error) {
 	if deps.Dispatcher == nil || deps.Forwarder == nil {
 		return nil, errors.New("proxy: Dispatcher and Forwarder are required")
 	}
-	h := &Handler{disp: deps.Dispatcher, fwd: deps.Forwarder, clock: deps.Clock, log: deps.Logger, obs: deps.Observe}
+	h := &Handler{disp: deps.Dispatcher, fwd: deps.Forwarder, gateway: deps.Gateway, egress: deps.Egress,
+		clock: deps.Clock, log: deps.Logger, obs: deps.Observe}
+	if h.gateway == nil {
+		h.gateway = h.fwd
+	}
 	if h.clock == nil {
 		h.clock = clock.Real{}
 	}
@@ -178,7 +193,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = h.tunnel(w, r, rec, pol)
 	case r.URL.IsAbs():
 		rec.Host = r.URL.Host
-		err = h.forward(w, r, rec, pol, r.URL)
+		err = h.forward(w, r, rec, pol, r.URL, h.fwd)
 	default:
 		// Gateway mode: an origin-form request goes where its route says.
 		rec.Host = r.Host
@@ -194,7 +209,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		target := rt.target(escaped, n, r.URL.RawQuery)
 		rec.Host = target.Host
-		err = h.forward(w, r, rec, pol, target)
+		err = h.forward(w, r, rec, pol, target, h.gateway)
 	}
 }
 
@@ -207,6 +222,10 @@ func (h *Handler) finish(w http.ResponseWriter, rec *Record, pol *policy, err er
 	if err != nil {
 		a := classify(err, pol.rejectStatus)
 		rec.Outcome = a.outcome
+		var d *egress.Denial
+		if errors.As(err, &d) {
+			rec.EgressDenied = d.Reason
+		}
 		if !rec.wrote {
 			rec.Status = a.status
 			if a.status != StatusClientClosed {
@@ -297,9 +316,10 @@ func destination(u *url.URL) string {
 	return net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }
 
-// forward admits the request, sends it (retrying what upstream.retry
-// allows), and streams the response back.
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, pol *policy, target *url.URL) error {
+// forward admits the request, sends it through fwd (retrying what
+// upstream.retry allows), and streams the response back. fwd is h.gateway
+// for a route's upstream (trusted by the egress policy), else h.fwd.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, pol *policy, target *url.URL, fwd *upstream.Forwarder) error {
 	if target.Scheme != "http" && target.Scheme != "https" {
 		return badTarget("unsupported scheme " + strconv.Quote(target.Scheme))
 	}
@@ -307,6 +327,11 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, p
 		return err
 	}
 	dest := destination(target)
+	if fwd == h.fwd {
+		if err := h.checkEgress(dest, false); err != nil {
+			return err
+		}
+	}
 	p, deadline, err := h.admit(w, r, rec, pol, dispatch.HTTP, dest, target.Path)
 	if err != nil {
 		return err
@@ -350,7 +375,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, p
 			out.Body = cb
 		}
 		sent := h.clock.Now()
-		resp, err := h.fwd.RoundTrip(out, h.upstreamTimeout(pol, deadline))
+		resp, err := fwd.RoundTrip(out, h.upstreamTimeout(pol, deadline))
 		if err != nil && cb != nil {
 			if berr := cb.failed(); berr != nil {
 				err = bodyError(r.Context(), berr)
@@ -413,6 +438,23 @@ func (h *Handler) retryFits(now time.Time, wait time.Duration, pauseUntil, deadl
 		limit = deadline
 	}
 	return now.Add(wait).Before(limit) && (pauseUntil.IsZero() || pauseUntil.Before(limit))
+}
+
+// checkEgress judges dest ("host:port") by the egress policy before
+// admission; connect is set for a CONNECT. A refusal is a *egress.Denial.
+func (h *Handler) checkEgress(dest string, connect bool) error {
+	if h.egress == nil {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(dest)
+	if err != nil {
+		return badTarget("bad destination " + strconv.Quote(dest))
+	}
+	n, _ := strconv.Atoi(port)
+	if d := h.egress.CheckTarget(host, n, connect); d != nil {
+		return d
+	}
+	return nil
 }
 
 // checkHostPort validates a target's host and port, as split from its

@@ -30,6 +30,9 @@ type Record struct {
 	RetryDenied bool
 	Pauses      int  // upstream responses (of any attempt) that paused the destination
 	Cut         bool // the upstream broke off the response body (the client's stream was cut)
+	// EgressDenied is the egress.Denial reason of a destination the egress
+	// policy refused ("private", "self", …), else empty.
+	EgressDenied string
 
 	wrote bool // the response (or tunnel) started: no error answer possible
 }
@@ -58,6 +61,9 @@ func (h *Handler) logRecord(rec *Record) {
 	}
 	if rec.BytesIn > 0 {
 		fields = append(fields, zap.Int64("bytes_in", rec.BytesIn))
+	}
+	if rec.EgressDenied != "" {
+		fields = append(fields, zap.String("egress_denied", rec.EgressDenied))
 	}
 	if rec.Err != nil {
 		fields = append(fields, zap.Error(rec.Err))

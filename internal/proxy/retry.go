@@ -11,6 +11,7 @@ import (
 
 	"github.com/proxyd/proxyd/internal/clock"
 	"github.com/proxyd/proxyd/internal/config"
+	"github.com/proxyd/proxyd/internal/egress"
 	"github.com/proxyd/proxyd/internal/upstream"
 )
 
@@ -56,6 +57,9 @@ func idempotent(method string) bool {
 func (p *retryPolicy) retryable(resp *http.Response, err error) bool {
 	if err == nil {
 		return p.statuses[resp.StatusCode]
+	}
+	if _, denied := errors.AsType[*egress.Denial](err); denied {
+		return false // the policy answers the same every time
 	}
 	switch {
 	case errors.Is(err, upstream.ErrConnRefused), errors.Is(err, upstream.ErrDNS), errors.Is(err, upstream.ErrConnectTimeout):

@@ -25,6 +25,9 @@ func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, rec *Record, po
 	if err := checkHostPort(host, port); err != nil {
 		return err
 	}
+	if err := h.checkEgress(net.JoinHostPort(host, port), true); err != nil {
+		return err
+	}
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		return badTarget("CONNECT is supported over HTTP/1.1 only")

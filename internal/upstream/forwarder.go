@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -33,6 +34,17 @@ type Config struct {
 	// means a net.Dialer with DialTimeout. It is the seam for dial-time
 	// policy (egress rules) and for tests that map names to loopback.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error) `mapstructure:"-"`
+	// Control, when set, is called before each connect(2) of the built-in
+	// dialer (not of a DialContext given above) with the target dialed
+	// ("host:port", before name resolution), the network and the address
+	// about to be connected ("ip:port"); an error refuses that address
+	// (the dial error wraps it) and nothing is sent to it. It is the seam
+	// for the egress policy: every pooled connection, transport connection
+	// and tunnel passes it.
+	Control func(target, network, address string) error `mapstructure:"-"`
+	// Resolver resolves names for the built-in dialer; nil means
+	// net.DefaultResolver. Tests point it at a DNS server they control.
+	Resolver *net.Resolver `mapstructure:"-"`
 }
 
 func (c Config) withDefaults() Config {
@@ -43,6 +55,18 @@ func (c Config) withDefaults() Config {
 		c.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
 	}
 	return c
+}
+
+// controlledDial dials with a copy of d whose Control asks control about
+// every address the target resolves to.
+func controlledDial(d *net.Dialer, control func(target, network, address string) error) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dd := *d
+		dd.Control = func(network, address string, _ syscall.RawConn) error {
+			return control(addr, network, address)
+		}
+		return dd.DialContext(ctx, network, addr)
+	}
 }
 
 // Forwarder sends requests upstream over one pooled transport and opens
@@ -59,9 +83,13 @@ type Forwarder struct {
 // and HTTP/2 when the upstream offers it through TLS ALPN.
 func New(cfg Config) *Forwarder {
 	cfg = cfg.withDefaults()
-	d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second, Resolver: cfg.Resolver}
 	dial := cfg.DialContext
-	if dial == nil {
+	switch {
+	case dial != nil:
+	case cfg.Control != nil:
+		dial = controlledDial(d, cfg.Control)
+	default:
 		dial = d.DialContext
 	}
 	t := &http.Transport{
