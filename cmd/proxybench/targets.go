@@ -211,6 +211,9 @@ func (e *env) startProxyd(c proxydConf) (*proxydServer, error) {
 	if c.Upstream != "" {
 		fmt.Fprintf(&b, "routes:\n  - prefix: /\n    upstream: http://%s\n", c.Upstream)
 	}
+	// The upstreams are on loopback, which the egress policy denies by
+	// default; CONNECT scenarios use their ports.
+	b.WriteString("egress:\n  allow: [127.0.0.1]\n  connect_ports: []\n")
 	b.WriteString("log:\n  level: warn\n")
 	conf := filepath.Join(dir, "proxyd.yaml")
 	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {

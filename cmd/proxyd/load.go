@@ -234,7 +234,11 @@ func readEnv(env []string, from map[string]string) (map[string]any, []error) {
 		}
 		t := typeOf(key)
 		var val any = raw
-		if t.Kind() != reflect.String {
+		// A list of strings is comma-separated unless written as a YAML
+		// flow list: PROXYD_EGRESS_ALLOW=*.corp.example,10.0.0.0/8 must
+		// not be read as YAML (a leading '*' is an alias there).
+		plainList := t == reflect.TypeFor[[]string]() && !strings.HasPrefix(strings.TrimSpace(raw), "[")
+		if t.Kind() != reflect.String && !plainList {
 			var err error
 			if val, err = parseYAML([]byte(raw)); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %s: %w", name, key, err))
@@ -603,6 +607,12 @@ func intListHook(from, to reflect.Value) (any, error) {
 	}
 	switch v := from.Interface().(type) {
 	case string:
+		// "443,8443", or the YAML flow form "[443, 8443]"; "[]" is the
+		// empty list (an empty variable counts as unset).
+		v = strings.TrimSpace(v)
+		if strings.HasPrefix(v, "[") && strings.HasSuffix(v, "]") {
+			v = v[1 : len(v)-1]
+		}
 		out := []any{}
 		for item := range strings.SplitSeq(v, ",") {
 			if item = strings.TrimSpace(item); item == "" {

@@ -366,6 +366,9 @@ func TestEnvEveryKey(t *testing.T) {
 		"upstream.retry.budget":            "0.5",
 		"upstream.max_pause":               "16s",
 		"routes":                           "[{prefix: /, upstream: 'http://b.example.com'}]",
+		"egress.allow":                     "127.0.0.1, 10.0.0.0/8:443",
+		"egress.deny":                      "*.evil.example",
+		"egress.connect_ports":             "443,8443",
 		"log.level":                        "debug",
 		"log.format":                       "console",
 		"shutdown_timeout":                 "17s",
@@ -399,6 +402,7 @@ func TestEnvEveryKey(t *testing.T) {
 			DialTimeout: 11 * time.Second, MaxIdleConnsPerHost: 12, MaxPause: 16 * time.Second,
 			Retry: config.Retry{Attempts: 3, On: []string{"502"}, BackoffBase: 14 * time.Millisecond, BackoffMax: 15 * time.Second, Budget: 0.5}},
 		Routes:          []config.Route{{Prefix: "/", Upstream: "http://b.example.com"}},
+		Egress:          config.Egress{Allow: []string{"127.0.0.1", "10.0.0.0/8:443"}, Deny: []string{"*.evil.example"}, ConnectPorts: []int{443, 8443}},
 		Log:             config.Log{Level: "debug", Format: "console"},
 		ShutdownTimeout: 17 * time.Second,
 	}

@@ -78,11 +78,22 @@ type proc struct {
 	admin  string
 }
 
+// loopbackAllow lets proxyd forward to the tests' loopback upstreams,
+// which the egress policy denies by default (SPEC §11).
+var loopbackAllow = []string{"PROXYD_EGRESS_ALLOW=127.0.0.1,::1", "PROXYD_EGRESS_CONNECT_PORTS=[]"}
+
+// startProxyd runs proxyd with args, allowed to reach loopback upstreams.
 func startProxyd(t *testing.T, args ...string) *proc {
+	t.Helper()
+	return startProxydEnv(t, loopbackAllow, args...)
+}
+
+// startProxydEnv runs proxyd with args and exactly the environment env.
+func startProxydEnv(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{sig: make(chan os.Signal, 4), log: &logBuffer{}, stdout: &logBuffer{}, code: make(chan int, 1)}
 	args = append([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...)
-	go func() { p.code <- run(args, nil, p.stdout, p.log, p.sig) }()
+	go func() { p.code <- run(args, env, p.stdout, p.log, p.sig) }()
 	line := p.log.waitLine(t, "proxyd serving")
 	p.proxy, p.admin = line["listen"].(string), line["admin_listen"].(string)
 	t.Cleanup(func() {

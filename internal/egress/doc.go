@@ -12,7 +12,8 @@
 //   - CheckTarget, before admission, with the request's target: a CONNECT
 //     to a port outside egress.connect_ports, a host named by egress.deny
 //     and a literal IP address that is not allowed are refused there, so
-//     they take no token and wait for nothing.
+//     they take no token and wait for nothing. An egress.allow entry with
+//     an explicit port ("10.0.0.5:8443") opens that port to CONNECT too.
 //   - Control, as a net.Dialer's control function, with every address the
 //     target's name resolved to, just before connect(2). This is the check
 //     that matters: the address judged is the address dialed, so a public

@@ -79,7 +79,25 @@ func (p *Policy) decide(host string, a netip.Addr, port int) *Denial {
 	if rg := defaultDeniedRange(a); rg != nil {
 		return &Denial{Reason: rg.reason, Address: true, Details: fmt.Sprintf("%s is %s (%s)", a, rg.name, rg.prefix)}
 	}
+	if v4, ok := nat64Embedded(a); ok {
+		if rg := defaultDeniedRange(v4); rg != nil {
+			return &Denial{Reason: rg.reason, Address: true, Details: fmt.Sprintf("%s is NAT64 for %s, %s (%s)", a, v4, rg.name, rg.prefix)}
+		}
+	}
 	return nil
+}
+
+// nat64Prefix is the NAT64 well-known prefix (RFC 6052): a NAT64 gateway
+// forwards 64:ff9b::a.b.c.d to the IPv4 address a.b.c.d, so that address
+// is judged too.
+var nat64Prefix = netip.MustParsePrefix("64:ff9b::/96")
+
+func nat64Embedded(a netip.Addr) (netip.Addr, bool) {
+	if !a.Is6() || !nat64Prefix.Contains(a) {
+		return netip.Addr{}, false
+	}
+	b := a.As16()
+	return netip.AddrFrom4([4]byte(b[12:])), true
 }
 
 func describe(host string, a netip.Addr, port int) string {
@@ -165,7 +183,7 @@ func selfDenial(a netip.Addr, port int) *Denial {
 // by egress.deny here and again, with their addresses, when dialed.
 func (g *Guard) CheckTarget(host string, port int, connect bool) *Denial {
 	p := g.policy.Load()
-	if connect && p.ports != nil && !slices.Contains(p.ports, port) {
+	if connect && p.ports != nil && !slices.Contains(p.ports, port) && !p.allowsPort(host, port) {
 		return &Denial{Reason: ReasonPort, Details: fmt.Sprintf("port %d is not in egress.connect_ports %v", port, p.ports)}
 	}
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
@@ -176,12 +194,36 @@ func (g *Guard) CheckTarget(host string, port int, connect bool) *Denial {
 		}
 		return p.decide("", a, port)
 	}
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		// Loopback by definition (RFC 6761 §6.3): judged now, as
+		// 127.0.0.1, rather than after a token and a dial.
+		lo := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		if g.self.Load().isSelf(lo, port) {
+			return &Denial{Reason: ReasonSelf, Address: true, Details: describe(host, netip.Addr{}, port) + " is proxyd itself"}
+		}
+		return p.decide(host, lo, port)
+	}
 	for _, e := range p.deny {
 		if e.MatchHost(host, port) {
 			return &Denial{Reason: ReasonDeny, Details: describe(host, netip.Addr{}, port) + " matches egress.deny " + strconv.Quote(e.String())}
 		}
 	}
 	return nil
+}
+
+// allowsPort reports whether an egress.allow entry names port explicitly
+// and matches host: allowing "10.0.0.5:8443" opens that port to CONNECT
+// too, whatever egress.connect_ports says.
+func (p *Policy) allowsPort(host string, port int) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	a, _ := netip.ParseAddr(host)
+	a = a.Unmap().WithZone("")
+	for _, e := range p.allow {
+		if e.Port == port && ((a.IsValid() && e.MatchAddr(a, port)) || (!a.IsValid() && e.MatchHost(host, port))) {
+			return true
+		}
+	}
+	return false
 }
 
 // Control judges one connection about to be made: target is what was
