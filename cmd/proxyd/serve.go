@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"sync"
 	"syscall"
 	"time"
@@ -250,6 +251,11 @@ func (a *app) applyLocked(cfg config.Config) error {
 		return err
 	}
 	a.egress.SetPolicy(pol)
+	if !reflect.DeepEqual(cfg.Egress, a.cfg.Egress) {
+		// Idle pooled connections were judged by the old policy: the next
+		// request to their destination dials (and is judged) again.
+		a.fwd.Close()
+	}
 	a.disp.SetLimits(limitsOf(cfg.Limits))
 	a.disp.SetHosts(hosts)
 	a.disp.SetAging(cfg.Priority.Aging)

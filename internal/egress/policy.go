@@ -65,7 +65,7 @@ func New(cfg config.Egress) (*Policy, error) {
 func (p *Policy) decide(host string, a netip.Addr, port int) *Denial {
 	for _, e := range p.deny {
 		if (host != "" && e.MatchHost(host, port)) || (a.IsValid() && e.MatchAddr(a, port)) {
-			return &Denial{Reason: ReasonDeny, Details: describe(host, a, port) + " matches egress.deny " + strconv.Quote(e.String())}
+			return &Denial{Reason: ReasonDeny, Details: describe(host, a, port) + " matches egress.deny entry " + e.String()}
 		}
 	}
 	for _, e := range p.allow {
@@ -205,7 +205,7 @@ func (g *Guard) CheckTarget(host string, port int, connect bool) *Denial {
 	}
 	for _, e := range p.deny {
 		if e.MatchHost(host, port) {
-			return &Denial{Reason: ReasonDeny, Details: describe(host, netip.Addr{}, port) + " matches egress.deny " + strconv.Quote(e.String())}
+			return &Denial{Reason: ReasonDeny, Details: describe(host, netip.Addr{}, port) + " matches egress.deny entry " + e.String()}
 		}
 	}
 	return nil

@@ -152,16 +152,16 @@ func TestAllowDenyPrecedence(t *testing.T) {
 	}{
 		{"10.2.3.4", 80, "", ""},
 		{"::ffff:10.2.3.4", 80, "", ""},
-		{"10.1.2.3", 80, ReasonDeny, `egress.deny "10.1.0.0/16"`},
+		{"10.1.2.3", 80, ReasonDeny, "egress.deny entry 10.1.0.0/16"},
 		{"192.168.1.5", 443, "", ""},
 		{"192.168.1.5", 80, ReasonPrivate, "192.168.0.0/16"},
 		{"fd00::5", 8443, "", ""},
 		{"fd00::5", 443, ReasonPrivate, "fc00::/7"},
-		{"8.8.4.4", 443, ReasonDeny, `egress.deny "8.8.4.4"`},
+		{"8.8.4.4", 443, ReasonDeny, "egress.deny entry 8.8.4.4"},
 		{"8.8.8.8", 443, "", ""},
-		{"bad.corp.example", 443, ReasonDeny, `egress.deny "bad.corp.example"`},
-		{"BAD.corp.example.", 443, ReasonDeny, `egress.deny "bad.corp.example"`},
-		{"x.evil.example", 80, ReasonDeny, `egress.deny "*.evil.example:80"`},
+		{"bad.corp.example", 443, ReasonDeny, "egress.deny entry bad.corp.example"},
+		{"BAD.corp.example.", 443, ReasonDeny, "egress.deny entry bad.corp.example"},
+		{"x.evil.example", 80, ReasonDeny, "egress.deny entry *.evil.example:80"},
 		{"x.evil.example", 443, "", ""}, // a name is judged by address at dial time
 	}
 	for _, tt := range tests {

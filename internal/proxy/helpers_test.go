@@ -64,6 +64,9 @@ type setup struct {
 	// localAddrs are the host addresses the self rule knows; nil: the
 	// host's real interface addresses.
 	localAddrs []netip.Addr
+	// ln, when set, is the proxy's listener (a test that must know the
+	// proxy's address before it starts); nil: a fresh 127.0.0.1 port.
+	ln net.Listener
 }
 
 // allowLoopback lets a test proxy reach the loopback upstreams every test
@@ -155,9 +158,11 @@ func newEnv(t *testing.T, opts ...func(*setup)) *env {
 		t.Fatalf("proxy.New: %v", err)
 	}
 	e.h = h
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ln := s.ln
+	if ln == nil {
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	e.addr = ln.Addr().String()
 	// As proxyd does: its own listener is never a destination.
