@@ -781,14 +781,50 @@ func (d *Dispatcher) Pause(dest string, until time.Time) {
 	if old, ok := d.mu.pauses[dest]; ok && !until.After(old) {
 		return
 	}
+	_, extended := d.mu.pauses[dest]
 	d.mu.pauses[dest] = until
+	if !extended && len(d.mu.pauses) > maxPauses {
+		d.evictPauseLocked()
+	}
 	for k := Kind(0); k < numKinds; k++ {
 		if l, ok := d.mu.lanes[laneKey{k, dest}]; ok {
 			l.pausedUntil = until
 		}
 	}
 	d.pushPauseLocked(pauseEntry{dest: dest, until: until})
+	if len(d.mu.pauseQ) > 2*len(d.mu.pauses)+64 {
+		d.compactPausesLocked()
+	}
 	d.armLocked(now, time.Time{})
+}
+
+// maxPauses bounds the paused destinations remembered (each costs about
+// 150 bytes): past it, the pause that ends soonest is forgotten, and that
+// destination is sent requests again before its upstream asked (it will
+// answer 429 and be paused again). Lanes with waiting requests keep their
+// own copy of the pause.
+const maxPauses = 16384
+
+// evictPauseLocked forgets the live pause that ends soonest.
+func (d *Dispatcher) evictPauseLocked() {
+	for len(d.mu.pauseQ) > 0 {
+		e := d.popPauseLocked()
+		if until, ok := d.mu.pauses[e.dest]; ok && until.Equal(e.until) {
+			delete(d.mu.pauses, e.dest)
+			return
+		}
+		// A stale entry: the pause was extended (or already forgotten).
+	}
+}
+
+// compactPausesLocked rebuilds pauseQ from pauses, dropping the stale
+// entries left by extended pauses, so that pauseQ stays within twice the
+// live pauses; amortized O(1) per Pause.
+func (d *Dispatcher) compactPausesLocked() {
+	d.mu.pauseQ = d.mu.pauseQ[:0]
+	for dest, until := range d.mu.pauses {
+		d.pushPauseLocked(pauseEntry{dest: dest, until: until})
+	}
 }
 
 // SetHosts replaces the per-destination rules. A rule whose match is

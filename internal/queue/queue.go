@@ -106,6 +106,9 @@ func (q *Queue) DropLane(l *Lane) bool {
 	return true
 }
 
+// Lanes is the number of lanes the queue knows (created and not dropped).
+func (q *Queue) Lanes() int { return len(q.lanes) }
+
 // Len is the number of waiting items in all lanes.
 func (q *Queue) Len() int { return q.n }
 
