@@ -183,9 +183,9 @@ func TestAllowDenyPrecedence(t *testing.T) {
 	dials := []struct {
 		target, address, reason, detail string
 	}{
-		{"api.internal:443", "10.9.9.9:443", "", ""},          // the name is allowed: its DNS is trusted
-		{"api.internal:443", "172.16.0.1:443", "", ""},        // whatever it resolves to
-		{"a.corp.example:443", "192.168.7.7:443", "", ""},     // wildcard allow
+		{"api.internal:443", "10.9.9.9:443", "", ""},      // the name is allowed: its DNS is trusted
+		{"api.internal:443", "172.16.0.1:443", "", ""},    // whatever it resolves to
+		{"a.corp.example:443", "192.168.7.7:443", "", ""}, // wildcard allow
 		{"corp.example:443", "192.168.7.7:443", ReasonPrivate, "192.168.7.7 is private"},
 		{"bad.corp.example:443", "8.8.8.8:443", ReasonDeny, "bad.corp.example"},
 		{"rebind.example:443", "10.1.0.9:443", ReasonDeny, "10.1.0.0/16"}, // deny wins over the allowed 10/8
