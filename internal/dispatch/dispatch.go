@@ -101,6 +101,11 @@ type Request struct {
 	// Arrival and Seq). Zero means a new request.
 	Arrival time.Time
 	Seq     uint64
+	// NoToken requests need their kind's slot only: no global or hosts-rule
+	// token, and no back-pressure pause holds them. An intercepted CONNECT
+	// is one (SPEC §9): each request read from its tunnel takes its own
+	// token.
+	NoToken bool
 }
 
 // Stats is a snapshot of the dispatcher's state.
@@ -189,6 +194,10 @@ type Dispatcher struct {
 		q        *queue.Queue
 		lanes    map[laneKey]*lane
 		ready    [numKinds]laneHeap // lanes whose own gates may be open
+		// readyFree holds the ready free lanes (Request.NoToken): they go
+		// before any other lane of their kind, since they wait for a slot
+		// only.
+		readyFree [numKinds]laneHeap
 		sleeping laneHeap           // lanes held until wakeAt
 		rules    []*rule
 		pauses   map[string]time.Time
@@ -262,7 +271,7 @@ func (d *Dispatcher) Enqueue(r Request) (*Ticket, error) {
 	if !r.Deadline.IsZero() && !now.Before(r.Deadline) {
 		return nil, &RejectError{Err: ErrQueueTimeout, RetryAfter: d.retryAfterLocked(r.Urgency, r.Dest, now)}
 	}
-	l := d.laneLocked(laneKey{w.kind, r.Dest})
+	l := d.laneLocked(laneKey{w.kind, r.Dest, r.NoToken})
 	evicted, err := d.mu.q.Push(l.q, &w.item, d.mu.limits.QueueSize)
 	if err != nil {
 		d.laneChangedLocked(l)
@@ -422,13 +431,18 @@ func (d *Dispatcher) runLocked(now time.Time) {
 				continue
 			}
 		}
-		// The global token last: without one, nobody goes.
-		tok, ok, wait := d.mu.rate.Take(now)
-		if !ok {
-			if wait < time.Duration(math.MaxInt64) {
-				wake = now.Add(wait)
+		// The global token last: without one, nobody goes (but a free
+		// lane, which needs none).
+		var tok limiter.Token
+		if !l.key.free {
+			var ok bool
+			var wait time.Duration
+			if tok, ok, wait = d.mu.rate.Take(now); !ok {
+				if wait < time.Duration(math.MaxInt64) {
+					wake = now.Add(wait)
+				}
+				break
 			}
-			break
 		}
 		w := d.mu.q.Pop(l.q).Value.(*Ticket)
 		d.mu.slots[w.kind].Acquire()
@@ -452,6 +466,11 @@ func (d *Dispatcher) runLocked(now time.Time) {
 // pickLocked returns the ready lane whose head leaves first among the
 // kinds with a free slot, or nil.
 func (d *Dispatcher) pickLocked() *lane {
+	for k := range d.mu.readyFree {
+		if l := d.mu.readyFree[k].top(); l != nil && d.mu.slots[k].Available() {
+			return l
+		}
+	}
 	var best *lane
 	for k := range d.mu.ready {
 		l := d.mu.ready[k].top()
@@ -470,7 +489,10 @@ func (d *Dispatcher) laneLocked(key laneKey) *lane {
 	if l, ok := d.mu.lanes[key]; ok {
 		return l
 	}
-	l := &lane{key: key, q: d.mu.q.NewLane(), rule: matchRule(d.mu.rules, key.dest), idx: -1, pausedUntil: d.mu.pauses[key.dest]}
+	l := &lane{key: key, q: d.mu.q.NewLane(), idx: -1}
+	if !key.free {
+		l.rule, l.pausedUntil = matchRule(d.mu.rules, key.dest), d.mu.pauses[key.dest]
+	}
 	d.mu.lanes[key] = l
 	return l
 }
@@ -493,11 +515,11 @@ func (d *Dispatcher) laneChangedLocked(l *lane) {
 	}
 	if l.idx < 0 && l.state != laneSlotWait {
 		l.state = laneReady
-		d.mu.ready[l.key.kind].push(l)
+		d.readyHeap(l).push(l)
 		return
 	}
 	if l.state == laneReady {
-		d.mu.ready[l.key.kind].fix(l.idx)
+		d.readyHeap(l).fix(l.idx)
 	}
 }
 
@@ -534,7 +556,7 @@ func (d *Dispatcher) detachLocked(l *lane) {
 	case l.state == laneSlotWait:
 		delete(l.rule.slotWaiters, l)
 	case l.idx >= 0 && l.state == laneReady:
-		d.mu.ready[l.key.kind].remove(l.idx)
+		d.readyHeap(l).remove(l.idx)
 	case l.idx >= 0 && l.state == laneSleeping:
 		d.mu.sleeping.remove(l.idx)
 	}
@@ -557,7 +579,15 @@ func (d *Dispatcher) slotWaitLocked(l *lane) {
 func (d *Dispatcher) readyLocked(l *lane) {
 	d.detachLocked(l)
 	l.state = laneReady
-	d.mu.ready[l.key.kind].push(l)
+	d.readyHeap(l).push(l)
+}
+
+// readyHeap is the heap that holds l when it is ready.
+func (d *Dispatcher) readyHeap(l *lane) *laneHeap {
+	if l.key.free {
+		return &d.mu.readyFree[l.key.kind]
+	}
+	return &d.mu.ready[l.key.kind]
 }
 
 func (d *Dispatcher) wakeSlotWaitersLocked(r *rule) {
@@ -685,6 +715,7 @@ func (d *Dispatcher) SetAging(a time.Duration) {
 	// Lanes are ordered by their heads' ranks, which just changed.
 	for k := range d.mu.ready {
 		d.mu.ready[k].init()
+		d.mu.readyFree[k].init()
 	}
 	d.runLocked(d.clock.Now())
 }
@@ -787,7 +818,7 @@ func (d *Dispatcher) Pause(dest string, until time.Time) {
 		d.evictPauseLocked()
 	}
 	for k := Kind(0); k < numKinds; k++ {
-		if l, ok := d.mu.lanes[laneKey{k, dest}]; ok {
+		if l, ok := d.mu.lanes[laneKey{k, dest, false}]; ok {
 			l.pausedUntil = until
 		}
 	}
@@ -839,7 +870,9 @@ func (d *Dispatcher) SetHosts(hosts []HostLimit) {
 	}
 	d.setHostsLocked(hosts, now)
 	for _, l := range d.mu.lanes {
-		l.rule = matchRule(d.mu.rules, l.key.dest)
+		if !l.key.free {
+			l.rule = matchRule(d.mu.rules, l.key.dest)
+		}
 		if !l.idle {
 			d.readyLocked(l) // gates are checked again at the next pick
 		}

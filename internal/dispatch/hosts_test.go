@@ -336,7 +336,7 @@ func TestIdleSweepKeepsLaneOfNewcomer(t *testing.T) {
 	h.addTo("n", 0, "d0:80")
 	h.rejected("v", ErrShed)
 	h.d.mu.Lock()
-	nl, inMap := h.d.mu.lanes[laneKey{HTTP, "d0:80"}]
+	nl, inMap := h.d.mu.lanes[laneKey{HTTP, "d0:80", false}]
 	idle := h.d.mu.idle
 	h.d.mu.Unlock()
 	if !inMap || nl != h.tickets["n"].lane || idle < 0 {

@@ -36,6 +36,9 @@ type rule struct {
 type laneKey struct {
 	kind Kind
 	dest string
+	// free lanes hold Request.NoToken requests: no rate or rule token, no
+	// pause, only their kind's slot.
+	free bool
 }
 
 // Where a non-empty lane is: exactly one of these.
