@@ -191,24 +191,24 @@ type Dispatcher struct {
 
 	mu struct {
 		sync.Mutex
-		q        *queue.Queue
-		lanes    map[laneKey]*lane
-		ready    [numKinds]laneHeap // lanes whose own gates may be open
+		q     *queue.Queue
+		lanes map[laneKey]*lane
+		ready [numKinds]laneHeap // lanes whose own gates may be open
 		// readyFree holds the ready free lanes (Request.NoToken): they go
 		// before any other lane of their kind, since they wait for a slot
 		// only.
 		readyFree [numKinds]laneHeap
-		sleeping laneHeap           // lanes held until wakeAt
-		rules    []*rule
-		pauses   map[string]time.Time
-		pauseQ   []pauseEntry // min-heap by until
-		slots    [numKinds]limiter.Slots
-		rate     *limiter.Bucket
-		limits   Limits
-		timer    clock.Timer
-		timerAt  time.Time
-		draining bool
-		idle     int // empty lanes kept in lanes
+		sleeping  laneHeap // lanes held until wakeAt
+		rules     []*rule
+		pauses    map[string]time.Time
+		pauseQ    []pauseEntry // min-heap by until
+		slots     [numKinds]limiter.Slots
+		rate      *limiter.Bucket
+		limits    Limits
+		timer     clock.Timer
+		timerAt   time.Time
+		draining  bool
+		idle      int // empty lanes kept in lanes
 	}
 }
 
