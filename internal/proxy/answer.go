@@ -97,6 +97,10 @@ func classify(err error, rejectStatus int) answer {
 		return answer{http.StatusGatewayTimeout, headers.ErrorTypeConnectionTimeout, "", 0, OutcomeError}
 	case errors.Is(err, upstream.ErrResponseTimeout):
 		return answer{http.StatusGatewayTimeout, headers.ErrorTypeHTTPResponseTimeout, "", 0, OutcomeError}
+	case errors.Is(err, upstream.ErrTLSCertificate):
+		return answer{http.StatusBadGateway, headers.ErrorTypeTLSCertificateError, "", 0, OutcomeError}
+	case errors.Is(err, upstream.ErrTLSProtocol):
+		return answer{http.StatusBadGateway, headers.ErrorTypeTLSProtocolError, "", 0, OutcomeError}
 	case errors.Is(err, upstream.ErrUpstream):
 		return answer{http.StatusBadGateway, headers.ErrorTypeDestinationUnavailable, "", 0, OutcomeError}
 	}

@@ -2,9 +2,12 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -24,8 +27,14 @@ var (
 	// ErrResponseTimeout: connected, but the response headers did not
 	// arrive within the header timeout.
 	ErrResponseTimeout = errors.New("upstream: response timeout")
+	// ErrTLSCertificate: the https upstream's certificate did not verify
+	// (unknown authority, wrong name, expired).
+	ErrTLSCertificate = errors.New("upstream: TLS certificate not verified")
+	// ErrTLSProtocol: the TLS handshake with the upstream failed otherwise
+	// (an alert, no common version or cipher, not TLS at all).
+	ErrTLSProtocol = errors.New("upstream: TLS handshake failed")
 	// ErrUpstream: any other failure before the response headers: a reset,
-	// a TLS failure, a malformed response.
+	// a malformed response.
 	ErrUpstream = errors.New("upstream: request failed")
 )
 
@@ -89,9 +98,38 @@ func classifyNet(err error, connected bool) error {
 		// net.Dialer.Timeout ("dial tcp …: i/o timeout") or the
 		// transport's TLS handshake timeout.
 		return timeoutErr(connected, err)
+	case isCertError(err):
+		return fmt.Errorf("%w: %w", ErrTLSCertificate, err)
+	case isTLSProtocolError(err):
+		return fmt.Errorf("%w: %w", ErrTLSProtocol, err)
 	default:
 		return fmt.Errorf("%w: %w", ErrUpstream, err)
 	}
+}
+
+// isCertError reports a certificate that did not verify.
+func isCertError(err error) bool {
+	var (
+		cve      *tls.CertificateVerificationError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+	)
+	return errors.As(err, &cve) || errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid)
+}
+
+// isTLSProtocolError reports a TLS handshake that failed for another
+// reason: the peer's alert, a reply that is not TLS, no common version or
+// cipher suite. crypto/tls returns most of these as plain "tls: …" errors.
+func isTLSProtocolError(err error) bool {
+	var (
+		rh    tls.RecordHeaderError
+		alert tls.AlertError
+		op    *net.OpError
+	)
+	return errors.As(err, &rh) || errors.As(err, &alert) ||
+		errors.As(err, &op) && op.Op == "remote error" ||
+		strings.Contains(err.Error(), "tls: ")
 }
 
 func timeoutErr(connected bool, cause error) error {

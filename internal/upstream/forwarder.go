@@ -3,6 +3,8 @@ package upstream
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -45,6 +47,10 @@ type Config struct {
 	// Resolver resolves names for the built-in dialer; nil means
 	// net.DefaultResolver. Tests point it at a DNS server they control.
 	Resolver *net.Resolver `mapstructure:"-"`
+	// ExtraRoots are trusted for https upstreams on top of the system roots
+	// (or of TLSClientConfig.RootCAs when set): tls.upstream_ca.
+	// SetExtraRoots changes them live.
+	ExtraRoots []*x509.Certificate `mapstructure:"-"`
 }
 
 func (c Config) withDefaults() Config {
@@ -77,6 +83,10 @@ type Forwarder struct {
 	dialTimeout time.Duration
 	transport   *http.Transport
 	pool        *connPool // bodiless plain-http requests
+	// tlsBase is the TLS client configuration of https upstreams; roots,
+	// when set, replaces its RootCAs (base roots plus ExtraRoots).
+	tlsBase *tls.Config
+	roots   atomic.Pointer[x509.CertPool]
 }
 
 // New returns a Forwarder with one pooled transport: keep-alive, HTTP/1.1,
@@ -108,7 +118,7 @@ func New(cfg Config) *Forwarder {
 		ExpectContinueTimeout: 1 * time.Second,
 		// Pass Content-Encoding and bodies through untouched.
 		DisableCompression: true,
-		TLSClientConfig:    cfg.TLSClientConfig.Clone(),
+
 		// Find dead HTTP/2 connections instead of hanging on them.
 		HTTP2: &http.HTTP2Config{
 			SendPingTimeout: 30 * time.Second,
@@ -116,7 +126,73 @@ func New(cfg Config) *Forwarder {
 		},
 	}
 	pool := &connPool{dial: dial, dialTimeout: cfg.DialTimeout, maxPerHost: cfg.MaxIdleConnsPerHost, maxIdle: t.MaxIdleConns, idleTimeout: idleConnTimeout}
-	return &Forwarder{dial: dial, dialTimeout: cfg.DialTimeout, transport: t, pool: pool}
+	f := &Forwarder{dial: dial, dialTimeout: cfg.DialTimeout, transport: t, pool: pool}
+	f.tlsBase = cfg.TLSClientConfig.Clone()
+	if f.tlsBase == nil {
+		f.tlsBase = &tls.Config{}
+	}
+	f.tlsBase.MinVersion = max(f.tlsBase.MinVersion, tls.VersionTLS12)
+	f.tlsBase.NextProtos = []string{"h2", "http/1.1"}
+	// proxyd dials TLS itself, so that every handshake reads the live
+	// roots (tls.upstream_ca is reloadable) and is bounded by the dial
+	// timeout together with its TCP connect.
+	t.DialTLSContext = f.dialTLS
+	if len(cfg.ExtraRoots) > 0 {
+		_ = f.SetExtraRoots(cfg.ExtraRoots)
+	}
+	return f
+}
+
+// SetExtraRoots makes certs trusted for https upstreams from the next
+// handshake on, on top of the base roots (TLSClientConfig.RootCAs, else
+// the system's); none means the base roots alone. Pooled connections stay.
+func (f *Forwarder) SetExtraRoots(certs []*x509.Certificate) error {
+	if len(certs) == 0 {
+		f.roots.Store(nil)
+		return nil
+	}
+	var pool *x509.CertPool
+	if f.tlsBase.RootCAs != nil {
+		pool = f.tlsBase.RootCAs.Clone()
+	} else {
+		sys, err := x509.SystemCertPool()
+		if err != nil {
+			return fmt.Errorf("upstream: reading the system roots: %w", err)
+		}
+		pool = sys.Clone()
+	}
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	f.roots.Store(pool)
+	return nil
+}
+
+// dialTLS opens a TLS connection to addr for the transport: TCP through
+// the Forwarder's dialer (egress Control included), then a handshake
+// verified against the live roots with addr's host as the name, both
+// within the dial timeout.
+func (f *Forwarder) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.dialTimeout)
+	defer cancel()
+	raw, err := f.dial(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg := f.tlsBase.Clone()
+	if cfg.ServerName == "" {
+		host, _, _ := net.SplitHostPort(addr)
+		cfg.ServerName = host
+	}
+	if p := f.roots.Load(); p != nil {
+		cfg.RootCAs = p
+	}
+	tc := tls.Client(raw, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 // Close closes the idle pooled connections. Connections in use are closed

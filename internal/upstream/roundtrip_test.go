@@ -87,7 +87,8 @@ func TestRoundTripErrors(t *testing.T) {
 		{"response timeout", blocked.URL, headerTimeout, ErrResponseTimeout, context.DeadlineExceeded},
 		{"reset before headers", reset.URL, 0, ErrUpstream, nil},
 		{"malformed response", "http://" + garbage + "/", 0, ErrUpstream, nil},
-		{"tls failure", untrusted.URL, 0, ErrUpstream, nil},
+		{"untrusted certificate", untrusted.URL, 0, ErrTLSCertificate, nil},
+		{"tls to a plain server", "https://" + strings.TrimPrefix(reset.URL, "http://") + "/", 0, ErrTLSProtocol, nil},
 		{"no host", "http:///x", 0, ErrUpstream, nil},
 	}
 	for _, tt := range tests {
