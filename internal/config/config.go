@@ -16,6 +16,7 @@ type Config struct {
 	Upstream        Upstream      `mapstructure:"upstream" yaml:"upstream"`
 	Routes          []Route       `mapstructure:"routes" yaml:"routes"`
 	Egress          Egress        `mapstructure:"egress" yaml:"egress"`
+	TLS             TLS           `mapstructure:"tls" yaml:"tls"`
 	Log             Log           `mapstructure:"log" yaml:"log"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout" yaml:"shutdown_timeout"`
 }
@@ -152,6 +153,7 @@ func Default() Config {
 		},
 		Routes:          []Route{},
 		Egress:          Egress{Allow: []string{}, Deny: []string{}, ConnectPorts: []int{443}},
+		TLS:             TLS{Intercept: []string{}, CertCacheSize: 1000},
 		Log:             Log{Level: "info", Format: "json"},
 		ShutdownTimeout: 30 * time.Second,
 	}

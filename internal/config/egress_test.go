@@ -155,3 +155,32 @@ func FuzzParseEgressEntry(f *testing.F) {
 		e.MatchHost("a.example", e.Port)
 	})
 }
+
+func TestTLSCheck(t *testing.T) {
+	c := Default()
+	c.TLS = TLS{Intercept: []string{"api.example.com", "*", "*.bad*", "x:0"}, CertCacheSize: 0}
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted a bad tls section")
+	}
+	for _, want := range []string{"tls.intercept[2]:", "tls.intercept[3]:", "tls.ca_cert: is required when tls.intercept is not empty", "tls.ca_key: is required", "tls.cert_cache_size: must be at least 1, got 0"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "tls.intercept[1]") {
+		t.Errorf(`"*" (every host) was refused: %v`, err)
+	}
+	c.TLS = TLS{Intercept: []string{"*", "*.example.com:8443"}, CACert: "ca.pem", CAKey: "ca-key.pem", CertCacheSize: 1}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("a valid tls section: %v", err)
+	}
+	pats, all, err := c.TLS.InterceptPatterns()
+	if err != nil || !all || len(pats) != 1 || !pats[0].Match("a.example.com", 8443) || pats[0].Match("a.example.com", 443) {
+		t.Fatalf("InterceptPatterns: %v %v %v", pats, all, err)
+	}
+	c.TLS = TLS{CAKey: "k.pem", CertCacheSize: 1}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "tls.ca_cert: is required with tls.ca_key") {
+		t.Fatalf("a key without a certificate: %v", err)
+	}
+}

@@ -87,6 +87,7 @@ func (c *Config) Validate() error {
 	}
 	checkRoutes(&p, c.Routes)
 	c.Egress.check(&p)
+	c.TLS.check(&p)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
