@@ -367,14 +367,14 @@ func TestAdmittedCounts(t *testing.T) {
 	if got := s.Hosts[0].Limit.Match.String(); got != "*.example.com" {
 		t.Errorf("Limit.Match = %q", got)
 	}
-	h.d.SetHosts([]HostLimit{hostLimit(t, "*.example.com", 0, 1, 2), hostLimit(t, "other.test", 0, 1, 0)})
+	h.d.SetHosts([]HostLimit{hostLimit(t, "*.example.com", 0, 1, 3), hostLimit(t, "other.test", 0, 1, 0)})
 	h.addTo("a3", 3, "a.example.com:443")
 	h.granted("a1", "a2", "o1", "a3")
 	s = h.d.Stats()
 	if s.Admitted != 4 || len(s.Hosts) != 2 || s.Hosts[0].Admitted != 3 || s.Hosts[1].Admitted != 0 {
 		t.Fatalf("after SetHosts: admitted %d, hosts %+v; want 4, [3 0]", s.Admitted, s.Hosts)
 	}
-	if l := s.Hosts[0].Limit; l.Concurrency != 2 {
-		t.Errorf("live limit %+v, want concurrency 2", l)
+	if l := s.Hosts[0].Limit; l.Concurrency != 3 {
+		t.Errorf("live limit %+v, want concurrency 3", l)
 	}
 }
