@@ -6,7 +6,7 @@
 
 (function () {
   const PERIOD_MS = 1000;   // poll period
-  const HISTORY_S = 120;    // chart span
+  const HISTORY_S = 60;     // chart span
   const RATE_S = 3;         // window of the displayed rates
   const QUANTILE_S = 10;    // window of the wait quantiles
   const TOKEN_KEY = "proxyd.admin.token";
@@ -298,6 +298,7 @@
     const cur = history[history.length - 1];
     const s = cur.s, q = s.queue, l = s.limits;
     document.body.dataset.snapshot = s.time;
+    document.body.dataset.samples = String(history.length);
     setState(q.draining ? "draining" : "live", q.draining ? "warn" : "ok");
     $("updated").textContent = "updated " + new Date(cur.t * 1000).toLocaleTimeString();
 
@@ -464,8 +465,9 @@
 
   // ---- limits form (PATCH /api/v1/limits)
 
+  // fillForm shows the live limits, unless the user is editing them.
   function fillForm(l, force) {
-    if (formDirty && !force) return;
+    if (!force && (formDirty || $("limits-form").contains(document.activeElement))) return;
     $("limit-rate").value = String(l.rate);
     $("limit-burst").value = String(l.burst);
     $("limit-concurrency").value = String(l.concurrency);
