@@ -124,6 +124,7 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (_ *app, err 
 	a.admin = admin.New(admin.Config{Token: cfg.Admin.Token}, admin.Deps{
 		Logger:  log.Named("admin"),
 		Backend: a,
+		Counts:  a.metrics.Counts,
 		Metrics: promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(log.Named("metrics"))}),
 	})
 

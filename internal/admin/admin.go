@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/proxyd/proxyd/internal/clock"
+	"github.com/proxyd/proxyd/internal/metrics"
 )
 
 // Config configures the admin server.
@@ -26,6 +27,12 @@ type Deps struct {
 	// Clock tells the time of remaining_seconds in /api/v1/queue; nil: the
 	// system clock.
 	Clock clock.Clock
+	// Counts returns the request counters and queue-wait histograms for
+	// /api/v1/stats; nil: they read as zero.
+	Counts func() metrics.Counts
+	// Store returns the shared limiter store's state for /api/v1/stats,
+	// false when there is none; nil: none ("store": null).
+	Store func() (StoreStatus, bool)
 }
 
 // Server is the admin HTTP handler. Create it with New; it is safe for
@@ -37,11 +44,13 @@ type Server struct {
 	ready   atomic.Bool
 	token   string
 	backend Backend
+	counts  func() metrics.Counts
+	store   func() (StoreStatus, bool)
 }
 
 // New returns an admin server.
 func New(cfg Config, deps Deps) *Server {
-	s := &Server{log: deps.Logger, clock: deps.Clock, mux: http.NewServeMux(), token: cfg.Token, backend: deps.Backend}
+	s := &Server{log: deps.Logger, clock: deps.Clock, mux: http.NewServeMux(), token: cfg.Token, backend: deps.Backend, counts: deps.Counts, store: deps.Store}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -50,6 +59,9 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
+	// The page is open (SPEC §13); the data it fetches is under /api/.
+	s.mux.HandleFunc("GET /dashboard", s.dashboard)
+	s.mux.HandleFunc("GET /dashboard/{asset}", s.dashboard)
 	if deps.Metrics != nil {
 		s.mux.Handle("GET /metrics", deps.Metrics)
 	}
@@ -59,6 +71,7 @@ func New(cfg Config, deps Deps) *Server {
 		api.HandleFunc("PATCH /api/v1/limits", s.updateLimits(false))
 		api.HandleFunc("PUT /api/v1/limits", s.updateLimits(true))
 		api.HandleFunc("GET /api/v1/queue", s.getQueue)
+		api.HandleFunc("GET /api/v1/stats", s.getStats)
 		s.mux.Handle("/api/", s.requireToken(api))
 	}
 	return s

@@ -98,7 +98,11 @@ func (s *Server) getLimits(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) getQueue(w http.ResponseWriter, _ *http.Request) {
-	st := s.backend.Stats()
+	writeJSON(w, http.StatusOK, queueDocOf(s.backend.Stats(), s.clock.Now()))
+}
+
+// queueDocOf is the JSON form of the queue's state at now.
+func queueDocOf(st dispatch.Stats, now time.Time) queueDoc {
 	doc := queueDoc{
 		Depth:             st.Depth,
 		InFlight:          st.InFlight,
@@ -111,7 +115,6 @@ func (s *Server) getQueue(w http.ResponseWriter, _ *http.Request) {
 	for u, n := range st.ByPriority {
 		doc.ByPriority[strconv.Itoa(u)] = n
 	}
-	now := s.clock.Now()
 	doc.Paused = make([]pausedDoc, 0, len(st.Paused))
 	for _, p := range st.Paused {
 		doc.Paused = append(doc.Paused, pausedDoc{
@@ -124,7 +127,7 @@ func (s *Server) getQueue(w http.ResponseWriter, _ *http.Request) {
 	for _, h := range st.Hosts {
 		doc.Hosts = append(doc.Hosts, hostDoc{Match: h.Match, InFlight: h.InFlight, Waiting: h.Waiting})
 	}
-	writeJSON(w, http.StatusOK, doc)
+	return doc
 }
 
 // updateLimits serves PATCH (partial) and PUT (whole). The body is read

@@ -1,9 +1,10 @@
 // Package admin serves proxyd's admin listener (SPEC §6): liveness
 // (/healthz), readiness (/readyz, 503 while draining), Prometheus metrics
-// (/metrics, a handler it is given) and the JSON API under /api/v1/ to read
-// the queue and to read and change the live limits. It takes plain values
-// and interfaces (Config, Deps, Backend); it never reads configuration
-// files or the environment.
+// (/metrics, a handler it is given), the JSON API under /api/v1/ to read
+// the queue and to read and change the live limits, and the live dashboard
+// (SPEC §13: /dashboard, fed by /api/v1/stats). It takes plain values and
+// interfaces (Config, Deps, Backend); it never reads configuration files or
+// the environment.
 //
 // Invariants:
 //
@@ -18,4 +19,12 @@
 //     lists every problem found (bounded: long input is quoted in part).
 //   - Request bodies are at most 64 KiB; a larger declared length is
 //     refused before reading.
+//   - /api/v1/stats is computed when asked, from the Backend's snapshot and
+//     the metrics' cumulative series (Deps.Counts); nothing is sampled or
+//     kept for it, so the dashboard costs nothing while nobody watches.
+//     Rates and windowed quantiles are the page's arithmetic on two
+//     snapshots; the server stays stateless.
+//   - /dashboard is open (it holds no data) and self-contained: its files
+//     are embedded (go:embed) and served with a Content-Security-Policy
+//     that allows this origin only.
 package admin

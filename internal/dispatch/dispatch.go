@@ -123,13 +123,19 @@ type Stats struct {
 	Paused     []Paused          // destinations paused by back-pressure, soonest end first
 	Lanes      int               // destinations (by kind) with waiting requests
 	Hosts      []HostStats       // per hosts rule, in rule order
+	// Admitted counts the permits granted since New (HTTP requests, each
+	// retry attempt and tunnels): what the rate limit is spent on. It only
+	// grows; the admin dashboard turns it into a rate.
+	Admitted uint64
 }
 
 // HostStats is a hosts rule's live state.
 type HostStats struct {
 	Match    string
-	InFlight int // HTTP requests in flight under the rule
-	Waiting  int // requests waiting under the rule
+	Limit    HostLimit // the rule's live limits
+	InFlight int       // HTTP requests in flight under the rule
+	Waiting  int       // requests waiting under the rule
+	Admitted uint64    // permits granted under the rule since it was first configured
 }
 
 type state uint8
@@ -208,7 +214,8 @@ type Dispatcher struct {
 		timer     clock.Timer
 		timerAt   time.Time
 		draining  bool
-		idle      int // empty lanes kept in lanes
+		idle      int    // empty lanes kept in lanes
+		admitted  uint64 // permits granted (Stats.Admitted)
 	}
 }
 
@@ -453,7 +460,9 @@ func (d *Dispatcher) runLocked(now time.Time) {
 			if w.kind == HTTP {
 				r.slots.Acquire()
 			}
+			r.admitted++
 		}
+		d.mu.admitted++
 		w.state = granted
 		if w.ch != nil {
 			w.ch <- nil
@@ -764,6 +773,7 @@ func (d *Dispatcher) Stats() Stats {
 		Aging:    d.mu.q.Aging(),
 		Draining: d.mu.draining,
 		Tokens:   d.mu.rate.Tokens(now),
+		Admitted: d.mu.admitted,
 	}
 	for u := range s.ByPriority {
 		s.ByPriority[u] = d.mu.q.Count(u)
@@ -777,7 +787,7 @@ func (d *Dispatcher) Stats() Stats {
 		}
 	}
 	for _, r := range d.mu.rules {
-		s.Hosts = append(s.Hosts, HostStats{Match: r.limit.Match.String(), InFlight: r.slots.InUse(), Waiting: ruleWaiting[r]})
+		s.Hosts = append(s.Hosts, HostStats{Match: r.limit.Match.String(), Limit: r.limit, InFlight: r.slots.InUse(), Waiting: ruleWaiting[r], Admitted: r.admitted})
 	}
 	if it := d.mu.q.Oldest(); it != nil {
 		s.OldestWait = now.Sub(it.Enqueued)

@@ -351,3 +351,30 @@ func TestIdleSweepKeepsLaneOfNewcomer(t *testing.T) {
 	h.clk.Advance(time.Minute)
 	h.granted("n")
 }
+
+// Stats.Admitted and HostStats.Admitted count granted permits, and a
+// rule's count survives SetHosts when the rule's match stays.
+func TestAdmittedCounts(t *testing.T) {
+	h := newHostsHarness(t, unlimited(), hostLimit(t, "*.example.com", 0, 1, 0))
+	h.addTo("a1", 3, "a.example.com:443")
+	h.addTo("a2", 3, "b.example.com:443")
+	h.addTo("o1", 3, "other.test:443")
+	h.granted("a1", "a2", "o1")
+	s := h.d.Stats()
+	if s.Admitted != 3 || len(s.Hosts) != 1 || s.Hosts[0].Admitted != 2 {
+		t.Fatalf("admitted %d, hosts %+v; want 3 overall, 2 under *.example.com", s.Admitted, s.Hosts)
+	}
+	if got := s.Hosts[0].Limit.Match.String(); got != "*.example.com" {
+		t.Errorf("Limit.Match = %q", got)
+	}
+	h.d.SetHosts([]HostLimit{hostLimit(t, "*.example.com", 0, 1, 3), hostLimit(t, "other.test", 0, 1, 0)})
+	h.addTo("a3", 3, "a.example.com:443")
+	h.granted("a1", "a2", "o1", "a3")
+	s = h.d.Stats()
+	if s.Admitted != 4 || len(s.Hosts) != 2 || s.Hosts[0].Admitted != 3 || s.Hosts[1].Admitted != 0 {
+		t.Fatalf("after SetHosts: admitted %d, hosts %+v; want 4, [3 0]", s.Admitted, s.Hosts)
+	}
+	if l := s.Hosts[0].Limit; l.Concurrency != 3 {
+		t.Errorf("live limit %+v, want concurrency 3", l)
+	}
+}

@@ -29,6 +29,9 @@ type rule struct {
 	// slotWaiters are lanes whose head waits for one of this rule's slots;
 	// a release makes them ready again.
 	slotWaiters map[*lane]struct{}
+	// admitted counts permits granted under the rule (Stats); guarded by
+	// the dispatcher's mu, kept across reloads with the rule.
+	admitted uint64
 }
 
 // laneKey names a lane: the kind of slot its requests need and their

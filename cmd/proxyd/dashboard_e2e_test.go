@@ -1,0 +1,376 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromiumPath finds Debian's chromium (apt-get install chromium), or
+// skips the test.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("chromium not found: the dashboard test drives a real headless Chromium (apt-get install chromium; .ci/run installs it)")
+	return ""
+}
+
+// adminGet GETs an admin API path with the bearer token and decodes the
+// JSON answer into v.
+func adminGet(t *testing.T, p *proc, token, path string, v any) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+p.admin+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", path, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+}
+
+// dashLimits is the part of GET /api/v1/limits the page shows.
+type dashLimits struct {
+	Rate        float64 `json:"rate"`
+	Burst       int     `json:"burst"`
+	Concurrency int     `json:"concurrency"`
+}
+
+// pageView is what the page shows, read from its DOM.
+type pageView struct {
+	Snapshot    string            `json:"snapshot"`
+	Samples     string            `json:"samples"`
+	AuthShown   bool              `json:"authShown"`
+	State       string            `json:"state"`
+	Depth       string            `json:"depth"`
+	InFlight    string            `json:"inflight"`
+	Concurrency string            `json:"concurrency"`
+	Rate        string            `json:"rate"`
+	Burst       string            `json:"burst"`
+	Admitted    string            `json:"admitted"`
+	Tunnels     string            `json:"tunnels"`
+	ByPriority  map[string]string `json:"byPriority"`
+	P50         map[string]string `json:"p50"`
+	Paused      []string          `json:"paused"`
+	Hosts       map[string]string `json:"hosts"` // match -> in flight
+	StoreShown  bool              `json:"storeShown"`
+	FormStatus  string            `json:"formStatus"`
+}
+
+const readPage = `(() => {
+  const t = (s) => { const e = document.querySelector(s); return e ? e.textContent : ""; };
+  const v = {snapshot: document.body.dataset.snapshot || "", samples: document.body.dataset.samples || "0", authShown: !document.getElementById("auth").hidden,
+    state: t("#state"), depth: t("#depth"), inflight: t("#inflight"), concurrency: t("#concurrency-cap"),
+    rate: t("#rate-limit"), burst: t("#burst-limit"), admitted: t("#admitted-rate"), tunnels: t("#tunnels-open"),
+    byPriority: {}, p50: {}, paused: [], hosts: {}, storeShown: !document.getElementById("store-panel").hidden,
+    formStatus: t("#limits-status")};
+  document.querySelectorAll("#prio-table tbody tr").forEach((r) => {
+    v.byPriority[r.dataset.priority] = r.querySelector(".waiting").textContent;
+    v.p50[r.dataset.priority] = r.querySelector(".p50").textContent;
+  });
+  document.querySelectorAll("#paused-table tbody tr").forEach((r) => v.paused.push(r.dataset.destination));
+  document.querySelectorAll("#hosts-table tbody tr").forEach((r) => { v.hosts[r.dataset.match] = r.querySelector(".inflight").textContent; });
+  return v;
+})()`
+
+// TestDashboardInChromium drives /dashboard in a real headless Chromium
+// against a running proxyd with traffic (SPEC §13): the page asks for the
+// token, shows the numbers of /api/v1/queue and /api/v1/limits, changes
+// the rate through its form, and is screenshotted (to
+// PROXYD_DASHBOARD_SCREENSHOT when set, else under t.TempDir()).
+func TestDashboardInChromium(t *testing.T) {
+	chrome := chromiumPath(t)
+	const token = "dash-s3cret"
+
+	// held: requests to /slow wait until release is closed.
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	held := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	}))
+	t.Cleanup(held.Close)
+	limited := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Retry-After", "60")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	t.Cleanup(limited.Close)
+	flowing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	}))
+	t.Cleanup(flowing.Close)
+	_, heldPort, _ := net.SplitHostPort(held.Listener.Addr().String())
+	heldRule := "127.0.0.1:" + heldPort
+
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "proxyd.yaml")
+	writeFile(t, cfg, fmt.Sprintf(`admin:
+  token: %s
+limits:
+  rate: 1000
+  burst: 100
+  concurrency: 3
+hosts:
+  - {match: "%s", rate: 500, concurrency: 2}
+  - {match: "*.example.com", rate: 10, concurrency: 5}
+  - {match: "api.github.com", rate: 80, burst: 20, concurrency: 8}
+  - {match: "api.openai.com:443", rate: 50, concurrency: 16}
+  - {match: "api.stripe.com", rate: 25}
+  - {match: "hooks.slack.com", rate: 1, concurrency: 1}
+`, token, heldRule))
+	p := startProxyd(t, "--config", cfg)
+	c := p.client()
+
+	// Traffic that finished: forwarded, and a 429 that pauses its
+	// destination.
+	for i := range 20 {
+		if st := getStatus(c, fmt.Sprintf("%s/fast?%d", held.URL, i)); st != http.StatusOK {
+			t.Fatalf("GET /fast: %d", st)
+		}
+	}
+	if st := getStatus(c, limited.URL+"/x"); st != http.StatusTooManyRequests {
+		t.Fatalf("GET limited: %d, want 429", st)
+	}
+	// Held traffic: two in flight (the rule's cap), six waiting at three
+	// urgencies.
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait) // after unblock (cleanups run last first)
+	t.Cleanup(unblock)
+	send := func(prio int) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, held.URL+"/slow", nil)
+			req.Header.Set("X-Priority", strconv.Itoa(prio))
+			if resp, err := c.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	send(3)
+	send(3)
+	var q queueState
+	waitFor(t, 10*time.Second, "two requests in flight", func() (bool, any) {
+		adminGet(t, p, token, "/api/v1/queue", &q)
+		return q.InFlight == 2, q
+	})
+	for _, prio := range []int{1, 1, 3, 6, 6, 6} {
+		send(prio)
+	}
+	waitFor(t, 10*time.Second, "six requests waiting", func() (bool, any) {
+		adminGet(t, p, token, "/api/v1/queue", &q)
+		return q.Depth == 6, q
+	})
+
+	// Flowing traffic at urgency 0 to another destination, until stopped.
+	stopFlow := make(chan struct{})
+	flowDone := make(chan struct{})
+	go func() {
+		defer close(flowDone)
+		tick := time.NewTicker(5 * time.Millisecond) // pacing, not an assertion
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopFlow:
+				return
+			case <-tick.C:
+			}
+			req, _ := http.NewRequest(http.MethodGet, flowing.URL+"/flow", nil)
+			req.Header.Set("X-Priority", "0")
+			if resp, err := c.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
+	}()
+	var stopOnce sync.Once
+	stop := func() { stopOnce.Do(func() { close(stopFlow); <-flowDone }) }
+	t.Cleanup(stop)
+
+	// The browser.
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chrome),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(filepath.Join(dir, "chromium")),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(1440, 1100),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	bctx, cancelCtx := chromedp.NewContext(actx)
+	defer cancelCtx()
+	// The first Do starts the browser, for as long as bctx lives.
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	defer func() { _ = chromedp.Cancel(bctx) }() // closes the browser and waits for it
+	ctx, cancelTimeout := context.WithTimeout(bctx, 2*time.Minute)
+	defer cancelTimeout()
+
+	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	view := func() pageView {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[pageView](readPage))
+		if err != nil {
+			t.Fatalf("read the page: %v", err)
+		}
+		return v
+	}
+	waitPage := func(what string, cond func(pageView) bool) pageView {
+		t.Helper()
+		var v pageView
+		waitFor(t, 30*time.Second, what, func() (bool, any) {
+			v = view()
+			return cond(v), v
+		})
+		return v
+	}
+
+	run("open /dashboard", chromedp.Navigate("http://"+p.admin+"/dashboard"))
+	// The page is served without the token; the API answers 401, and the
+	// page asks for it.
+	waitPage("the token prompt", func(v pageView) bool { return v.AuthShown })
+	run("enter the token",
+		chromedp.SendKeys(chromedp.ID("token"), token),
+		chromedp.Click(chromedp.ID("token-save")),
+	)
+	// Live numbers: the flow is admitted, urgency 0's waits have a p50,
+	// the pause and the hosts rules are listed; no store section. Ten
+	// snapshots first, so that the charts in the screenshot have a line.
+	v := waitPage("live numbers with traffic flowing", func(v pageView) bool {
+		a, err := strconv.ParseFloat(v.Admitted, 64)
+		n, _ := strconv.Atoi(v.Samples)
+		return n >= 10 && !v.AuthShown && v.State == "live" && err == nil && a > 0 && v.P50["0"] != "–" && v.P50["0"] != "" &&
+			len(v.Paused) == 1 && len(v.Hosts) == 6
+	})
+	if v.StoreShown {
+		t.Errorf("the store section is shown without a shared store")
+	}
+	if _, port, _ := net.SplitHostPort(limited.Listener.Addr().String()); v.Paused[0] != "127.0.0.1:"+port {
+		t.Errorf("paused = %v, want 127.0.0.1:%s", v.Paused, port)
+	}
+
+	shot := os.Getenv("PROXYD_DASHBOARD_SCREENSHOT")
+	if shot == "" {
+		shot = filepath.Join(t.TempDir(), "dashboard.png")
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", shot, len(png))
+
+	// With the flow stopped, the state holds still: the page's numbers are
+	// those of /api/v1/queue and /api/v1/limits.
+	stop()
+	var lim dashLimits
+	var last struct {
+		page      pageView
+		queue     queueState
+		limits    dashLimits
+		mismatch  string
+		snapshots []string
+	}
+	waitFor(t, 30*time.Second, "the page showing /api/v1/queue and /api/v1/limits", func() (bool, any) {
+		adminGet(t, p, token, "/api/v1/queue", &q)
+		adminGet(t, p, token, "/api/v1/limits", &lim)
+		v := view()
+		last.page, last.queue, last.limits = v, q, lim
+		last.mismatch = pageMismatch(v, q, lim, heldRule)
+		return last.mismatch == "", last
+	})
+
+	// A rate change from the form reaches the live limits.
+	run("change the rate",
+		chromedp.Click(chromedp.ID("limit-rate")),
+		chromedp.SetValue(chromedp.ID("limit-rate"), ""), // focused: the page leaves it alone
+		chromedp.SendKeys(chromedp.ID("limit-rate"), "250"),
+		chromedp.Click(chromedp.ID("limits-apply")),
+	)
+	waitFor(t, 30*time.Second, "rate 250 in GET /api/v1/limits", func() (bool, any) {
+		adminGet(t, p, token, "/api/v1/limits", &lim)
+		return lim.Rate == 250 && lim.Burst == 100 && lim.Concurrency == 3, lim
+	})
+	waitPage("the page showing rate 250", func(v pageView) bool { return v.Rate == "250" })
+
+	unblock()
+	wg.Wait()
+}
+
+// pageMismatch describes how the page differs from the API's answers, ""
+// when it shows them.
+func pageMismatch(v pageView, q queueState, l dashLimits, heldRule string) string {
+	limit := func(n float64) string {
+		if n == 0 {
+			return "unlimited"
+		}
+		return strconv.FormatFloat(n, 'f', -1, 64)
+	}
+	checks := []struct{ what, page, api string }{
+		{"depth", v.Depth, strconv.Itoa(q.Depth)},
+		{"in_flight", v.InFlight, strconv.Itoa(q.InFlight)},
+		{"rate", v.Rate, limit(l.Rate)},
+		{"burst", v.Burst, strconv.Itoa(l.Burst)},
+		{"concurrency", v.Concurrency, limit(float64(l.Concurrency))},
+	}
+	for prio, n := range q.ByPriority {
+		checks = append(checks, struct{ what, page, api string }{"by_priority " + prio, v.ByPriority[prio], strconv.Itoa(n)})
+	}
+	for _, h := range q.Hosts {
+		if h.Match == heldRule {
+			checks = append(checks, struct{ what, page, api string }{"hosts " + h.Match + " in_flight", v.Hosts[h.Match], strconv.Itoa(h.InFlight)})
+		}
+	}
+	if len(q.ByPriority) != 8 || len(v.ByPriority) != 8 {
+		return fmt.Sprintf("priorities: page %d, API %d", len(v.ByPriority), len(q.ByPriority))
+	}
+	for _, c := range checks {
+		if c.page != c.api {
+			return fmt.Sprintf("%s: page %q, API %q", c.what, c.page, c.api)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,133 @@
+package admin
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/proxyd/proxyd/internal/metrics"
+	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/queue"
+)
+
+// StoreStatus is the shared limiter store's state (SPEC §10), as
+// /api/v1/stats reports it. Zero value: not meaningful; a process without a
+// shared store reports none (Deps.Store nil, or returning false).
+type StoreStatus struct {
+	Store    string    // "redis"
+	Up       bool      // the store answers
+	Replicas int       // live replicas last seen
+	Since    time.Time // when Up last changed
+}
+
+// statsDoc is GET /api/v1/stats: one snapshot of everything the dashboard
+// shows (SPEC §13). Everything is read when asked; nothing is kept between
+// requests. Rates are left to the reader: the counters are cumulative
+// (*_total), and two snapshots and their time give a rate.
+type statsDoc struct {
+	Time   string    `json:"time"`   // server time of the snapshot, RFC 3339
+	Limits limitsDoc `json:"limits"` // as GET /api/v1/limits
+	Queue  queueDoc  `json:"queue"`  // as GET /api/v1/queue
+	// MaxTunnels is limits.max_tunnels (live).
+	MaxTunnels int `json:"max_tunnels"`
+	// AdmittedTotal counts permits granted since start: HTTP requests, each
+	// retry attempt and tunnels; what limits.rate is spent on.
+	AdmittedTotal uint64 `json:"admitted_total"`
+	// RequestsTotal is proxyd_requests_total summed over priorities, by
+	// outcome; every outcome is present.
+	RequestsTotal map[string]uint64 `json:"requests_total"`
+	// QueueWait is proxyd_queue_wait_seconds, by priority.
+	QueueWait queueWaitDoc `json:"queue_wait"`
+	// Hosts are the hosts rules with their live limits and use, in rule
+	// order.
+	Hosts []hostStatsDoc `json:"hosts"`
+	// Store is the shared limiter store; null without one (limits.store:
+	// memory).
+	Store *storeDoc `json:"store"`
+}
+
+type queueWaitDoc struct {
+	// Bounds are the buckets' upper bounds in seconds (the +Inf bucket is
+	// count).
+	Bounds     []float64          `json:"bounds"`
+	ByPriority map[string]histDoc `json:"by_priority"`
+}
+
+type histDoc struct {
+	Count   uint64   `json:"count"`
+	Sum     float64  `json:"sum"`
+	Buckets []uint64 `json:"buckets"` // cumulative, one per bound
+}
+
+type hostStatsDoc struct {
+	Match         string  `json:"match"`
+	Rate          float64 `json:"rate"`        // 0 = unlimited
+	Burst         int     `json:"burst"`       // bucket size
+	Concurrency   int     `json:"concurrency"` // 0 = unlimited
+	InFlight      int     `json:"in_flight"`
+	Waiting       int     `json:"waiting"`
+	AdmittedTotal uint64  `json:"admitted_total"`
+}
+
+type storeDoc struct {
+	Store    string `json:"store"`
+	Up       bool   `json:"up"`
+	Replicas int    `json:"replicas"`
+	Since    string `json:"since"`
+}
+
+func (s *Server) getStats(w http.ResponseWriter, _ *http.Request) {
+	st := s.backend.Stats()
+	l, hosts := s.backend.Limits()
+	now := s.clock.Now()
+	doc := statsDoc{
+		Time:          now.UTC().Format(time.RFC3339Nano),
+		Limits:        docOf(l, hosts),
+		Queue:         queueDocOf(st, now),
+		MaxTunnels:    st.Limits.MaxTunnels,
+		AdmittedTotal: st.Admitted,
+		RequestsTotal: make(map[string]uint64, len(proxy.Outcomes)),
+		QueueWait: queueWaitDoc{
+			Bounds:     metrics.QueueWaitBounds(),
+			ByPriority: make(map[string]histDoc, queue.Levels),
+		},
+		Hosts: make([]hostStatsDoc, 0, len(st.Hosts)),
+	}
+	var c metrics.Counts
+	if s.counts != nil {
+		c = s.counts()
+	}
+	for i, o := range proxy.Outcomes {
+		var n uint64
+		for u := range queue.Levels {
+			if i < len(c.Outcomes[u]) {
+				n += c.Outcomes[u][i]
+			}
+		}
+		doc.RequestsTotal[o] = n
+	}
+	for u := range queue.Levels {
+		h := c.Wait[u]
+		if h.Buckets == nil {
+			h.Buckets = make([]uint64, len(doc.QueueWait.Bounds))
+		}
+		doc.QueueWait.ByPriority[strconv.Itoa(u)] = histDoc{Count: h.Count, Sum: h.Sum, Buckets: h.Buckets}
+	}
+	for _, h := range st.Hosts {
+		doc.Hosts = append(doc.Hosts, hostStatsDoc{
+			Match:         h.Match,
+			Rate:          h.Limit.Rate,
+			Burst:         h.Limit.Burst,
+			Concurrency:   h.Limit.Concurrency,
+			InFlight:      h.InFlight,
+			Waiting:       h.Waiting,
+			AdmittedTotal: h.Admitted,
+		})
+	}
+	if s.store != nil {
+		if ss, ok := s.store(); ok {
+			doc.Store = &storeDoc{Store: ss.Store, Up: ss.Up, Replicas: ss.Replicas, Since: ss.Since.UTC().Format(time.RFC3339)}
+		}
+	}
+	writeJSON(w, http.StatusOK, doc)
+}

@@ -1,0 +1,62 @@
+package metrics
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/proxyd/proxyd/internal/proxy"
+)
+
+// Counts reads back exactly what Observe counted, in proxy.Outcomes order,
+// with cumulative buckets on QueueWaitBounds.
+func TestCounts(t *testing.T) {
+	m, err := New(prometheus.NewRegistry(), Deps{Stats: fixedStats})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range []proxy.Record{
+		{Priority: 1, Outcome: proxy.OutcomeForwarded, Admitted: true, QueueWait: 20 * time.Millisecond},
+		{Priority: 1, Outcome: proxy.OutcomeForwarded, Admitted: true, QueueWait: 3 * time.Second},
+		{Priority: 1, Outcome: proxy.OutcomeShed},
+		{Priority: 7, Outcome: proxy.OutcomeError, Admitted: true},
+	} {
+		m.Observe(&rec)
+	}
+	c := m.Counts()
+	at := func(o string) int { return slices.Index(proxy.Outcomes, o) }
+	if got := c.Outcomes[1][at(proxy.OutcomeForwarded)]; got != 2 {
+		t.Errorf("priority 1 forwarded = %d, want 2", got)
+	}
+	if got := c.Outcomes[1][at(proxy.OutcomeShed)]; got != 1 {
+		t.Errorf("priority 1 shed = %d, want 1", got)
+	}
+	if got := c.Outcomes[7][at(proxy.OutcomeError)]; got != 1 {
+		t.Errorf("priority 7 error = %d, want 1", got)
+	}
+	if got := c.Outcomes[0][at(proxy.OutcomeForwarded)]; got != 0 {
+		t.Errorf("priority 0 forwarded = %d, want 0", got)
+	}
+	bounds := QueueWaitBounds()
+	w := c.Wait[1]
+	if w.Count != 2 || w.Sum != 3.02 || len(w.Buckets) != len(bounds) {
+		t.Fatalf("wait[1] = %+v, want count 2, sum 3.02, %d buckets", w, len(bounds))
+	}
+	for i, le := range bounds {
+		want := uint64(0)
+		if le >= 0.02 {
+			want++
+		}
+		if le >= 3 {
+			want++
+		}
+		if w.Buckets[i] != want {
+			t.Errorf("wait[1] bucket le=%v: %d, want %d", le, w.Buckets[i], want)
+		}
+	}
+	if c.Wait[7].Count != 1 || c.Wait[7].Buckets[0] != 1 {
+		t.Errorf("wait[7] = %+v, want one observation of 0 s", c.Wait[7])
+	}
+}
