@@ -99,6 +99,18 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
+// ServeConn serves HTTP/1.x on rwc, a connection accepted elsewhere (a
+// decrypted CONNECT tunnel), on the calling goroutine until it closes.
+// Shutdown and Close reach it like the connections of Serve.
+func (s *Server) ServeConn(rwc net.Conn) {
+	c := s.newConn(rwc)
+	if !s.trackConn(c, true) {
+		rwc.Close()
+		return
+	}
+	c.serve()
+}
+
 func (s *Server) track(ln net.Listener, add bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -44,6 +44,7 @@ import (
 	"github.com/proxyd/proxyd/internal/dispatch"
 	"github.com/proxyd/proxyd/internal/egress"
 	"github.com/proxyd/proxyd/internal/h1"
+	"github.com/proxyd/proxyd/internal/mitm"
 	"github.com/proxyd/proxyd/internal/proxy"
 	"github.com/proxyd/proxyd/internal/upstream"
 )
@@ -67,6 +68,9 @@ type setup struct {
 	// ln, when set, is the proxy's listener (a test that must know the
 	// proxy's address before it starts); nil: a fresh 127.0.0.1 port.
 	ln net.Listener
+	// authority, when set, is the CA of TLS interception (tls.intercept).
+	authority *mitm.Authority
+	t         testing.TB
 }
 
 // allowLoopback lets a test proxy reach the loopback upstreams every test
@@ -83,16 +87,17 @@ func defaultEgress(s *setup) { s.cfg.Egress = config.Default().Egress }
 
 // env is one proxy under test and everything it talks to.
 type env struct {
-	t      *testing.T
-	cfg    config.Config
-	disp   *dispatch.Dispatcher
-	fwd    *upstream.Forwarder
-	egress *egress.Guard
-	h      *proxy.Handler
-	addr   string // the proxy's host:port
-	client *http.Client
-	tr     *http.Transport
-	logs   *observer.ObservedLogs
+	t         *testing.T
+	cfg       config.Config
+	disp      *dispatch.Dispatcher
+	fwd       *upstream.Forwarder
+	egress    *egress.Guard
+	authority *mitm.Authority
+	h         *proxy.Handler
+	addr      string // the proxy's host:port
+	client    *http.Client
+	tr        *http.Transport
+	logs      *observer.ObservedLogs
 	// done is closed first at teardown, so that upstream handlers that
 	// block on it return.
 	done chan struct{}
@@ -108,7 +113,7 @@ type env struct {
 // its clients when the test ends.
 func newEnv(t *testing.T, opts ...func(*setup)) *env {
 	t.Helper()
-	s := setup{cfg: config.Default()}
+	s := setup{cfg: config.Default(), t: t}
 	// Unlimited rate: no test depends on token timing unless it asks.
 	s.cfg.Limits.Rate = 0
 	allowLoopback(&s.cfg)
@@ -142,12 +147,13 @@ func newEnv(t *testing.T, opts ...func(*setup)) *env {
 	fc.Control = guard.ControlTrusted
 	gw := upstream.New(fc)
 	core, logs := observer.New(zapcore.DebugLevel)
-	e := &env{t: t, cfg: s.cfg, disp: disp, fwd: fwd, egress: guard, logs: logs, done: make(chan struct{})}
+	e := &env{t: t, cfg: s.cfg, disp: disp, fwd: fwd, egress: guard, authority: s.authority, logs: logs, done: make(chan struct{})}
 	h, err := proxy.New(s.cfg, proxy.Deps{
 		Dispatcher: disp,
 		Forwarder:  fwd,
 		Gateway:    gw,
 		Egress:     guard,
+		Authority:  s.authority,
 		Logger:     zap.New(core),
 		Observe:    e.observe,
 	})

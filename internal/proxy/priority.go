@@ -28,6 +28,25 @@ type policy struct {
 	retry          retryPolicy
 	retryBudget    float64
 	maxPause       time.Duration
+	// intercept and interceptAll are tls.intercept: the CONNECT
+	// destinations whose tunnels are decrypted.
+	intercept    []config.HostPattern
+	interceptAll bool
+}
+
+// intercepts reports whether a CONNECT to host:port is decrypted.
+func (p *policy) intercepts(host, port string) bool {
+	if p.interceptAll {
+		return true
+	}
+	n, _ := strconv.Atoi(port)
+	host = strings.ToLower(host)
+	for _, hp := range p.intercept {
+		if hp.Match(host, n) {
+			return true
+		}
+	}
+	return false
 }
 
 type rule struct {
@@ -62,6 +81,9 @@ func compilePolicy(cfg config.Config) (*policy, error) {
 		retry:          compileRetry(u.Retry),
 		retryBudget:    u.Retry.Budget,
 		maxPause:       u.MaxPause,
+	}
+	if pol.intercept, pol.interceptAll, err = cfg.TLS.InterceptPatterns(); err != nil {
+		return nil, err
 	}
 	pol.drop = []string{pol.header, pol.timeoutHeader}
 	for _, r := range p.Rules {

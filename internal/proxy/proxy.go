@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/url"
@@ -22,6 +23,7 @@ import (
 	"github.com/proxyd/proxyd/internal/dispatch"
 	"github.com/proxyd/proxyd/internal/egress"
 	"github.com/proxyd/proxyd/internal/headers"
+	"github.com/proxyd/proxyd/internal/mitm"
 	"github.com/proxyd/proxyd/internal/upstream"
 )
 
@@ -37,8 +39,11 @@ type Deps struct {
 	// Egress is the egress policy checked before admission (the Forwarder's
 	// Control checks the addresses dialed). nil: no check before admission.
 	Egress *egress.Guard
-	Clock  clock.Clock // nil: the real clock
-	Logger *zap.Logger // nil: no logging
+	// Authority signs the leaves of intercepted tunnels (tls.intercept);
+	// nil: no CONNECT is decrypted. SetAuthority changes it (reload).
+	Authority *mitm.Authority
+	Clock     clock.Clock // nil: the real clock
+	Logger    *zap.Logger // nil: no logging
 	// Observe, when set, is called once per request with its record, after
 	// the access log line (metrics hook it here).
 	Observe func(*Record)
@@ -54,8 +59,11 @@ type Handler struct {
 	log     *zap.Logger
 	obs     func(*Record)
 	policy  atomic.Pointer[policy]
-	ids     requestIDs
-	retries *retryBudget
+	// authority is the CA of TLS interception (nil: none).
+	authority atomic.Pointer[mitm.Authority]
+	stdLog    *log.Logger // for the servers of decrypted tunnels
+	ids       requestIDs
+	retries   *retryBudget
 
 	// Tunnels end when tunnelCtx is canceled (CloseTunnels, at shutdown).
 	tunnelCtx    context.Context
@@ -118,6 +126,8 @@ func New(cfg config.Config, deps Deps) (*Handler, error) {
 	if err := h.SetPolicy(cfg); err != nil {
 		return nil, err
 	}
+	h.authority.Store(deps.Authority)
+	h.stdLog = zap.NewStdLog(h.log.Named("tunnel"))
 	h.ids = newRequestIDs()
 	h.retries = &retryBudget{clock: h.clock}
 	h.tunnelCtx, h.closeTunnels = context.WithCancel(context.Background())
@@ -187,7 +197,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(v)
 		}
 	}()
+	ti, _ := r.Context().Value(tunnelKey{}).(*tunnelInfo)
 	switch {
+	case ti != nil:
+		// Read from a decrypted tunnel (SPEC §9): the same path as a plain
+		// request, to https://<CONNECT host:port><path>.
+		rec.Host, rec.Tunnel, rec.Intercepted = r.URL.Host, ti.id, true
+		if err = ti.check(r); err == nil {
+			err = h.forward(w, r, rec, pol, r.URL, h.fwd)
+		}
 	case r.Method == http.MethodConnect:
 		rec.Host = r.Host
 		err = h.tunnel(w, r, rec, pol)
@@ -242,8 +260,10 @@ func (h *Handler) finish(w http.ResponseWriter, rec *Record, pol *policy, err er
 }
 
 // admit resolves urgency and budget, then waits for a permit.
-func (h *Handler) admit(w http.ResponseWriter, r *http.Request, rec *Record, pol *policy, kind dispatch.Kind, dest, path string) (*dispatch.Permit, time.Time, error) {
-	u, err := pol.urgency(r, dest, path)
+// req carries the Kind, Dest and NoToken of the admission; urgency and
+// deadline come from r.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request, rec *Record, pol *policy, req dispatch.Request, path string) (*dispatch.Permit, time.Time, error) {
+	u, err := pol.urgency(r, req.Dest, path)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -259,7 +279,8 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, rec *Record, pol
 	if budget > 0 {
 		deadline = rec.Start.Add(budget)
 	}
-	p, err := h.acquire(w, r, dispatch.Request{Urgency: u, Kind: kind, Deadline: deadline, Dest: dest})
+	req.Urgency, req.Deadline = u, deadline
+	p, err := h.acquire(w, r, req)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -332,7 +353,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, p
 			return err
 		}
 	}
-	p, deadline, err := h.admit(w, r, rec, pol, dispatch.HTTP, dest, target.Path)
+	p, deadline, err := h.admit(w, r, rec, pol, dispatch.Request{Kind: dispatch.HTTP, Dest: dest}, target.Path)
 	if err != nil {
 		return err
 	}

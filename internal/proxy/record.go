@@ -33,6 +33,14 @@ type Record struct {
 	// EgressDenied is the egress.Denial reason of a destination the egress
 	// policy refused ("private", "self", …), else empty.
 	EgressDenied string
+	// Intercepted is set on a CONNECT whose tunnel was decrypted (SPEC §9)
+	// and on every request read from such a tunnel; Tunnel is then, on the
+	// requests, the request id of their CONNECT.
+	Intercepted bool
+	Tunnel      string
+	// HandshakeFailed: the client's TLS handshake in an intercepted tunnel
+	// failed (it does not trust proxyd's CA, or pins certificates).
+	HandshakeFailed bool
 
 	wrote bool // the response (or tunnel) started: no error answer possible
 }
@@ -61,6 +69,15 @@ func (h *Handler) logRecord(rec *Record) {
 	}
 	if rec.BytesIn > 0 {
 		fields = append(fields, zap.Int64("bytes_in", rec.BytesIn))
+	}
+	if rec.Intercepted {
+		fields = append(fields, zap.Bool("intercepted", true))
+	}
+	if rec.Tunnel != "" {
+		fields = append(fields, zap.String("tunnel", rec.Tunnel))
+	}
+	if rec.HandshakeFailed {
+		fields = append(fields, zap.Bool("tls_handshake_failed", true))
 	}
 	if rec.EgressDenied != "" {
 		fields = append(fields, zap.String("egress_denied", rec.EgressDenied))

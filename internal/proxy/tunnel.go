@@ -32,7 +32,10 @@ func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, rec *Record, po
 	if !ok {
 		return badTarget("CONNECT is supported over HTTP/1.1 only")
 	}
-	p, deadline, err := h.admit(w, r, rec, pol, dispatch.Tunnel, strings.ToLower(r.Host), "")
+	if auth := h.authority.Load(); auth != nil && pol.intercepts(host, port) {
+		return h.intercept(w, r, rec, pol, hj, auth, host, port)
+	}
+	p, deadline, err := h.admit(w, r, rec, pol, dispatch.Request{Kind: dispatch.Tunnel, Dest: strings.ToLower(r.Host)}, "")
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,163 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/net/http2"
+
+	"github.com/proxyd/proxyd/internal/dispatch"
+	"github.com/proxyd/proxyd/internal/h1"
+	"github.com/proxyd/proxyd/internal/mitm"
+)
+
+// Limits of a decrypted tunnel's own server; the same as the proxy
+// listener's (cmd/proxyd).
+const (
+	tunnelHandshakeTimeout = 10 * time.Second
+	tunnelHeaderTimeout    = 10 * time.Second
+	tunnelIdleTimeout      = 2 * time.Minute
+)
+
+// SetAuthority sets the CA that signs the leaves of intercepted tunnels
+// (tls.ca_cert, tls.ca_key), or nil for none: then every CONNECT is
+// spliced, whatever tls.intercept says. Tunnels already open keep theirs.
+func (h *Handler) SetAuthority(a *mitm.Authority) { h.authority.Store(a) }
+
+// tunnelInfo travels in the context of each request read from a
+// decrypted tunnel.
+type tunnelInfo struct {
+	host, port string // the CONNECT target; host lower-case, no brackets
+	id         string // the CONNECT's request id
+}
+
+type tunnelKey struct{}
+
+// check refuses what a decrypted tunnel must not carry: a CONNECT, and a
+// request for another host than the tunnel's (SPEC §9: 400).
+func (ti *tunnelInfo) check(r *http.Request) error {
+	if r.Method == http.MethodConnect {
+		return badTarget("CONNECT inside an intercepted tunnel")
+	}
+	want := net.JoinHostPort(ti.host, ti.port)
+	for _, authority := range []string{r.Host, r.URL.Host} {
+		host, port := authority, ""
+		if h, p, err := net.SplitHostPort(authority); err == nil {
+			host, port = h, p
+		}
+		host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+		if !strings.EqualFold(host, ti.host) || port != "" && port != ti.port {
+			return badTarget(fmt.Sprintf("Host %s is not the tunnel's host %s", strconv.Quote(authority), strconv.Quote(want)))
+		}
+	}
+	return nil
+}
+
+// intercept serves a CONNECT to an intercepted host (SPEC §9): a tunnel
+// slot but no rate token, 200, a TLS handshake with a leaf for host, then
+// every request read from the tunnel (HTTP/1.1 or HTTP/2) goes through
+// ServeHTTP like a plain one, to https://host:port.
+func (h *Handler) intercept(w http.ResponseWriter, r *http.Request, rec *Record, pol *policy, hj http.Hijacker, auth *mitm.Authority, host, port string) error {
+	rec.Intercepted = true
+	p, _, err := h.admit(w, r, rec, pol, dispatch.Request{Kind: dispatch.Tunnel, Dest: strings.ToLower(r.Host), NoToken: true}, "")
+	if err != nil {
+		return err
+	}
+	defer p.Release() // the tunnel slot is held until the tunnel ends
+	if !h.tunnelStarted() {
+		return &dispatch.RejectError{Err: dispatch.ErrDraining, RetryAfter: time.Second}
+	}
+	defer h.tunnelEnded()
+
+	raw, brw, err := hj.Hijack()
+	if err != nil {
+		return err
+	}
+	rec.Status = http.StatusOK
+	rec.Outcome = OutcomeForwarded
+	rec.wrote = true
+	conn := &tunnelConn{Conn: raw, br: brw.Reader}
+	defer conn.Close()
+	if _, err := brw.WriteString("HTTP/1.1 200 Connection established\r\nVia: 1.1 proxyd\r\n\r\n"); err == nil {
+		err = brw.Flush()
+	}
+	if err != nil {
+		rec.Err = err
+		return nil
+	}
+	// Shutdown (CloseTunnels) cuts the tunnel, as it does a spliced one.
+	stop := context.AfterFunc(h.tunnelCtx, func() { conn.Close() })
+	defer stop()
+
+	leafHost := strings.ToLower(host)
+	tc := tls.Server(conn, &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"h2", "http/1.1"},
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			// The CONNECT's host names the leaf, whatever the SNI says: a
+			// request for another host is refused anyway.
+			return auth.Certificate(leafHost)
+		},
+	})
+	hctx, cancel := context.WithTimeout(h.tunnelCtx, tunnelHandshakeTimeout)
+	err = tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		// Logged once per tunnel: the client does not trust proxyd's CA,
+		// pins its certificates, or is not speaking TLS.
+		rec.HandshakeFailed = true
+		rec.Err = fmt.Errorf("TLS handshake with the client: %w", err)
+		h.log.Warn("tls_handshake_failed", zap.String("request_id", rec.ID), zap.String("host", r.Host), zap.Error(err))
+		return nil
+	}
+	ti := &tunnelInfo{host: leafHost, port: port, id: rec.ID}
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !r.URL.IsAbs() {
+			r.URL.Scheme, r.URL.Host = "https", net.JoinHostPort(ti.host, ti.port)
+		}
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tunnelKey{}, ti)))
+	})
+	if tc.ConnectionState().NegotiatedProtocol == http2.NextProtoTLS {
+		srv := &http2.Server{IdleTimeout: tunnelIdleTimeout}
+		srv.ServeConn(tc, &http2.ServeConnOpts{
+			Context:    h.tunnelCtx,
+			Handler:    inner,
+			BaseConfig: &http.Server{ReadHeaderTimeout: tunnelHeaderTimeout, ErrorLog: h.stdLog},
+		})
+	} else {
+		srv := &h1.Server{Handler: inner, ReadHeaderTimeout: tunnelHeaderTimeout, IdleTimeout: tunnelIdleTimeout, ErrorLog: h.stdLog}
+		srv.ServeConn(tc)
+	}
+	rec.Bytes, rec.BytesIn = conn.out.Load(), conn.in.Load()
+	return nil
+}
+
+// tunnelConn is the client's side of a decrypted tunnel: reads go through
+// the CONNECT's buffered reader (which may hold the start of the
+// ClientHello), and the bytes both ways are counted.
+type tunnelConn struct {
+	net.Conn
+	br      *bufio.Reader
+	in, out atomic.Int64
+}
+
+func (c *tunnelConn) Read(p []byte) (int, error) {
+	n, err := c.br.Read(p)
+	c.in.Add(int64(n))
+	return n, err
+}
+
+func (c *tunnelConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.out.Add(int64(n))
+	return n, err
+}
