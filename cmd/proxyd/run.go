@@ -87,7 +87,11 @@ Configuration: flags > PROXYD_* environment variables > --config FILE > defaults
 first problems found, naming each key. Exit code 0: valid; 2: invalid.`,
 		Args: fileArgHint,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := loadConfig(loadOptions{Env: env, Flags: cmd.Flags()}); err != nil {
+			cfg, err := loadConfig(loadOptions{Env: env, Flags: cmd.Flags()})
+			if err != nil {
+				return &configError{err}
+			}
+			if _, _, err := loadTLS(cfg.TLS); err != nil {
 				return &configError{err}
 			}
 			fmt.Fprintln(stdout, "configuration OK")
@@ -96,7 +100,7 @@ first problems found, naming each key. Exit code 0: valid; 2: invalid.`,
 	}
 	root.AddCommand(check)
 	root.AddCommand(newLimitsCmd(env, stdout, stderr))
-	root.AddCommand(newHealthCmd(env, stdout), newVersionCmd(stdout))
+	root.AddCommand(newHealthCmd(env, stdout), newVersionCmd(stdout), newCACmd(stdout))
 	return root
 }
 

@@ -46,6 +46,7 @@ type app struct {
 	fwd     *upstream.Forwarder
 	gateway *upstream.Forwarder // routes' upstreams: trusted by the egress policy
 	egress  *egress.Guard
+	certs   certCounts // TLS interception's leaf counters, across reloads
 	handler *proxy.Handler
 	admin   *admin.Server
 	metrics *metrics.Metrics
@@ -108,16 +109,21 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (_ *app, err 
 		return nil, &configError{err}
 	}
 	a.egress = egress.NewGuard(pol)
-	fc := upstream.Config{DialTimeout: cfg.Upstream.DialTimeout, MaxIdleConnsPerHost: cfg.Upstream.MaxIdleConnsPerHost, Control: a.egress.Control}
+	auth, roots, err := loadTLS(cfg.TLS)
+	if err != nil {
+		return nil, &configError{err}
+	}
+	a.certs.set(auth)
+	fc := upstream.Config{DialTimeout: cfg.Upstream.DialTimeout, MaxIdleConnsPerHost: cfg.Upstream.MaxIdleConnsPerHost, Control: a.egress.Control, ExtraRoots: roots}
 	a.fwd = upstream.New(fc)
 	fc.Control = a.egress.ControlTrusted
 	a.gateway = upstream.New(fc)
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if a.metrics, err = metrics.New(a.reg, metrics.Deps{Stats: a.disp.Stats}); err != nil {
+	if a.metrics, err = metrics.New(a.reg, metrics.Deps{Stats: a.disp.Stats, Certificates: a.certs.stats}); err != nil {
 		return nil, err
 	}
-	a.handler, err = proxy.New(cfg, proxy.Deps{Dispatcher: a.disp, Forwarder: a.fwd, Gateway: a.gateway, Egress: a.egress, Logger: log.Named("access"), Observe: a.metrics.Observe})
+	a.handler, err = proxy.New(cfg, proxy.Deps{Dispatcher: a.disp, Forwarder: a.fwd, Gateway: a.gateway, Egress: a.egress, Authority: auth, Logger: log.Named("access"), Observe: a.metrics.Observe})
 	if err != nil {
 		return nil, &configError{err}
 	}
@@ -219,12 +225,25 @@ func (a *app) reload() (err error) {
 	if err != nil {
 		return err
 	}
+	// The CA and upstream roots are read again on every reload (SPEC §9),
+	// before anything changes.
+	auth, roots, err := loadTLS(cfg.TLS)
+	if err != nil {
+		return err
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old := a.cfg
 	if err := a.applyLocked(cfg); err != nil {
 		return err
 	}
+	for _, f := range []*upstream.Forwarder{a.fwd, a.gateway} {
+		if err := f.SetExtraRoots(roots); err != nil {
+			a.log.Error("tls.upstream_ca not applied", zap.Error(err))
+		}
+	}
+	a.handler.SetAuthority(auth)
+	a.certs.set(auth)
 	if lvl, err := zap.ParseAtomicLevel(cfg.Log.Level); err == nil {
 		a.level.SetLevel(lvl.Level())
 	}

@@ -24,6 +24,9 @@ import (
 type Deps struct {
 	// Stats returns the dispatcher's snapshot at scrape time (required).
 	Stats func() dispatch.Stats
+	// Certificates returns the leaf certificates issued and served from the
+	// cache by TLS interception so far (nil: none, the series stay at 0).
+	Certificates func() (issued, hits uint64)
 }
 
 // Metrics holds proxyd's own series. Safe for concurrent use.
@@ -37,6 +40,8 @@ type Metrics struct {
 	pauses   prometheus.Counter
 	cuts     prometheus.Counter
 	egress   *prometheus.CounterVec
+	// handshakes counts failed client handshakes in intercepted tunnels.
+	handshakes prometheus.Counter
 	// children are resolved once: Observe does no label hashing.
 	reqChild  [queue.Levels][]prometheus.Counter
 	waitChild [queue.Levels]prometheus.Observer
@@ -102,8 +107,24 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 			Name: "proxyd_egress_denied_total",
 			Help: "Requests refused by the egress policy, by reason (loopback, private, link_local, special, self, deny, port).",
 		}, []string{"reason"}),
+		handshakes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "proxyd_tls_handshake_failures_total",
+			Help: "Intercepted tunnels whose client failed the TLS handshake (it does not trust proxyd's CA, or pins certificates).",
+		}),
 		outcomes: make(map[string]int, len(proxy.Outcomes)),
 	}
+	certs := deps.Certificates
+	if certs == nil {
+		certs = func() (uint64, uint64) { return 0, 0 }
+	}
+	issued := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "proxyd_tls_certificates_issued_total",
+		Help: "Leaf certificates issued for intercepted hosts (cache misses).",
+	}, func() float64 { i, _ := certs(); return float64(i) })
+	hits := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "proxyd_tls_certificate_cache_hits_total",
+		Help: "Intercepted tunnels served a cached leaf certificate.",
+	}, func() float64 { _, h := certs(); return float64(h) })
 	for _, r := range egress.Reasons {
 		m.egress.WithLabelValues(r)
 	}
@@ -119,7 +140,7 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.wait, m.upstream, m.reloads, m.retries, m.denied, m.pauses, m.cuts, m.egress, newStateCollector(deps.Stats)} {
+	for _, c := range []prometheus.Collector{m.requests, m.wait, m.upstream, m.reloads, m.retries, m.denied, m.pauses, m.cuts, m.egress, m.handshakes, issued, hits, newStateCollector(deps.Stats)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -153,6 +174,9 @@ func (m *Metrics) Observe(rec *proxy.Record) {
 	}
 	if rec.Pauses > 0 {
 		m.pauses.Add(float64(rec.Pauses))
+	}
+	if rec.HandshakeFailed {
+		m.handshakes.Inc()
 	}
 	if rec.EgressDenied != "" {
 		// Reasons are a fixed set (egress.Reasons): bounded cardinality.
