@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -345,4 +346,44 @@ func TestTLSConfigErrors(t *testing.T) {
 	if code := run([]string{"check-config", "--config", writeConfig(t, s.config(""))}, nil, &out, &errOut, make(chan os.Signal)); code != 0 {
 		t.Errorf("a valid tls section: exit %d %s", code, errOut.String())
 	}
+}
+
+// tls.intercept is reloadable: a host spliced before a reload is
+// intercepted after it (new tunnels; open ones keep what they were).
+func TestTLSInterceptReload(t *testing.T) {
+	s := newTLSSetup(t)
+	cfg := writeConfig(t, fmt.Sprintf("tls:\n  ca_cert: %s\n  ca_key: %s\n  upstream_ca: %s\n", s.caCert, s.caKey, s.upstreamCA))
+	p := startProxyd(t, "--config", cfg)
+	caPEM, err := os.ReadFile(s.caCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := poolOf(s.up.Certificate())
+	pool.AppendCertsFromPEM(caPEM)
+	tr := &http.Transport{
+		Proxy:           http.ProxyURL(&url.URL{Scheme: "http", Host: p.proxy}),
+		TLSClientConfig: &tls.Config{RootCAs: pool},
+		TLSNextProto:    map[string]func(string, *tls.Conn) http.RoundTripper{},
+	}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	issuer := func(path string) string {
+		t.Helper()
+		resp, body := get(t, c, s.up.URL+path)
+		if resp.StatusCode != 200 || body != "hello "+path {
+			t.Fatalf("%s: %s %q", path, resp.Status, body)
+		}
+		return resp.TLS.PeerCertificates[0].Issuer.CommonName
+	}
+	upstreamIssuer := s.up.Certificate().Issuer.CommonName
+	if got := issuer("/before"); got != upstreamIssuer {
+		t.Fatalf("before the reload the tunnel showed a certificate issued by %q, want the upstream's own (%q)", got, upstreamIssuer)
+	}
+	writeFile(t, cfg, s.config(""))
+	p.sig <- syscall.SIGHUP
+	waitFor(t, 10*time.Second, "interception after the reload", func() (bool, any) {
+		tr.CloseIdleConnections() // a new tunnel
+		got := issuer("/after")
+		return strings.HasPrefix(got, "proxyd interception CA"), got
+	})
 }
