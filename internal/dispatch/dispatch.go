@@ -18,10 +18,14 @@ import (
 // Errors a request can be answered with instead of a permit. They come
 // wrapped in a *RejectError; test them with errors.Is.
 var (
-	ErrQueueFull    = errors.New("queue full")
-	ErrShed         = errors.New("shed")
-	ErrQueueTimeout = errors.New("queue timeout")
-	ErrDraining     = errors.New("draining")
+	ErrQueueFull = errors.New("queue full")
+	// ErrClientQueueFull: the request's client already has its
+	// Request.ClientQueueSize requests waiting (SPEC §12); nobody else's
+	// request was evicted for it.
+	ErrClientQueueFull = errors.New("client queue full")
+	ErrShed            = errors.New("shed")
+	ErrQueueTimeout    = errors.New("queue timeout")
+	ErrDraining        = errors.New("draining")
 
 	// ErrPending is Poll's answer while a ticket waits.
 	ErrPending = errors.New("dispatch: still waiting")
@@ -60,6 +64,9 @@ type Config struct {
 	// Aging, when > 0, improves a waiting request's urgency by one level per
 	// Aging waited; 0 is strict priority.
 	Aging time.Duration
+	// Fairness makes clients (Request.Client) take turns among waiting
+	// requests of equal urgency (fairness: client, SPEC §12).
+	Fairness bool
 }
 
 // Deps are the Dispatcher's collaborators.
@@ -106,6 +113,11 @@ type Request struct {
 	// is one (SPEC §9): each request read from its tunnel takes its own
 	// token.
 	NoToken bool
+	// Client is who sent the request ("" for nobody in particular): with
+	// fairness, clients take turns among equals; ClientQueueSize > 0 caps
+	// how many of its requests may wait (beyond it: ErrClientQueueFull).
+	Client          string
+	ClientQueueSize int
 }
 
 // Stats is a snapshot of the dispatcher's state.
@@ -228,6 +240,7 @@ func New(cfg Config, deps Deps) *Dispatcher {
 	d := &Dispatcher{clock: c}
 	now := c.Now()
 	d.mu.q = queue.New(cfg.Aging, now)
+	d.mu.q.SetFairness(cfg.Fairness)
 	d.mu.lanes = make(map[laneKey]*lane)
 	d.mu.sleeping.byWake = true
 	d.mu.pauses = make(map[string]time.Time)
@@ -270,13 +283,17 @@ func (d *Dispatcher) Enqueue(r Request) (*Ticket, error) {
 	if arrival.IsZero() {
 		arrival = now
 	}
-	w.item = queue.Item{Urgency: r.Urgency, Arrival: arrival, Enqueued: now, Deadline: r.Deadline, Value: w}
+	w.item = queue.Item{Urgency: r.Urgency, Arrival: arrival, Enqueued: now, Deadline: r.Deadline, Value: w, Client: r.Client}
 	w.item.SetSeq(r.Seq)
 	if d.mu.draining {
 		return nil, &RejectError{Err: ErrDraining, RetryAfter: time.Second}
 	}
 	if !r.Deadline.IsZero() && !now.Before(r.Deadline) {
 		return nil, &RejectError{Err: ErrQueueTimeout, RetryAfter: d.retryAfterLocked(r.Urgency, r.Dest, now)}
+	}
+	if r.ClientQueueSize > 0 && d.mu.q.ClientLen(r.Client) >= r.ClientQueueSize {
+		// Refused without evicting anyone: the cap is the client's own.
+		return nil, &RejectError{Err: ErrClientQueueFull, RetryAfter: d.retryAfterLocked(r.Urgency, r.Dest, now)}
 	}
 	l := d.laneLocked(laneKey{w.kind, r.Dest, r.NoToken})
 	evicted, err := d.mu.q.Push(l.q, &w.item, d.mu.limits.QueueSize)
@@ -714,6 +731,20 @@ func (d *Dispatcher) SetLimits(l Limits) (old Limits) {
 	d.mu.slots[Tunnel].SetCap(l.MaxTunnels)
 	d.runLocked(now)
 	return old
+}
+
+// SetFairness turns fairness among clients on or off (a reload); waiting
+// requests are re-ordered.
+func (d *Dispatcher) SetFairness(on bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.mu.q.SetFairness(on)
+	// Lanes are ordered by their heads, which may have changed.
+	for k := range d.mu.ready {
+		d.mu.ready[k].init()
+		d.mu.readyFree[k].init()
+	}
+	d.runLocked(d.clock.Now())
 }
 
 // SetAging changes the aging interval; waiting requests are re-ranked.

@@ -15,6 +15,29 @@
 // while an item waits, so the heaps stay valid without periodic re-sorting;
 // only a change of A itself re-ranks (O(n)).
 //
+// # Fairness among clients
+//
+// An Item may name its Client. The queue counts each client's waiting
+// items (ClientLen: the dispatcher's per-client queue_size) and forgets a
+// client as soon as none of its items waits, so that state is bounded by
+// the items waiting.
+//
+// With SetFairness(true) (fairness: client, SPEC §12) the tiebreak among
+// items of equal rank is a virtual tag instead of the arrival sequence:
+// start-time fair queuing per urgency level. An item of client c at level
+// u gets tag = max(c's previous tag at u, V(u)) + 1, V(u) being the tag of
+// the last item popped at level u; ties between clients' equal tags go by
+// sequence. The invariant: among the items waiting at one level, each
+// backlogged client's tags are consecutive from V(u)+1 on, so the k-th
+// item of every backlogged client leaves before the (k+1)-th of any: two
+// clients that both keep a backlog alternate, whatever their arrival
+// rates, and a client that was idle restarts at V(u) with no saved-up
+// credit, taking nothing from the others. Tags are computed in O(1) at
+// Push; the heaps stay O(log n) (BenchmarkPushPopFair: about 0.65 µs per
+// push+pop at 100,000 waiting, against 0.45 µs without). Urgency always
+// comes first: fairness only orders equals. With aging (rank from arrival
+// time) exact rank ties are rare and fairness then only breaks ties.
+//
 // # Structure
 //
 // A Queue holds any number of Lanes (the dispatcher uses one lane per kind

@@ -5,7 +5,8 @@ package queue
 // each pointer is a cache miss; see BenchmarkPushPop).
 type entry struct {
 	k1 int64  // rank, or deadline in ns since the queue's epoch
-	k2 uint64 // arrival sequence number: FIFO among equals
+	k2 uint64 // the tiebreak among equals: the item's order (see Item.order)
+	k3 uint64 // then its sequence number (with fairness, clients' equal tags)
 	it *Item
 }
 
@@ -28,7 +29,10 @@ func (h *itemHeap) before(a, b *entry) bool {
 	if a.k1 != b.k1 {
 		return a.k1 < b.k1
 	}
-	return a.k2 < b.k2
+	if a.k2 != b.k2 {
+		return a.k2 < b.k2
+	}
+	return a.k3 < b.k3
 }
 
 func (h *itemHeap) top() *Item {
@@ -40,7 +44,7 @@ func (h *itemHeap) top() *Item {
 
 func (h *itemHeap) push(it *Item, k1 int64) {
 	*h.pos(it) = len(h.items)
-	h.items = append(h.items, entry{k1: k1, k2: it.seq, it: it})
+	h.items = append(h.items, entry{k1: k1, k2: it.order, k3: it.seq, it: it})
 	h.up(len(h.items) - 1)
 }
 
@@ -96,20 +100,25 @@ func (h *itemHeap) remove(i int) {
 	}
 }
 
-// rekey sets every entry's k1 from key and restores the heap order.
+// rekey sets every entry's keys from its item (k1 from key) and restores
+// the heap order.
 func (h *itemHeap) rekey(key func(*Item) int64) {
 	for i := range h.items {
-		h.items[i].k1 = key(h.items[i].it)
+		it := h.items[i].it
+		h.items[i].k1, h.items[i].k2, h.items[i].k3 = key(it), it.order, it.seq
 	}
 	for i := len(h.items)/2 - 1; i >= 0; i-- {
 		h.down(i)
 	}
 }
 
-// less orders by (rank, seq): true when a leaves before b.
+// less orders by (rank, order, seq): true when a leaves before b.
 func less(a, b *Item) bool {
 	if a.rank != b.rank {
 		return a.rank < b.rank
+	}
+	if a.order != b.order {
+		return a.order < b.order
 	}
 	return a.seq < b.seq
 }

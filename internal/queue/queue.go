@@ -28,8 +28,15 @@ type Item struct {
 	Deadline time.Time
 	// Value is the owner's payload.
 	Value any
+	// Client names who sent it ("" is no one in particular): the queue
+	// counts each client's waiting items (ClientLen) and, with fairness,
+	// lets clients take turns among equals.
+	Client string
 
-	seq     uint64
+	seq uint64
+	// order is the first tiebreak among equal ranks: the sequence number,
+	// or with fairness the item's virtual tag (see SetFairness).
+	order   uint64
 	rank    int64
 	lane    *Lane
 	laneIdx int
@@ -74,6 +81,20 @@ type Queue struct {
 	entered itemList // every item, in the order it entered the queue
 	n       int
 	byLevel [Levels]int
+
+	// Fairness among clients (SetFairness): clients holds each client with
+	// waiting items; vt is each level's virtual time, the tag of the last
+	// item popped at that level.
+	fair    bool
+	clients map[string]*clientState
+	vt      [Levels]uint64
+}
+
+// clientState is one client's waiting items and, per level, the tag of its
+// last item.
+type clientState struct {
+	waiting int
+	last    [Levels]uint64
 }
 
 // New returns an empty queue. aging is the anti-starvation interval (0 =
@@ -81,12 +102,77 @@ type Queue struct {
 // used to keep ranks small.
 func New(aging time.Duration, epoch time.Time) *Queue {
 	return &Queue{
-		aging: aging,
-		epoch: epoch,
-		lanes: make(map[*Lane]struct{}),
-		max:   itemHeap{desc: true, pos: maxPos},
-		dl:    itemHeap{pos: dlPos},
+		aging:   aging,
+		epoch:   epoch,
+		lanes:   make(map[*Lane]struct{}),
+		max:     itemHeap{desc: true, pos: maxPos},
+		dl:      itemHeap{pos: dlPos},
+		clients: make(map[string]*clientState),
 	}
+}
+
+// ClientLen is the number of items of client waiting.
+func (q *Queue) ClientLen(client string) int {
+	if cs := q.clients[client]; cs != nil {
+		return cs.waiting
+	}
+	return 0
+}
+
+// Clients is the number of clients with waiting items.
+func (q *Queue) Clients() int { return len(q.clients) }
+
+// Fair reports whether clients take turns among equals.
+func (q *Queue) Fair() bool { return q.fair }
+
+// SetFairness turns fairness among clients on or off and re-orders every
+// waiting item (O(n log n)).
+//
+// With fairness on, items of equal rank leave by virtual tag rather than
+// arrival (start-time fair queuing): a client's item at urgency u gets the
+// tag max(its previous tag at u, the level's virtual time) + 1, where the
+// virtual time is the tag of the last item popped at u. Two clients that
+// both keep a backlog at u thus get tags that interleave and are admitted
+// in turn, whatever their arrival rates; a client that had no backlog
+// starts at the level's virtual time, with no credit saved up while it was
+// idle, so it takes nothing from the others. Equal tags leave by sequence.
+func (q *Queue) SetFairness(on bool) {
+	if on == q.fair {
+		return
+	}
+	q.fair = on
+	q.vt = [Levels]uint64{}
+	for _, cs := range q.clients {
+		cs.last = [Levels]uint64{}
+	}
+	for it := q.entered.head; it != nil; it = it.byTime.next {
+		q.assignOrder(it)
+	}
+	rank := func(it *Item) int64 { return it.rank }
+	for l := range q.lanes {
+		l.h.rekey(rank)
+	}
+	q.max.rekey(rank)
+	q.dl.rekey(func(it *Item) int64 { return int64(it.Deadline.Sub(q.epoch)) })
+}
+
+// assignOrder sets it.order: its sequence number, or with fairness its
+// client's next tag at its level.
+func (q *Queue) assignOrder(it *Item) {
+	if !q.fair {
+		it.order = it.seq
+		return
+	}
+	u := it.Urgency
+	tag := q.vt[u] + 1
+	cs := q.clients[it.Client]
+	if cs != nil && cs.last[u] >= tag {
+		tag = cs.last[u] + 1
+	}
+	if cs != nil {
+		cs.last[u] = tag
+	}
+	it.order = tag
 }
 
 // NewLane adds an empty lane.
@@ -214,6 +300,13 @@ func (q *Queue) Push(l *Lane, it *Item, capacity int) (evicted *Item, err error)
 		q.Remove(victim)
 		evicted = victim
 	}
+	cs := q.clients[it.Client]
+	if cs == nil {
+		cs = &clientState{}
+		q.clients[it.Client] = cs
+	}
+	cs.waiting++
+	q.assignOrder(it)
 	q.insert(l, it)
 	return evicted, nil
 }
@@ -237,6 +330,9 @@ func (q *Queue) Pop(l *Lane) *Item {
 	it := l.Peek()
 	if it != nil {
 		q.Remove(it)
+		if q.fair && it.order > q.vt[it.Urgency] {
+			q.vt[it.Urgency] = it.order // the level's virtual time
+		}
 	}
 	return it
 }
@@ -257,6 +353,14 @@ func (q *Queue) Remove(it *Item) bool {
 	it.lane = nil
 	q.n--
 	q.byLevel[it.Urgency]--
+	if cs := q.clients[it.Client]; cs != nil {
+		// A client with nothing waiting is forgotten: its next item starts
+		// at the level's virtual time anyway. The map stays as small as the
+		// set of clients with waiting items.
+		if cs.waiting--; cs.waiting <= 0 {
+			delete(q.clients, it.Client)
+		}
+	}
 	return true
 }
 

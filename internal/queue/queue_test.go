@@ -2,8 +2,10 @@ package queue
 
 import (
 	"errors"
+	"fmt"
 	"math/rand"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -412,5 +414,73 @@ func TestRetryDoesNotEvictEqualUrgency(t *testing.T) {
 		if ev, err := q.Push(l, urgent, 1); err != nil || ev == nil || ev.Value != "c" {
 			t.Fatalf("aging %v: more urgent retry: evicted %v, err %v", aging, ev, err)
 		}
+	}
+}
+
+// With fairness, equal-urgency items of two backlogged clients leave in
+// turn, whatever their arrival order; urgency still comes first; a client
+// that joins late starts at the level's virtual time; fairness can be
+// turned off and on again with items waiting.
+func TestFairness(t *testing.T) {
+	q := New(0, t0)
+	q.SetFairness(true)
+	l := q.NewLane()
+	push := func(name, client string, u int) {
+		t.Helper()
+		it := &Item{Urgency: u, Arrival: t0, Client: client, Value: name}
+		if _, err := q.Push(l, it, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pop := func() string {
+		t.Helper()
+		it := q.Pop(l)
+		if it == nil {
+			t.Fatal("empty")
+		}
+		return it.Value.(string)
+	}
+	for i := range 6 {
+		push(fmt.Sprintf("a%d", i), "a", 3)
+	}
+	push("b0", "b", 3)
+	push("b1", "b", 3)
+	push("c0", "c", 1) // more urgent: first whatever the tags
+	if q.ClientLen("a") != 6 || q.ClientLen("b") != 2 || q.Clients() != 3 {
+		t.Fatalf("client counts a=%d b=%d clients=%d", q.ClientLen("a"), q.ClientLen("b"), q.Clients())
+	}
+	var got []string
+	for range 5 {
+		got = append(got, pop())
+	}
+	if want := "c0 a0 b0 a1 b1"; strings.Join(got, " ") != want {
+		t.Fatalf("order %v, want %s", got, want)
+	}
+	// d joins now: tagged at the level's virtual time + 1, so it goes next
+	// after the item tied with it, not after all of a's backlog.
+	push("d0", "d", 3)
+	got = got[:0]
+	for range 3 {
+		got = append(got, pop())
+	}
+	if want := "a2 d0 a3"; strings.Join(got, " ") != want {
+		t.Fatalf("order after a late client %v, want %s", got, want)
+	}
+	if q.ClientLen("b") != 0 || q.ClientLen("d") != 0 || q.Clients() != 1 {
+		t.Fatalf("clients with nothing waiting are kept: %d", q.Clients())
+	}
+	// Off: back to arrival order; on again: tags from scratch.
+	push("b2", "b", 3)
+	q.SetFairness(false)
+	if first := q.Pop(l).Value; first != "a4" {
+		t.Fatalf("without fairness %v goes first, want a4 (arrival order)", first)
+	}
+	q.SetFairness(true)
+	// Re-tagged in entry order: a5 and b2 both get tag 1; a5 entered first.
+	if got := pop() + " " + pop(); got != "a5 b2" {
+		t.Fatalf("order with fairness back on: %s, want a5 b2", got)
+	}
+	if q.Len() != 0 || q.Clients() != 0 {
+		t.Fatalf("len %d clients %d after popping everything", q.Len(), q.Clients())
 	}
 }
