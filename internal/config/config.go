@@ -17,6 +17,9 @@ type Config struct {
 	Routes          []Route       `mapstructure:"routes" yaml:"routes"`
 	Egress          Egress        `mapstructure:"egress" yaml:"egress"`
 	TLS             TLS           `mapstructure:"tls" yaml:"tls"`
+	Auth            Auth          `mapstructure:"auth" yaml:"auth"`
+	Clients         []Client      `mapstructure:"clients" yaml:"clients"`
+	Fairness        string        `mapstructure:"fairness" yaml:"fairness"`
 	Log             Log           `mapstructure:"log" yaml:"log"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout" yaml:"shutdown_timeout"`
 }
@@ -71,6 +74,8 @@ type PriorityRule struct {
 	Method     string       `mapstructure:"method" yaml:"method,omitempty"`
 	ClientCIDR string       `mapstructure:"client_cidr" yaml:"client_cidr,omitempty"`
 	Header     *HeaderMatch `mapstructure:"header" yaml:"header,omitempty"`
+	// User matches the authenticated user (auth.htpasswd), exactly.
+	User string `mapstructure:"user" yaml:"user,omitempty"`
 	// Priority is required (a pointer so that a missing value is an error,
 	// not urgency 0).
 	Priority *int `mapstructure:"priority" yaml:"priority"`
@@ -154,6 +159,8 @@ func Default() Config {
 		Routes:          []Route{},
 		Egress:          Egress{Allow: []string{}, Deny: []string{}, ConnectPorts: []int{443}},
 		TLS:             TLS{Intercept: []string{}, CertCacheSize: 1000},
+		Clients:         []Client{},
+		Fairness:        FairnessNone,
 		Log:             Log{Level: "info", Format: "json"},
 		ShutdownTimeout: 30 * time.Second,
 	}

@@ -184,3 +184,42 @@ func TestTLSCheck(t *testing.T) {
 		t.Fatalf("a key without a certificate: %v", err)
 	}
 }
+
+func TestClientsCheck(t *testing.T) {
+	c := Default()
+	c.Fairness = "round-robin"
+	c.Clients = []Client{{Name: ""}, {Name: "10.0.0.1/8"}, {Name: "alice"}, {Name: "10.1.0.0/16", MaxPriority: ptrInt(9), QueueSize: -1}, {Name: "10.1.0.0/16"}}
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted bad clients")
+	}
+	for _, want := range []string{
+		`fairness: must be none or client, got "round-robin"`,
+		"clients[0].name: must not be empty",
+		`clients[1].name: invalid CIDR "10.0.0.1/8": host bits are set`,
+		`clients[2].name: "alice" is a user name, but auth.htpasswd is not set`,
+		"clients[3].max_priority: must be 0 to 7, got 9",
+		"clients[3].queue_size: must be >= 0, got -1",
+		`clients[4].name: "10.1.0.0/16" is also clients[3]`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	c = Default()
+	c.Auth.Htpasswd = "users.htpasswd"
+	c.Fairness = FairnessClient
+	c.Clients = []Client{{Name: "alice", MaxPriority: ptrInt(2), QueueSize: 100}, {Name: "10.0.0.0/8"}, {Name: "192.0.2.7"}}
+	c.Priority.Rules = []PriorityRule{{User: "batch", Priority: ptrInt(6)}}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("valid clients: %v", err)
+	}
+	if p, ok := ClientPrefix("::ffff:10.0.0.0/104"); !ok || p.String() != "10.0.0.0/8" {
+		t.Errorf("ClientPrefix of a mapped CIDR: %v %v", p, ok)
+	}
+	if _, ok := ClientPrefix("alice"); ok {
+		t.Error("a user name parsed as a prefix")
+	}
+}
+
+func ptrInt(v int) *int { return &v }

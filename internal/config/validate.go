@@ -88,6 +88,7 @@ func (c *Config) Validate() error {
 	checkRoutes(&p, c.Routes)
 	c.Egress.check(&p)
 	c.TLS.check(&p)
+	c.checkClients(&p)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -260,8 +261,8 @@ func (pr Priority) check(p *problems) {
 		case *r.Priority < 0 || *r.Priority > MaxUrgency:
 			p.add(key+".priority", "must be 0 to %d, got %d", MaxUrgency, *r.Priority)
 		}
-		if r.Host == "" && r.PathPrefix == "" && r.Method == "" && r.ClientCIDR == "" && r.Header == nil {
-			p.add(key, "needs at least one of host, path_prefix, method, client_cidr, header")
+		if r.Host == "" && r.PathPrefix == "" && r.Method == "" && r.ClientCIDR == "" && r.Header == nil && r.User == "" {
+			p.add(key, "needs at least one of host, path_prefix, method, client_cidr, header, user")
 		}
 		if r.Host != "" {
 			if _, err := ParseHostPattern(r.Host); err != nil {
