@@ -47,7 +47,7 @@ func main() {
 }
 
 // scenarios in the order they run.
-var scenarios = []string{"throughput", "rate", "priority", "scale"}
+var scenarios = []string{"throughput", "tls", "rate", "priority", "scale"}
 
 // options are the command line.
 type options struct {
@@ -71,7 +71,7 @@ type options struct {
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("proxybench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scen := fs.String("scenario", "all", "scenarios to run, comma-separated: throughput, rate, priority, scale, or all")
+	scen := fs.String("scenario", "all", "scenarios to run, comma-separated: throughput, tls, rate, priority, scale, or all")
 	peerList := fs.String("peers", "all", "peers to run, comma-separated: tinyproxy, squid, haproxy, nginx, all or none (the Go floor always runs)")
 	o := &options{args: args}
 	fs.StringVar(&o.proxyd, "proxyd", "", "a proxyd binary to measure (default: build ./cmd/proxyd from the tree)")
@@ -81,10 +81,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.pool, "pool", 256, "idle keep-alive connections to the upstream, for proxyd and every peer")
 	fs.StringVar(&o.selfProfile, "self-cpuprofile", "", "write the harness's own CPU profile to this file (to check that the load generator is not the bottleneck)")
 	fs.IntVar(&o.noisyRetries, "noisy-retries", 0, "rate and priority: run an open-loop measurement again, up to this many times, when the host was noisy during it")
-	conc := fs.String("c", "32,128", "throughput: closed-loop concurrencies")
-	fs.IntVar(&o.tp.rounds, "rounds", 5, "throughput: rounds over all targets")
-	fs.DurationVar(&o.tp.duration, "duration", 1500*time.Millisecond, "throughput: length of one target's run in a round")
-	fs.DurationVar(&o.tp.warmup, "warmup", 500*time.Millisecond, "throughput: warm-up run of each target before the rounds")
+	conc := fs.String("c", "32,128", "throughput and tls: closed-loop concurrencies")
+	fs.IntVar(&o.tp.rounds, "rounds", 5, "throughput and tls: rounds over all targets")
+	fs.DurationVar(&o.tp.duration, "duration", 1500*time.Millisecond, "throughput and tls: length of one target's run in a round")
+	fs.DurationVar(&o.tp.warmup, "warmup", 500*time.Millisecond, "throughput and tls: warm-up run of each target before the rounds")
 	limits := fs.String("limits", "100,1000,10000", "rate: limits to test, per second")
 	fs.DurationVar(&o.rate.duration, "rate-duration", 10*time.Second, "rate and priority: length of each open-loop run")
 	fs.DurationVar(&o.rate.skip, "rate-skip", time.Second, "rate and priority: start of each run left out of the admitted rate")
@@ -300,6 +300,8 @@ func runAll(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		switch s {
 		case "throughput":
 			err = runThroughput(ctx, e, o.tp)
+		case "tls":
+			err = runTLS(ctx, e, o.tp)
 		case "rate":
 			err = runRate(ctx, e, o.rate)
 		case "priority":

@@ -6,6 +6,7 @@ package main
 // standard library's httputil.ReverseProxy used as a forward proxy.
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -145,6 +146,7 @@ func serveChild(kind string, args []string) int {
 	holdBulk := fs.Duration("hold-bulk", 0, "upstream: hold requests of urgency 5-7 this long")
 	pool := fs.Int("pool", 256, "floor: idle keep-alive connections per upstream host")
 	lifetime := fs.Duration("lifetime", 30*time.Minute, "exit after this long")
+	tlsCert := fs.String("tls-cert", "", "upstream: serve HTTPS (HTTP/1.1) with a new self-signed certificate for 127.0.0.1, written to this PEM file before listening")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -155,10 +157,23 @@ func serveChild(kind string, args []string) int {
 	case "floor":
 		h = floorProxy(*pool)
 	}
+	// The certificate file exists before the port answers: the harness
+	// reads it once it can connect.
+	var tlsConf *tls.Config
+	if *tlsCert != "" {
+		var err error
+		if tlsConf, err = upstreamTLSConfig(*tlsCert); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
 	}
 	srv := &http.Server{
 		Handler:           h,

@@ -112,6 +112,15 @@ type proxydConf struct {
 	QueueSize   int           // 0: the default (10000)
 	MaxWait     time.Duration // 0: the default (30s)
 	Upstream    string        // gateway route "/" goes here
+	TLS         *proxydTLS    // nil: no tls section (every CONNECT spliced)
+}
+
+// proxydTLS is proxyd's tls section (SPEC §9): the hosts whose CONNECT
+// tunnels it decrypts, its signing CA, and the upstream's certificate.
+type proxydTLS struct {
+	Intercept     []string
+	CACert, CAKey string
+	UpstreamCA    string
 }
 
 // proxydServer is a running proxyd.
@@ -210,6 +219,19 @@ func (e *env) startProxyd(c proxydConf) (*proxydServer, error) {
 	fmt.Fprintf(&b, "upstream:\n  max_idle_conns_per_host: %d\n", e.pool)
 	if c.Upstream != "" {
 		fmt.Fprintf(&b, "routes:\n  - prefix: /\n    upstream: http://%s\n", c.Upstream)
+	}
+	if t := c.TLS; t != nil {
+		b.WriteString("tls:\n  intercept: [")
+		for i, h := range t.Intercept {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%q", h)
+		}
+		fmt.Fprintf(&b, "]\n  ca_cert: %q\n  ca_key: %q\n", t.CACert, t.CAKey)
+		if t.UpstreamCA != "" {
+			fmt.Fprintf(&b, "  upstream_ca: %q\n", t.UpstreamCA)
+		}
 	}
 	// The upstreams are on loopback, which the egress policy denies by
 	// default; CONNECT scenarios use their ports.
