@@ -94,6 +94,9 @@ first problems found, naming each key. Exit code 0: valid; 2: invalid.`,
 			if _, _, err := loadTLS(cfg.TLS); err != nil {
 				return &configError{err}
 			}
+			if _, err := loadUsers(cfg.Auth); err != nil {
+				return &configError{err}
+			}
 			fmt.Fprintln(stdout, "configuration OK")
 			return nil
 		},

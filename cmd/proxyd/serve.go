@@ -103,7 +103,11 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (_ *app, err 
 	if err != nil {
 		return nil, &configError{err}
 	}
-	a.disp = dispatch.New(dispatch.Config{Limits: limitsOf(cfg.Limits), Hosts: hosts, Aging: cfg.Priority.Aging}, dispatch.Deps{})
+	a.disp = dispatch.New(dispatch.Config{Limits: limitsOf(cfg.Limits), Hosts: hosts, Aging: cfg.Priority.Aging, Fairness: cfg.Fairness == config.FairnessClient}, dispatch.Deps{})
+	users, err := loadUsers(cfg.Auth)
+	if err != nil {
+		return nil, &configError{err}
+	}
 	pol, err := egress.New(cfg.Egress)
 	if err != nil {
 		return nil, &configError{err}
@@ -123,7 +127,7 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (_ *app, err 
 	if a.metrics, err = metrics.New(a.reg, metrics.Deps{Stats: a.disp.Stats, Certificates: a.certs.stats}); err != nil {
 		return nil, err
 	}
-	a.handler, err = proxy.New(cfg, proxy.Deps{Dispatcher: a.disp, Forwarder: a.fwd, Gateway: a.gateway, Egress: a.egress, Authority: auth, Logger: log.Named("access"), Observe: a.metrics.Observe})
+	a.handler, err = proxy.New(cfg, proxy.Deps{Dispatcher: a.disp, Forwarder: a.fwd, Gateway: a.gateway, Egress: a.egress, Authority: auth, Users: users, Logger: log.Named("access"), Observe: a.metrics.Observe})
 	if err != nil {
 		return nil, &configError{err}
 	}
@@ -231,6 +235,10 @@ func (a *app) reload() (err error) {
 	if err != nil {
 		return err
 	}
+	users, err := loadUsers(cfg.Auth) // reloaded with the config (SPEC §12)
+	if err != nil {
+		return err
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old := a.cfg
@@ -244,6 +252,7 @@ func (a *app) reload() (err error) {
 	}
 	a.handler.SetAuthority(auth)
 	a.certs.set(auth)
+	a.handler.SetUsers(users)
 	if lvl, err := zap.ParseAtomicLevel(cfg.Log.Level); err == nil {
 		a.level.SetLevel(lvl.Level())
 	}
@@ -279,6 +288,7 @@ func (a *app) applyLocked(cfg config.Config) error {
 	a.disp.SetLimits(limitsOf(cfg.Limits))
 	a.disp.SetHosts(hosts)
 	a.disp.SetAging(cfg.Priority.Aging)
+	a.disp.SetFairness(cfg.Fairness == config.FairnessClient)
 	a.cfg = cfg
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/proxyd/proxyd/internal/auth"
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/mitm"
 )
@@ -32,6 +33,14 @@ func loadTLS(c config.TLS) (*mitm.Authority, []*x509.Certificate, error) {
 		return nil, nil, err
 	}
 	return auth, roots, nil
+}
+
+// loadUsers reads auth.htpasswd (SPEC §12); nil when it is not set.
+func loadUsers(a config.Auth) (*auth.Users, error) {
+	if a.Htpasswd == "" {
+		return nil, nil
+	}
+	return auth.Load(a.Htpasswd)
 }
 
 // readUpstreamCA reads the certificates of a PEM file (tls.upstream_ca);

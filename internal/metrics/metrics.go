@@ -42,6 +42,10 @@ type Metrics struct {
 	egress   *prometheus.CounterVec
 	// handshakes counts failed client handshakes in intercepted tunnels.
 	handshakes prometheus.Counter
+	// authFailures counts 407s by reason; clients counts requests by
+	// client label (configured names or "other") and outcome.
+	authFailures *prometheus.CounterVec
+	clients      *prometheus.CounterVec
 	// children are resolved once: Observe does no label hashing.
 	reqChild  [queue.Levels][]prometheus.Counter
 	waitChild [queue.Levels]prometheus.Observer
@@ -111,7 +115,18 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 			Name: "proxyd_tls_handshake_failures_total",
 			Help: "Intercepted tunnels whose client failed the TLS handshake (it does not trust proxyd's CA, or pins certificates).",
 		}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proxyd_auth_failures_total",
+			Help: "Requests refused 407 by proxy authentication, by reason (missing: no credentials; invalid: wrong scheme, user or password).",
+		}, []string{"reason"}),
+		clients: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proxyd_client_requests_total",
+			Help: "Requests answered, by client (a name from clients, or other; never an address) and outcome.",
+		}, []string{"client", "outcome"}),
 		outcomes: make(map[string]int, len(proxy.Outcomes)),
+	}
+	for _, r := range []string{proxy.AuthMissing, proxy.AuthInvalid} {
+		m.authFailures.WithLabelValues(r)
 	}
 	certs := deps.Certificates
 	if certs == nil {
@@ -140,7 +155,7 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.wait, m.upstream, m.reloads, m.retries, m.denied, m.pauses, m.cuts, m.egress, m.handshakes, issued, hits, newStateCollector(deps.Stats)} {
+	for _, c := range []prometheus.Collector{m.requests, m.wait, m.upstream, m.reloads, m.retries, m.denied, m.pauses, m.cuts, m.egress, m.handshakes, m.authFailures, m.clients, issued, hits, newStateCollector(deps.Stats)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -177,6 +192,13 @@ func (m *Metrics) Observe(rec *proxy.Record) {
 	}
 	if rec.HandshakeFailed {
 		m.handshakes.Inc()
+	}
+	if rec.AuthFailed != "" {
+		m.authFailures.WithLabelValues(rec.AuthFailed).Inc()
+	}
+	if rec.ClientLabel != "" {
+		// Labels are configured client names or "other": bounded.
+		m.clients.WithLabelValues(rec.ClientLabel, rec.Outcome).Inc()
 	}
 	if rec.EgressDenied != "" {
 		// Reasons are a fixed set (egress.Reasons): bounded cardinality.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/proxyd/proxyd/internal/auth"
 	"github.com/proxyd/proxyd/internal/dispatch"
 	"github.com/proxyd/proxyd/internal/egress"
 	"github.com/proxyd/proxyd/internal/headers"
@@ -60,6 +61,8 @@ func classify(err error, rejectStatus int) answer {
 	var re *dispatch.RejectError
 	if errors.As(err, &re) {
 		switch {
+		case errors.Is(err, dispatch.ErrClientQueueFull):
+			return answer{rejectStatus, headers.ErrorTypeConnectionLimitReached, "client queue full", re.RetryAfter, OutcomeRejected}
 		case errors.Is(err, dispatch.ErrQueueFull):
 			return answer{rejectStatus, headers.ErrorTypeConnectionLimitReached, "queue full", re.RetryAfter, OutcomeRejected}
 		case errors.Is(err, dispatch.ErrShed):
@@ -79,6 +82,8 @@ func classify(err error, rejectStatus int) answer {
 		return answer{http.StatusForbidden, errType, denial.Details, 0, OutcomeDenied}
 	}
 	switch {
+	case errors.Is(err, errProxyAuth):
+		return answer{http.StatusProxyAuthRequired, headers.ErrorTypeHTTPRequestDenied, "", 0, OutcomeDenied}
 	case errors.Is(err, context.Canceled), errors.Is(err, upstream.ErrClientGone):
 		return answer{status: StatusClientClosed, outcome: OutcomeCanceled}
 	case errors.Is(err, errPanic):
@@ -136,6 +141,9 @@ func writeAnswer(w http.ResponseWriter, a answer) {
 	h.Set("Cache-Control", "no-store")
 	if a.retryAfter > 0 {
 		h.Set("Retry-After", headers.RetryAfterSeconds(a.retryAfter))
+	}
+	if a.status == http.StatusProxyAuthRequired {
+		h.Set("Proxy-Authenticate", auth.Challenge)
 	}
 	body := strconv.Itoa(a.status) + " " + http.StatusText(a.status)
 	if a.details != "" {

@@ -40,6 +40,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/proxyd/proxyd/internal/auth"
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
 	"github.com/proxyd/proxyd/internal/egress"
@@ -70,7 +71,9 @@ type setup struct {
 	ln net.Listener
 	// authority, when set, is the CA of TLS interception (tls.intercept).
 	authority *mitm.Authority
-	t         testing.TB
+	// users, when set, are auth.htpasswd's: every request must authenticate.
+	users *auth.Users
+	t     testing.TB
 }
 
 // allowLoopback lets a test proxy reach the loopback upstreams every test
@@ -147,6 +150,9 @@ func newEnv(t *testing.T, opts ...func(*setup)) *env {
 	fc.Control = guard.ControlTrusted
 	gw := upstream.New(fc)
 	core, logs := observer.New(zapcore.DebugLevel)
+	if s.cfg.Fairness == config.FairnessClient {
+		disp.SetFairness(true)
+	}
 	e := &env{t: t, cfg: s.cfg, disp: disp, fwd: fwd, egress: guard, authority: s.authority, logs: logs, done: make(chan struct{})}
 	h, err := proxy.New(s.cfg, proxy.Deps{
 		Dispatcher: disp,
@@ -154,6 +160,7 @@ func newEnv(t *testing.T, opts ...func(*setup)) *env {
 		Gateway:    gw,
 		Egress:     guard,
 		Authority:  s.authority,
+		Users:      s.users,
 		Logger:     zap.New(core),
 		Observe:    e.observe,
 	})

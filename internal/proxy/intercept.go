@@ -36,8 +36,9 @@ func (h *Handler) SetAuthority(a *mitm.Authority) { h.authority.Store(a) }
 // tunnelInfo travels in the context of each request read from a
 // decrypted tunnel.
 type tunnelInfo struct {
-	host, port string // the CONNECT target; host lower-case, no brackets
-	id         string // the CONNECT's request id
+	host, port string    // the CONNECT target; host lower-case, no brackets
+	id         string    // the CONNECT's request id
+	client     *clientID // the CONNECT's (authenticated) client
 }
 
 type tunnelKey struct{}
@@ -119,7 +120,7 @@ func (h *Handler) intercept(w http.ResponseWriter, r *http.Request, rec *Record,
 		h.log.Warn("tls_handshake_failed", zap.String("request_id", rec.ID), zap.String("host", r.Host), zap.Error(err))
 		return nil
 	}
-	ti := &tunnelInfo{host: leafHost, port: port, id: rec.ID}
+	ti := &tunnelInfo{host: leafHost, port: port, id: rec.ID, client: rec.client}
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !r.URL.IsAbs() {
 			r.URL.Scheme, r.URL.Host = "https", net.JoinHostPort(ti.host, ti.port)

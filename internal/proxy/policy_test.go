@@ -40,7 +40,7 @@ func TestRuleHostMatching(t *testing.T) {
 		{"other.org:80", 3},
 	} {
 		r := httptest.NewRequest("GET", "http://"+tc.dest+"/", nil)
-		got, err := pol.urgency(r, tc.dest, "/")
+		got, err := pol.urgency(r, tc.dest, "/", "")
 		if err != nil || got != tc.want {
 			t.Errorf("%s: urgency %d (%v), want %d", tc.dest, got, err, tc.want)
 		}

@@ -32,6 +32,7 @@ type policy struct {
 	// destinations whose tunnels are decrypted.
 	intercept    []config.HostPattern
 	interceptAll bool
+	clients      clientPolicies
 }
 
 // intercepts reports whether a CONNECT to host:port is decrypted.
@@ -59,6 +60,7 @@ type rule struct {
 	hdrName    string
 	hdrValue   string
 	hasHeader  bool
+	user       string // the authenticated user, exactly
 	urgency    int
 }
 
@@ -85,11 +87,13 @@ func compilePolicy(cfg config.Config) (*policy, error) {
 	if pol.intercept, pol.interceptAll, err = cfg.TLS.InterceptPatterns(); err != nil {
 		return nil, err
 	}
+	pol.clients = compileClients(cfg.Clients)
 	pol.drop = []string{pol.header, pol.timeoutHeader}
 	for _, r := range p.Rules {
 		c := rule{
 			pathPrefix: r.PathPrefix,
 			method:     strings.ToUpper(r.Method),
+			user:       r.User,
 		}
 		if r.Host != "" {
 			pat, err := config.ParseHostPattern(r.Host)
@@ -123,7 +127,7 @@ func compilePolicy(cfg config.Config) (*policy, error) {
 //
 // dest is the request's destination "host:port"; rules match its host and
 // port as hosts rules do.
-func (p *policy) urgency(r *http.Request, dest, path string) (int, error) {
+func (p *policy) urgency(r *http.Request, dest, path, user string) (int, error) {
 	if p.trust {
 		if vals := r.Header.Values(p.header); len(vals) > 0 {
 			if len(vals) > 1 {
@@ -149,7 +153,7 @@ func (p *policy) urgency(r *http.Request, dest, path string) (int, error) {
 		}
 		port, _ := strconv.Atoi(portStr)
 		for i := range p.rules {
-			if p.rules[i].matches(r, hostname, port, path, client) {
+			if p.rules[i].matches(r, hostname, port, path, client, user) {
 				return p.rules[i].urgency, nil
 			}
 		}
@@ -157,7 +161,10 @@ func (p *policy) urgency(r *http.Request, dest, path string) (int, error) {
 	return p.defaultUrgency, nil
 }
 
-func (c *rule) matches(r *http.Request, host string, port int, path string, client netip.Addr) bool {
+func (c *rule) matches(r *http.Request, host string, port int, path string, client netip.Addr, user string) bool {
+	if c.user != "" && c.user != user {
+		return false
+	}
 	if c.hasHost && !c.host.Match(host, port) {
 		return false
 	}

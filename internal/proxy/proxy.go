@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/proxyd/proxyd/internal/auth"
 	"github.com/proxyd/proxyd/internal/clock"
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
@@ -42,8 +43,11 @@ type Deps struct {
 	// Authority signs the leaves of intercepted tunnels (tls.intercept);
 	// nil: no CONNECT is decrypted. SetAuthority changes it (reload).
 	Authority *mitm.Authority
-	Clock     clock.Clock // nil: the real clock
-	Logger    *zap.Logger // nil: no logging
+	// Users are the users of auth.htpasswd; nil: no authentication.
+	// SetUsers changes them (reload).
+	Users  *auth.Users
+	Clock  clock.Clock // nil: the real clock
+	Logger *zap.Logger // nil: no logging
 	// Observe, when set, is called once per request with its record, after
 	// the access log line (metrics hook it here).
 	Observe func(*Record)
@@ -61,7 +65,8 @@ type Handler struct {
 	policy  atomic.Pointer[policy]
 	// authority is the CA of TLS interception (nil: none).
 	authority atomic.Pointer[mitm.Authority]
-	stdLog    *log.Logger // for the servers of decrypted tunnels
+	users     atomic.Pointer[auth.Users] // nil: no authentication
+	stdLog    *log.Logger                // for the servers of decrypted tunnels
 	ids       requestIDs
 	retries   *retryBudget
 
@@ -127,6 +132,7 @@ func New(cfg config.Config, deps Deps) (*Handler, error) {
 		return nil, err
 	}
 	h.authority.Store(deps.Authority)
+	h.users.Store(deps.Users)
 	h.stdLog = zap.NewStdLog(h.log.Named("tunnel"))
 	h.ids = newRequestIDs()
 	h.retries = &retryBudget{clock: h.clock}
@@ -198,7 +204,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	ti, _ := r.Context().Value(tunnelKey{}).(*tunnelInfo)
+	rec.client, err = h.identify(r, pol, ti, rec)
+	if rec.client != nil {
+		rec.Client, rec.ClientLabel = rec.client.key, rec.client.label()
+	}
 	switch {
+	case err != nil:
+		// Not authenticated: nothing else is looked at.
 	case ti != nil:
 		// Read from a decrypted tunnel (SPEC §9): the same path as a plain
 		// request, to https://<CONNECT host:port><path>.
@@ -263,9 +275,19 @@ func (h *Handler) finish(w http.ResponseWriter, rec *Record, pol *policy, err er
 // req carries the Kind, Dest and NoToken of the admission; urgency and
 // deadline come from r.
 func (h *Handler) admit(w http.ResponseWriter, r *http.Request, rec *Record, pol *policy, req dispatch.Request, path string) (*dispatch.Permit, time.Time, error) {
-	u, err := pol.urgency(r, req.Dest, path)
+	var user string
+	if c := rec.client; c != nil {
+		user, req.Client = c.user, c.key
+		if c.pol != nil {
+			req.ClientQueueSize = c.pol.queueSize
+		}
+	}
+	u, err := pol.urgency(r, req.Dest, path, user)
 	if err != nil {
 		return nil, time.Time{}, err
+	}
+	if c := rec.client; c != nil && c.pol != nil && u < c.pol.maxPriority {
+		u = c.pol.maxPriority // lowered to the client's max_priority, not refused
 	}
 	rec.Priority = u
 	if upstream.IsLoop(r.Header) {

@@ -41,8 +41,16 @@ type Record struct {
 	// HandshakeFailed: the client's TLS handshake in an intercepted tunnel
 	// failed (it does not trust proxyd's CA, or pins certificates).
 	HandshakeFailed bool
+	// Client is who sent the request (SPEC §12): the authenticated user,
+	// else the source address; ClientLabel is its metric label (a clients
+	// entry's name, or ClientOther). AuthFailed is AuthMissing or
+	// AuthInvalid when the request was refused 407.
+	Client      string
+	ClientLabel string
+	AuthFailed  string
 
-	wrote bool // the response (or tunnel) started: no error answer possible
+	client *clientID
+	wrote  bool // the response (or tunnel) started: no error answer possible
 }
 
 // logRecord writes the access-log line (SPEC §7).
@@ -69,6 +77,9 @@ func (h *Handler) logRecord(rec *Record) {
 	}
 	if rec.BytesIn > 0 {
 		fields = append(fields, zap.Int64("bytes_in", rec.BytesIn))
+	}
+	if rec.Client != "" {
+		fields = append(fields, zap.String("client", rec.Client))
 	}
 	if rec.Intercepted {
 		fields = append(fields, zap.Bool("intercepted", true))
