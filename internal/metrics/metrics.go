@@ -128,6 +128,9 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 	for _, r := range []string{proxy.AuthMissing, proxy.AuthInvalid} {
 		m.authFailures.WithLabelValues(r)
 	}
+	for _, o := range proxy.Outcomes {
+		m.clients.WithLabelValues(proxy.ClientOther, o)
+	}
 	certs := deps.Certificates
 	if certs == nil {
 		certs = func() (uint64, uint64) { return 0, 0 }
