@@ -184,6 +184,7 @@ type Permit struct {
 	w       *Ticket
 	d       *Dispatcher
 	tok     limiter.Token
+	leased  bool  // its global token came from a lease (shared store)
 	rule    *rule // whose slot (HTTP) and token it holds, or nil
 	ruleTok limiter.Token
 	waited  time.Duration
@@ -226,8 +227,9 @@ type Dispatcher struct {
 		timer     clock.Timer
 		timerAt   time.Time
 		draining  bool
-		idle      int    // empty lanes kept in lanes
-		admitted  uint64 // permits granted (Stats.Admitted)
+		lease     leaseState // the global tokens, when a shared store leases them
+		idle      int        // empty lanes kept in lanes
+		admitted  uint64     // permits granted (Stats.Admitted)
 	}
 }
 
@@ -406,6 +408,9 @@ func (d *Dispatcher) finish(w *Ticket, refund bool) {
 	p := &w.permit
 	if refund {
 		d.mu.rate.Refund(p.tok, now)
+		if p.leased {
+			d.mu.lease.tokens++ // given back to this replica's lease
+		}
 		if p.rule != nil {
 			p.rule.bucket.Refund(p.ruleTok, now)
 			// Lanes asleep waiting for this rule's next token may go now
@@ -458,19 +463,29 @@ func (d *Dispatcher) runLocked(now time.Time) {
 		// The global token last: without one, nobody goes (but a free
 		// lane, which needs none).
 		var tok limiter.Token
+		leased := false
 		if !l.key.free {
-			var ok bool
-			var wait time.Duration
-			if tok, ok, wait = d.mu.rate.Take(now); !ok {
-				if wait < time.Duration(math.MaxInt64) {
-					wake = now.Add(wait)
+			if d.mu.lease.on {
+				// A shared store feeds the global tokens (lease.go):
+				// without one nobody goes until its next Grant.
+				if !d.takeLeasedLocked(now) {
+					break
 				}
-				break
+				leased = true
+			} else {
+				var ok bool
+				var wait time.Duration
+				if tok, ok, wait = d.mu.rate.Take(now); !ok {
+					if wait < time.Duration(math.MaxInt64) {
+						wake = now.Add(wait)
+					}
+					break
+				}
 			}
 		}
 		w := d.mu.q.Pop(l.q).Value.(*Ticket)
 		d.mu.slots[w.kind].Acquire()
-		w.permit = Permit{w: w, d: d, tok: tok, waited: now.Sub(w.item.Enqueued)}
+		w.permit = Permit{w: w, d: d, tok: tok, leased: leased, waited: now.Sub(w.item.Enqueued)}
 		if r != nil {
 			w.permit.rule = r
 			w.permit.ruleTok, _, _ = r.bucket.Take(now)
