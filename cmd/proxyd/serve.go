@@ -26,6 +26,7 @@ import (
 	"github.com/proxyd/proxyd/internal/h1"
 	"github.com/proxyd/proxyd/internal/metrics"
 	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/store"
 	"github.com/proxyd/proxyd/internal/upstream"
 )
 
@@ -46,7 +47,8 @@ type app struct {
 	fwd     *upstream.Forwarder
 	gateway *upstream.Forwarder // routes' upstreams: trusted by the egress policy
 	egress  *egress.Guard
-	certs   certCounts // TLS interception's leaf counters, across reloads
+	store   *store.Store // limits.store: redis; nil for memory
+	certs   certCounts   // TLS interception's leaf counters, across reloads
 	handler *proxy.Handler
 	admin   *admin.Server
 	metrics *metrics.Metrics
@@ -131,10 +133,17 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (_ *app, err 
 	if err != nil {
 		return nil, &configError{err}
 	}
+	if cfg.Limits.Store == config.StoreRedis {
+		a.store, err = store.New(cfg.Redis, a.disp, store.Hooks{Limits: a.applySharedLimits, LocalRate: a.setLocalRate}, log.Named("store"), a.reg)
+		if err != nil {
+			return nil, &configError{err}
+		}
+	}
 	a.admin = admin.New(admin.Config{Token: cfg.Admin.Token}, admin.Deps{
 		Logger:  log.Named("admin"),
 		Backend: a,
 		Counts:  a.metrics.Counts,
+		Store:   a.storeStatus,
 		Metrics: promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(log.Named("metrics"))}),
 	})
 
@@ -169,7 +178,55 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (_ *app, err 
 		ReadTimeout:       10 * time.Second,
 		ErrorLog:          errLog,
 	}
+	if a.store != nil {
+		a.store.Start(cfg.Limits.Rate, cfg.Limits.Burst)
+	}
 	return a, nil
+}
+
+// storeStatus is the shared store's state for the admin API; false
+// without one.
+func (a *app) storeStatus() (admin.StoreStatus, bool) {
+	if a.store == nil {
+		return admin.StoreStatus{}, false
+	}
+	st := a.store.Status()
+	return admin.StoreStatus{Store: config.StoreRedis, Up: st.Up, Replicas: st.Replicas, Since: st.Since}, true
+}
+
+// applySharedLimits applies the fleet's rate and burst, set by another
+// replica (store.Hooks.Limits); it is not written back to the store.
+func (a *app) applySharedLimits(rate float64, burst int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cfg.Limits.Rate == rate && a.cfg.Limits.Burst == burst {
+		return
+	}
+	a.log.Info("fleet-wide limits changed by another replica", zap.Float64("rate", rate), zap.Int("burst", burst))
+	a.cfg.Limits.Rate, a.cfg.Limits.Burst = rate, burst
+	a.disp.SetLimits(limitsOf(a.cfg.Limits))
+}
+
+// setLocalRate sets the local bucket's rate (store.Hooks.LocalRate: while
+// the store is down, redis.on_error's share; when it is up again, the
+// fleet's). The configured limits do not change.
+func (a *app) setLocalRate(rate float64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l := limitsOf(a.cfg.Limits)
+	l.Rate = rate
+	a.disp.SetLimits(l)
+}
+
+// shareLimits writes rate and burst to the shared store when they changed
+// here (a PATCH, PUT or reload), so that every replica applies them.
+func (a *app) shareLimits(old, cur config.Limits) {
+	if a.store == nil || old.Rate == cur.Rate && old.Burst == cur.Burst {
+		return
+	}
+	if err := a.store.SetLimits(context.Background(), cur.Rate, cur.Burst); err != nil {
+		a.log.Error("fleet-wide limits not shared: this replica applies them alone until the store answers", zap.Error(err))
+	}
 }
 
 // serve runs until SIGTERM or SIGINT arrives on sig, then drains. SIGHUP
@@ -286,6 +343,7 @@ func (a *app) applyLocked(cfg config.Config) error {
 		a.fwd.Close()
 	}
 	a.disp.SetLimits(limitsOf(cfg.Limits))
+	a.shareLimits(a.cfg.Limits, cfg.Limits)
 	a.disp.SetHosts(hosts)
 	a.disp.SetAging(cfg.Priority.Aging)
 	a.disp.SetFairness(cfg.Fairness == config.FairnessClient)
@@ -344,6 +402,7 @@ func (a *app) shutdown(sig <-chan os.Signal) {
 	_ = a.proxySrv.Close()
 	<-done
 	a.stopAdmin()
+	a.closeStore()
 	a.fwd.Close()
 	a.gateway.Close()
 	a.log.Info("stopped")
@@ -355,8 +414,15 @@ func (a *app) shutdownNow() {
 	a.handler.CloseTunnels()
 	_ = a.proxySrv.Close()
 	a.stopAdmin()
+	a.closeStore()
 	a.fwd.Close()
 	a.gateway.Close()
+}
+
+func (a *app) closeStore() {
+	if a.store != nil {
+		a.store.Close()
+	}
 }
 
 func (a *app) stopAdmin() {

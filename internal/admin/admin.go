@@ -72,6 +72,7 @@ func New(cfg Config, deps Deps) *Server {
 		api.HandleFunc("PUT /api/v1/limits", s.updateLimits(true))
 		api.HandleFunc("GET /api/v1/queue", s.getQueue)
 		api.HandleFunc("GET /api/v1/stats", s.getStats)
+		api.HandleFunc("GET /api/v1/store", s.getStore)
 		s.mux.Handle("/api/", s.requireToken(api))
 	}
 	return s

@@ -131,3 +131,24 @@ func (s *Server) getStats(w http.ResponseWriter, _ *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, doc)
 }
+
+// storeStatusDoc is GET /api/v1/store (SPEC §10).
+type storeStatusDoc struct {
+	Store    string `json:"store"`              // "memory" or "redis"
+	Up       *bool  `json:"up,omitempty"`       // redis: the store answers
+	Replicas *int   `json:"replicas,omitempty"` // redis: live replicas last seen
+	Since    string `json:"since,omitempty"`    // redis: when up last changed, RFC 3339
+}
+
+// getStore is GET /api/v1/store: {"store":"memory"}, or the shared store's
+// state.
+func (s *Server) getStore(w http.ResponseWriter, _ *http.Request) {
+	doc := storeStatusDoc{Store: "memory"}
+	if s.store != nil {
+		if ss, ok := s.store(); ok {
+			up, n := ss.Up, ss.Replicas
+			doc = storeStatusDoc{Store: ss.Store, Up: &up, Replicas: &n, Since: ss.Since.UTC().Format(time.RFC3339)}
+		}
+	}
+	writeJSON(w, http.StatusOK, doc)
+}

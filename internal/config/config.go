@@ -20,6 +20,7 @@ type Config struct {
 	Auth            Auth          `mapstructure:"auth" yaml:"auth"`
 	Clients         []Client      `mapstructure:"clients" yaml:"clients"`
 	Fairness        string        `mapstructure:"fairness" yaml:"fairness"`
+	Redis           Redis         `mapstructure:"redis" yaml:"redis"`
 	Log             Log           `mapstructure:"log" yaml:"log"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout" yaml:"shutdown_timeout"`
 }
@@ -47,6 +48,10 @@ type Limits struct {
 	MaxTunnels int `mapstructure:"max_tunnels" yaml:"max_tunnels"`
 	// RejectStatus is the status of proxy-side rejections: 503 or 429.
 	RejectStatus int `mapstructure:"reject_status" yaml:"reject_status"`
+	// Store is where the global and hosts-rule buckets live: memory (this
+	// process) or redis (shared by every replica with the same
+	// redis.key_prefix, SPEC §10).
+	Store string `mapstructure:"store" yaml:"store"`
 }
 
 // HostRule is a per-destination limit. Nil Rate or Concurrency means
@@ -133,6 +138,7 @@ func Default() Config {
 			MaxWait:      30 * time.Second,
 			MaxTunnels:   1024,
 			RejectStatus: 503,
+			Store:        StoreMemory,
 		},
 		Hosts: []HostRule{},
 		Priority: Priority{
@@ -161,6 +167,7 @@ func Default() Config {
 		TLS:             TLS{Intercept: []string{}, CertCacheSize: 1000},
 		Clients:         []Client{},
 		Fairness:        FairnessNone,
+		Redis:           Redis{KeyPrefix: "proxyd", Timeout: 100 * time.Millisecond, OnError: OnErrorLocal},
 		Log:             Log{Level: "info", Format: "json"},
 		ShutdownTimeout: 30 * time.Second,
 	}

@@ -89,6 +89,7 @@ func (c *Config) Validate() error {
 	c.Egress.check(&p)
 	c.TLS.check(&p)
 	c.checkClients(&p)
+	c.checkStore(&p)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -319,6 +319,7 @@ func (d *Dispatcher) Enqueue(r Request) (*Ticket, error) {
 	d.runLocked(now)
 	if w.state == waiting {
 		w.ch = make(chan error, 1)
+		d.signalLeaseLocked(w)
 	}
 	return w, nil
 }

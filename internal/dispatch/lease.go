@@ -21,6 +21,26 @@ type leaseState struct {
 	on      bool
 	tokens  int       // leased tokens not yet spent
 	expires time.Time // when the unspent ones are dropped
+	wake    chan<- struct{}
+}
+
+// SetLeaseWake gives the dispatcher a channel to signal (without blocking)
+// when a request has to wait for a leased token, so that the store asks
+// for one at once instead of at its next idle tick.
+func (d *Dispatcher) SetLeaseWake(ch chan<- struct{}) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.mu.lease.wake = ch
+}
+
+// signalLeaseLocked wakes the store when w waits with leases on.
+func (d *Dispatcher) signalLeaseLocked(w *Ticket) {
+	if d.mu.lease.on && d.mu.lease.wake != nil && w.state == waiting && !w.lane.key.free {
+		select {
+		case d.mu.lease.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Demand is what a replica asks its store for: how many waiting requests
@@ -43,7 +63,7 @@ func (d *Dispatcher) SetLeased(on bool) {
 	if d.mu.lease.on == on {
 		return
 	}
-	d.mu.lease = leaseState{on: on}
+	d.mu.lease = leaseState{on: on, wake: d.mu.lease.wake}
 	d.runLocked(d.clock.Now())
 }
 

@@ -1,0 +1,77 @@
+package store
+
+import "github.com/redis/go-redis/v9"
+
+// The scripts run atomically in Redis. KEYS are {prefix}:bucket,
+// {prefix}:limits and {prefix}:replicas: one hash tag, one Cluster slot.
+// Time is Redis's own (TIME), in microseconds.
+
+// initScript writes the limits (ARGV rate, burst) unless the fleet has
+// some already.
+var initScript = redis.NewScript(`
+if redis.call('HSETNX', KEYS[2], 'rate', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[2], 'burst', ARGV[2])
+  redis.call('HINCRBY', KEYS[2], 'ver', 1)
+end
+return 1
+`)
+
+// setScript makes ARGV rate and burst the fleet's and returns the new
+// version. The bucket keeps its tokens (capped at the new burst on the next
+// refill).
+var setScript = redis.NewScript(`
+redis.call('HSET', KEYS[2], 'rate', ARGV[1], 'burst', ARGV[2])
+return redis.call('HINCRBY', KEYS[2], 'ver', 1)
+`)
+
+// leaseScript: ARGV replica id, want, demand by urgency "d0,…,d7", the
+// freshness of demand and of replicas (µs). It records the replica's
+// demand, refills the bucket at rate up to burst, and grants up to want of
+// the tokens that other replicas' more urgent demand does not need.
+// Returns {granted, rate (string), burst, version, replicas}.
+var leaseScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local rate = tonumber(redis.call('HGET', KEYS[2], 'rate') or '0') or 0
+local burst = tonumber(redis.call('HGET', KEYS[2], 'burst') or '1') or 1
+local ver = tonumber(redis.call('HGET', KEYS[2], 'ver') or '0') or 0
+local want = tonumber(ARGV[2])
+local fresh, alive = tonumber(ARGV[4]), tonumber(ARGV[5])
+
+local mine = {}
+for n in string.gmatch(ARGV[3], '[^,]+') do mine[#mine + 1] = tonumber(n) end
+local best = #mine + 1
+for u = 1, #mine do if mine[u] > 0 then best = u break end end
+redis.call('HSET', KEYS[3], ARGV[1], now .. ',' .. ARGV[3])
+
+local reserved, replicas = 0, 0
+local all = redis.call('HGETALL', KEYS[3])
+for i = 1, #all, 2 do
+  local id, v = all[i], all[i + 1]
+  local fields = {}
+  for n in string.gmatch(v, '[^,]+') do fields[#fields + 1] = tonumber(n) end
+  local age = now - fields[1]
+  if age > 10 * alive then
+    redis.call('HDEL', KEYS[3], id)
+  else
+    if age <= alive then replicas = replicas + 1 end
+    if id ~= ARGV[1] and age <= fresh then
+      for u = 1, best - 1 do reserved = reserved + (fields[u + 1] or 0) end
+    end
+  end
+end
+
+local granted = 0
+if rate <= 0 then
+  granted = want
+else
+  local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens') or '') or burst
+  local ts = tonumber(redis.call('HGET', KEYS[1], 'ts') or '') or now
+  if now > ts then tokens = math.min(burst, tokens + (now - ts) * rate / 1000000) end
+  local avail = math.floor(tokens - reserved)
+  if avail > 0 then granted = math.min(want, avail) end
+  tokens = tokens - granted
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(math.max(now, ts)))
+end
+return {granted, tostring(rate), burst, ver, replicas}
+`)
