@@ -36,6 +36,7 @@ import (
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
 	"github.com/proxyd/proxyd/internal/metrics"
+	"github.com/proxyd/proxyd/internal/store"
 )
 
 // docsDir is the repository's docs/ folder, from this package's directory.
@@ -66,6 +67,10 @@ func newSpecRegistry(t *testing.T, stats func() dispatch.Stats) *prometheus.Regi
 		t.Fatal(err)
 	}
 	if _, err := metrics.New(reg, metrics.Deps{Stats: stats}); err != nil {
+		t.Fatal(err)
+	}
+	// As with limits.store: redis.
+	if _, err := store.NewMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
 	return reg

@@ -28,10 +28,16 @@ return redis.call('HINCRBY', KEYS[2], 'ver', 1)
 // freshness of demand and of replicas (µs). It records the replica's
 // demand, refills the bucket at rate up to burst, and grants up to want of
 // the tokens that other replicas' more urgent demand does not need.
-// Returns {granted, rate (string), burst, version, replicas}.
+// Returns {granted, rate (string), burst, version, replicas}; version -1
+// when the fleet has no limits (an empty Redis).
 var leaseScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  -- No limits (a restarted, empty Redis): grant nothing; the replica
+  -- writes its own and asks again.
+  return {0, '0', 0, -1, 0}
+end
 local rate = tonumber(redis.call('HGET', KEYS[2], 'rate') or '0') or 0
 local burst = tonumber(redis.call('HGET', KEYS[2], 'burst') or '1') or 1
 local ver = tonumber(redis.call('HGET', KEYS[2], 'ver') or '0') or 0

@@ -130,12 +130,7 @@ type Store struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	// Metrics.
-	up       prometheus.Gauge
-	replicas prometheus.Gauge
-	errs     prometheus.Counter
-	latency  prometheus.Histogram
-	calls    prometheus.Counter
+	*Metrics
 
 	mu struct {
 		sync.Mutex
@@ -161,17 +156,40 @@ func New(cfg config.Redis, d Dispatcher, hooks Hooks, log *zap.Logger, reg prome
 	if log == nil {
 		log = zap.NewNop()
 	}
+	m, err := NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
 	tag := "{" + cfg.KeyPrefix + "}"
 	s := &Store{
-		cfg:   cfg,
-		id:    hex.EncodeToString(id),
-		rdb:   redis.NewClient(opt),
-		keys:  []string{tag + ":bucket", tag + ":limits", tag + ":replicas"},
-		disp:  d,
-		hooks: hooks,
-		log:   log,
-		now:   time.Now,
-		up:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "proxyd_store_up", Help: "1 while the shared limiter store answers, 0 while redis.on_error applies."}),
+		cfg:     cfg,
+		id:      hex.EncodeToString(id),
+		rdb:     redis.NewClient(opt),
+		keys:    []string{tag + ":bucket", tag + ":limits", tag + ":replicas"},
+		disp:    d,
+		hooks:   hooks,
+		log:     log,
+		now:     time.Now,
+		Metrics: m,
+		done:    make(chan struct{}),
+	}
+	return s, nil
+}
+
+// Metrics are the store's series (SPEC §10). NewMetrics registers them;
+// they exist only with limits.store: redis.
+type Metrics struct {
+	up       prometheus.Gauge
+	replicas prometheus.Gauge
+	errs     prometheus.Counter
+	latency  prometheus.Histogram
+	calls    prometheus.Counter
+}
+
+// NewMetrics creates and registers the store's series on reg (nil: none).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		up: prometheus.NewGauge(prometheus.GaugeOpts{Name: "proxyd_store_up", Help: "1 while the shared limiter store answers, 0 while redis.on_error applies."}),
 		replicas: prometheus.NewGauge(prometheus.GaugeOpts{Name: "proxyd_store_replicas",
 			Help: "Replicas sharing the store's buckets, as last seen (those that called it in the last 2 s)."}),
 		errs: prometheus.NewCounter(prometheus.CounterOpts{Name: "proxyd_store_errors_total", Help: "Calls to the shared limiter store that failed or timed out."}),
@@ -179,16 +197,15 @@ func New(cfg config.Redis, d Dispatcher, hooks Hooks, log *zap.Logger, reg prome
 			Help:    "Duration of calls to the shared limiter store (one lease or limits update each).",
 			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25}}),
 		calls: prometheus.NewCounter(prometheus.CounterOpts{Name: "proxyd_store_requests_total", Help: "Calls to the shared limiter store."}),
-		done:  make(chan struct{}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{s.up, s.replicas, s.errs, s.latency, s.calls} {
+		for _, c := range []prometheus.Collector{m.up, m.replicas, m.errs, m.latency, m.calls} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
 		}
 	}
-	return s, nil
+	return m, nil
 }
 
 // Start writes the configured limits when the fleet has none yet, turns
@@ -330,6 +347,19 @@ func (s *Store) lease(ctx context.Context) bool {
 	burst, _ := res[2].(int64)
 	ver, _ := res[3].(int64)
 	replicas, _ := res[4].(int64)
+	if ver < 0 {
+		// An empty Redis (restarted): write this replica's limits (the
+		// fleet's as last seen) and ask again.
+		s.mu.Lock()
+		r, b := s.mu.rate, s.mu.burst
+		s.mu.Unlock()
+		if err := s.call(ctx, func(ctx context.Context) error {
+			return initScript.Run(ctx, s.rdb, s.keys, strconv.FormatFloat(r, 'g', -1, 64), b).Err()
+		}); err != nil {
+			s.down(err)
+		}
+		return true
+	}
 	s.upAgain(int(replicas))
 	if granted > 0 {
 		s.disp.Grant(int(granted), s.now().Add(LeaseTTL))
