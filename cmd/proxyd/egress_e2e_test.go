@@ -104,7 +104,8 @@ func TestEgressDefaultsAndReload(t *testing.T) {
 		t.Fatalf("denied entry after reload: %d %q", resp.StatusCode, resp.Header.Get("Proxy-Status"))
 	}
 	got = egressDenied(t, p)
-	if got["self"] != 2 || got["deny"] != 1 || got["loopback"] != 1 {
+	// (loopback grows while the reload is awaited: each try is refused.)
+	if got["self"] != 2 || got["deny"] != 1 || got["loopback"] < 1 {
 		t.Errorf("after reload: %v", got)
 	}
 

@@ -306,3 +306,36 @@ func mustURL(s string) *url.URL {
 	}
 	return u
 }
+
+// A hosts rule's bucket is shared too: two replicas each offered 30/s to
+// a destination ruled at 20/s send it 20/s in all, not 40.
+func TestSharedHostsRule(t *testing.T) {
+	r := testredis.Start(t)
+	up := newArrivals(t)
+	cfg := writeConfig(t, fmt.Sprintf("limits:\n  store: redis\n  rate: 0\n  max_wait: 500ms\nhosts:\n  - match: 127.0.0.1\n    rate: 20\n    burst: 2\nredis:\n  url: %s\n  key_prefix: rules\n", r.URL()))
+	ps := []*proc{startProxyd(t, "--config", cfg), startProxyd(t, "--config", cfg)}
+	for _, p := range ps {
+		waitStore(t, p, true)
+	}
+	const dur = 5 * time.Second
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, p := range ps {
+		wg.Go(func() { openLoad(t, p, up.srv.URL+"/", strconv.Itoa(i), 3, 30, dur) })
+	}
+	wg.Wait()
+	n := 0
+	for _, a := range up.snapshot() {
+		if !a.Before(start.Add(time.Second)) && a.Before(start.Add(dur)) {
+			n++
+		}
+	}
+	got := float64(n) / (dur - time.Second).Seconds()
+	t.Logf("the ruled destination got %.1f/s from 2 replicas (rule: 20/s); by replica %v", got, up.by)
+	if got < 18 || got > 22 {
+		t.Errorf("%.1f/s to a destination ruled at 20/s across replicas, want 20 ± 10%%", got)
+	}
+	if m := maxInWindow(up.snapshot(), time.Second); m > 22 {
+		t.Errorf("%d arrivals in a 1 s window, above rate × t + burst = 22", m)
+	}
+}

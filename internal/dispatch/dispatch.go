@@ -187,7 +187,9 @@ type Permit struct {
 	leased  bool  // its global token came from a lease (shared store)
 	rule    *rule // whose slot (HTTP) and token it holds, or nil
 	ruleTok limiter.Token
-	waited  time.Duration
+	// ruleLeased: its rule token came from the rule's lease.
+	ruleLeased bool
+	waited     time.Duration
 }
 
 // Waited is how long the request waited before admission.
@@ -414,6 +416,9 @@ func (d *Dispatcher) finish(w *Ticket, refund bool) {
 		}
 		if p.rule != nil {
 			p.rule.bucket.Refund(p.ruleTok, now)
+			if p.ruleLeased {
+				p.rule.lease.tokens++
+			}
 			// Lanes asleep waiting for this rule's next token may go now
 			// (rare: a grant whose caller had just left).
 			for _, l := range d.mu.lanes {
@@ -452,7 +457,13 @@ func (d *Dispatcher) runLocked(now time.Time) {
 				d.slotWaitLocked(l)
 				continue
 			}
-			if r.bucket.Tokens(now) < 1 {
+			if d.sharedRuleLocked(r) {
+				if r.lease.tokens < 1 || !r.lease.expires.After(now) {
+					// Until the store's next grant for the rule wakes it.
+					d.sleepLocked(l, now.Add(time.Hour))
+					continue
+				}
+			} else if r.bucket.Tokens(now) < 1 {
 				_, _, wait := r.bucket.Take(now)
 				if wait >= time.Duration(math.MaxInt64) {
 					wait = time.Hour // burst 0 cannot be configured; be safe
@@ -489,7 +500,12 @@ func (d *Dispatcher) runLocked(now time.Time) {
 		w.permit = Permit{w: w, d: d, tok: tok, leased: leased, waited: now.Sub(w.item.Enqueued)}
 		if r != nil {
 			w.permit.rule = r
-			w.permit.ruleTok, _, _ = r.bucket.Take(now)
+			if d.sharedRuleLocked(r) {
+				r.lease.tokens--
+				w.permit.ruleLeased = true
+			} else {
+				w.permit.ruleTok, _, _ = r.bucket.Take(now)
+			}
 			if w.kind == HTTP {
 				r.slots.Acquire()
 			}

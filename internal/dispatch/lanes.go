@@ -32,6 +32,12 @@ type rule struct {
 	// admitted counts permits granted under the rule (Stats); guarded by
 	// the dispatcher's mu, kept across reloads with the rule.
 	admitted uint64
+	// lease holds the rule's leased tokens while a shared store serves
+	// its bucket (a rule with a rate, leases on: lease.go).
+	lease struct {
+		tokens  int
+		expires time.Time
+	}
 }
 
 // laneKey names a lane: the kind of slot its requests need and their

@@ -51,6 +51,56 @@ type Demand struct {
 	ByPriority [8]int
 	Waiting    int
 	Unspent    int
+	// Rules are the hosts rules with a rate, whose buckets the store
+	// shares too (keyed by their match).
+	Rules []RuleDemand
+}
+
+// RuleDemand is one hosts rule's side of a Demand.
+type RuleDemand struct {
+	Match   string // the rule's match, canonical: its bucket's key
+	Rate    float64
+	Burst   int
+	Waiting int // requests waiting under the rule
+	Unspent int // leased rule tokens not yet spent
+}
+
+// sharedRuleLocked reports whether r's bucket is the store's: leases on,
+// and the rule has a rate.
+func (d *Dispatcher) sharedRuleLocked(r *rule) bool {
+	return d.mu.lease.on && r.limit.Rate > 0
+}
+
+// GrantRules adds leased tokens to hosts rules (by match), valid until
+// expires, and admits what they allow.
+func (d *Dispatcher) GrantRules(grants map[string]int, expires time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.mu.lease.on || len(grants) == 0 {
+		return
+	}
+	now := d.clock.Now()
+	woke := false
+	for _, r := range d.mu.rules {
+		n := grants[r.limit.Match.String()]
+		if n <= 0 || r.limit.Rate <= 0 {
+			continue
+		}
+		if !r.lease.expires.After(now) {
+			r.lease.tokens = 0
+		}
+		r.lease.tokens += n
+		r.lease.expires = expires
+		for _, l := range d.mu.lanes {
+			if l.rule == r && !l.idle && l.state == laneSleeping && !now.Before(l.pausedUntil) {
+				d.readyLocked(l)
+				woke = true
+			}
+		}
+	}
+	if woke {
+		d.runLocked(now)
+	}
 }
 
 // SetLeased turns leased global tokens on (a shared store serves them)
@@ -64,6 +114,16 @@ func (d *Dispatcher) SetLeased(on bool) {
 		return
 	}
 	d.mu.lease = leaseState{on: on, wake: d.mu.lease.wake}
+	for _, r := range d.mu.rules {
+		r.lease.tokens, r.lease.expires = 0, time.Time{}
+	}
+	// Lanes asleep until a rule's next grant check their gates again.
+	now := d.clock.Now()
+	for _, l := range d.mu.lanes {
+		if l.rule != nil && l.rule.limit.Rate > 0 && !l.idle && l.state == laneSleeping && !now.Before(l.pausedUntil) {
+			d.readyLocked(l)
+		}
+	}
 	d.runLocked(d.clock.Now())
 }
 
@@ -107,8 +167,28 @@ func (d *Dispatcher) Demand() Demand {
 	if dm.Waiting < 0 {
 		dm.Waiting = 0
 	}
-	if d.mu.lease.expires.After(d.clock.Now()) {
+	now := d.clock.Now()
+	if d.mu.lease.expires.After(now) {
 		dm.Unspent = d.mu.lease.tokens
+	}
+	var waiting map[*rule]int
+	for _, r := range d.mu.rules {
+		if r.limit.Rate <= 0 {
+			continue
+		}
+		if waiting == nil {
+			waiting = make(map[*rule]int)
+			for _, l := range d.mu.lanes {
+				if l.rule != nil && !l.idle {
+					waiting[l.rule] += l.q.Len()
+				}
+			}
+		}
+		rd := RuleDemand{Match: r.limit.Match.String(), Rate: r.limit.Rate, Burst: r.limit.Burst, Waiting: waiting[r]}
+		if r.lease.expires.After(now) {
+			rd.Unspent = r.lease.tokens
+		}
+		dm.Rules = append(dm.Rules, rd)
 	}
 	return dm
 }

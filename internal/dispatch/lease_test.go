@@ -47,3 +47,25 @@ func TestLeasedTokens(t *testing.T) {
 	h.add("e4", 4)
 	h.granted("b1", "c3", "a5", "e4")
 }
+
+// With leases on, a hosts rule with a rate spends its own leased tokens
+// (GrantRules) besides the global ones; Demand reports its waiting
+// requests; turning leases off hands the rule back to its local bucket.
+func TestLeasedRuleTokens(t *testing.T) {
+	l := unlimited()
+	h := newHostsHarness(t, l, hostLimit(t, "api.example:443", 1000, 1000, 0))
+	h.d.SetLeased(true)
+	h.d.Grant(100, t0.Add(time.Hour)) // global tokens aplenty
+	h.addTo("a", 3, "api.example:443")
+	h.addTo("b", 3, "api.example:443")
+	h.addTo("other", 3, "other.example:443")
+	h.granted("other") // no rule: the global lease is enough
+	dm := h.d.Demand()
+	if len(dm.Rules) != 1 || dm.Rules[0].Match != "api.example:443" || dm.Rules[0].Waiting != 2 || dm.Rules[0].Rate != 1000 {
+		t.Fatalf("rule demand %+v", dm.Rules)
+	}
+	h.d.GrantRules(map[string]int{"api.example:443": 1}, t0.Add(time.Hour))
+	h.granted("other", "a")
+	h.d.SetLeased(false) // the rule's local bucket (1000/s) again
+	h.granted("other", "a", "b")
+}

@@ -28,8 +28,12 @@ return redis.call('HINCRBY', KEYS[2], 'ver', 1)
 // freshness of demand and of replicas (µs). It records the replica's
 // demand, refills the bucket at rate up to burst, and grants up to want of
 // the tokens that other replicas' more urgent demand does not need.
-// Returns {granted, rate (string), burst, version, replicas}; version -1
-// when the fleet has no limits (an empty Redis).
+// Then, for each hosts rule (ARGV[6] of them: match, rate, burst, want;
+// their buckets KEYS[4 …]), it refills the rule's bucket and grants up to
+// want. Returns {granted, rate (string), burst, version, replicas,
+// {rule grants}}; version -1 when the fleet has no limits (an empty
+// Redis). A rule's rate and burst come from the asking replica's
+// configuration: keep hosts rules the same on every replica.
 var leaseScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -67,6 +71,24 @@ for i = 1, #all, 2 do
   end
 end
 
+-- hosts rules: ARGV[6] = n, then match, rate, burst, want per rule;
+-- their buckets are KEYS[4 ..].
+local rules = {}
+local n = tonumber(ARGV[6] or '0') or 0
+for i = 1, n do
+  local base = 6 + (i - 1) * 4
+  local rrate, rburst, rwant = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  local key = KEYS[3 + i]
+  local tok = tonumber(redis.call('HGET', key, 'tokens') or '') or rburst
+  local rts = tonumber(redis.call('HGET', key, 'ts') or '') or now
+  if now > rts then tok = math.min(rburst, tok + (now - rts) * rrate / 1000000) end
+  local g = 0
+  if rwant > 0 and tok >= 1 then g = math.min(rwant, math.floor(tok)) end
+  redis.call('HSET', key, 'tokens', tostring(tok - g), 'ts', tostring(math.max(now, rts)))
+  redis.call('PEXPIRE', key, 3600000)
+  rules[i] = g
+end
+
 local granted = 0
 if rate <= 0 then
   granted = want
@@ -79,5 +101,5 @@ else
   tokens = tokens - granted
   redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(math.max(now, ts)))
 end
-return {granted, tostring(rate), burst, ver, replicas}
+return {granted, tostring(rate), burst, ver, replicas, rules}
 `)

@@ -14,7 +14,10 @@
 // limits.burst, and grants this replica up to what it asked for. The
 // replica hands the grant to the dispatcher (dispatch.Dispatcher.Grant),
 // which spends it under its lock like local tokens; a grant is valid for
-// LeaseTTL (100 ms), after which unspent tokens are dropped.
+// LeaseTTL (100 ms), after which unspent tokens are dropped. The same
+// call leases, from {prefix}:bucket:rule:<match>, tokens of each hosts
+// rule that has a rate, for the requests waiting under it
+// (dispatch.Dispatcher.GrantRules).
 //
 // A replica asks for at most its waiting requests less its unspent
 // tokens, and at most rate × 4 × Interval (at least 1): leases stay small,
@@ -69,6 +72,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,6 +101,7 @@ const (
 type Dispatcher interface {
 	Demand() dispatch.Demand
 	Grant(n int, expires time.Time)
+	GrantRules(grants map[string]int, expires time.Time)
 	SetLeased(on bool)
 	SetLeaseWake(ch chan<- struct{})
 }
@@ -156,6 +161,9 @@ func New(cfg config.Redis, d Dispatcher, hooks Hooks, log *zap.Logger, reg prome
 	if log == nil {
 		log = zap.NewNop()
 	}
+	// go-redis logs dial failures on its own (a global logger): through
+	// ours, at debug; the Store logs an outage once itself.
+	setRedisLogger.Do(func() { redis.SetLogger(redisLogger{log.Named("redis")}) })
 	m, err := NewMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -319,24 +327,36 @@ func (s *Store) lease(ctx context.Context) bool {
 	s.mu.Lock()
 	rate := s.mu.rate
 	s.mu.Unlock()
-	maxLease := max(1, int(math.Ceil(rate*4*Interval.Seconds())))
-	want := min(max(0, dm.Waiting-dm.Unspent), maxLease)
+	want := max(0, dm.Waiting-dm.Unspent)
+	if rate > 0 {
+		// Small leases: little is dropped when demand moves.
+		want = min(want, max(1, int(math.Ceil(rate*4*Interval.Seconds()))))
+	}
 	demand := make([]string, len(dm.ByPriority))
 	for u, n := range dm.ByPriority {
 		demand[u] = strconv.Itoa(n)
 	}
+	keys := s.keys
+	args := []any{s.id, want, strings.Join(demand, ","), FreshDemand.Microseconds(), (2 * time.Second).Microseconds(), len(dm.Rules)}
+	if len(dm.Rules) > 0 {
+		keys = slices.Clone(s.keys)
+		for _, r := range dm.Rules {
+			rmax := max(1, int(math.Ceil(r.Rate*4*Interval.Seconds())))
+			keys = append(keys, s.keys[0]+":rule:"+r.Match)
+			args = append(args, r.Match, strconv.FormatFloat(r.Rate, 'g', -1, 64), r.Burst, min(max(0, r.Waiting-r.Unspent), rmax))
+		}
+	}
 	var res []any
 	err := s.call(ctx, func(ctx context.Context) error {
 		var err error
-		res, err = leaseScript.Run(ctx, s.rdb, s.keys, s.id, want, strings.Join(demand, ","),
-			FreshDemand.Microseconds(), (2 * time.Second).Microseconds()).Slice()
+		res, err = leaseScript.Run(ctx, s.rdb, keys, args...).Slice()
 		return err
 	})
 	if ctx.Err() != nil {
 		return false
 	}
-	if err == nil && len(res) != 5 {
-		err = fmt.Errorf("lease script: %d values, want 5", len(res))
+	if err == nil && len(res) < 5 {
+		err = fmt.Errorf("lease script: %d values, want 6", len(res))
 	}
 	if err != nil {
 		s.down(err)
@@ -363,6 +383,18 @@ func (s *Store) lease(ctx context.Context) bool {
 	s.upAgain(int(replicas))
 	if granted > 0 {
 		s.disp.Grant(int(granted), s.now().Add(LeaseTTL))
+	}
+	if len(res) > 5 && len(dm.Rules) > 0 {
+		rg, _ := res[5].([]any)
+		grants := make(map[string]int, len(rg))
+		for i, g := range rg {
+			if n, _ := g.(int64); n > 0 && i < len(dm.Rules) {
+				grants[dm.Rules[i].Match] = int(n)
+			}
+		}
+		if len(grants) > 0 {
+			s.disp.GrantRules(grants, s.now().Add(LeaseTTL))
+		}
 	}
 	s.mu.Lock()
 	changed := ver != s.mu.version
@@ -432,4 +464,15 @@ func (s *Store) upAgain(replicas int) {
 	if outage {
 		s.log.Info("shared limiter store answers again; limits are shared", zap.String("redis", s.cfg.RedactedURL()), zap.Int("replicas", replicas))
 	}
+}
+
+// setRedisLogger sets go-redis's process-wide logger once (the first
+// Store's), before any of its goroutines reads it.
+var setRedisLogger sync.Once
+
+// redisLogger sends go-redis's own messages to zap at debug level.
+type redisLogger struct{ log *zap.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Debug(fmt.Sprintf(format, v...))
 }

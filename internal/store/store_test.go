@@ -30,9 +30,10 @@ func (f *fakeDisp) Grant(n int, _ time.Time) {
 	defer f.mu.Unlock()
 	f.granted += n
 }
-func (f *fakeDisp) SetLeased(on bool)            { f.mu.Lock(); defer f.mu.Unlock(); f.leased = on }
-func (f *fakeDisp) SetLeaseWake(chan<- struct{}) {}
-func (f *fakeDisp) total() int                   { f.mu.Lock(); defer f.mu.Unlock(); return f.granted }
+func (f *fakeDisp) GrantRules(map[string]int, time.Time) {}
+func (f *fakeDisp) SetLeased(on bool)                    { f.mu.Lock(); defer f.mu.Unlock(); f.leased = on }
+func (f *fakeDisp) SetLeaseWake(chan<- struct{})         {}
+func (f *fakeDisp) total() int                           { f.mu.Lock(); defer f.mu.Unlock(); return f.granted }
 func (f *fakeDisp) setDemand(u, n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
