@@ -40,6 +40,9 @@ func main() {
 	if len(os.Args) > 1 && (os.Args[1] == "upstream" || os.Args[1] == "floor") {
 		os.Exit(serveChild(os.Args[1], os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "arrivals" {
+		os.Exit(serveArrivals(os.Args[2:]))
+	}
 	// The load generator holds thousands of connections and goroutines;
 	// collecting garbage less often leaves more CPU to what it measures.
 	debug.SetGCPercent(400)
@@ -47,7 +50,7 @@ func main() {
 }
 
 // scenarios in the order they run.
-var scenarios = []string{"throughput", "tls", "rate", "priority", "scale"}
+var scenarios = []string{"throughput", "tls", "rate", "priority", "scale", "shared"}
 
 // options are the command line.
 type options struct {
@@ -62,16 +65,17 @@ type options struct {
 	noisyRetries int
 	selfProfile  string
 
-	tp    throughputOpts
-	rate  rateOpts
-	prio  priorityOpts
-	scale []int
+	tp     throughputOpts
+	rate   rateOpts
+	prio   priorityOpts
+	scale  []int
+	shared sharedOpts
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("proxybench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scen := fs.String("scenario", "all", "scenarios to run, comma-separated: throughput, tls, rate, priority, scale, or all")
+	scen := fs.String("scenario", "all", "scenarios to run, comma-separated: throughput, tls, rate, priority, scale, shared, or all")
 	peerList := fs.String("peers", "all", "peers to run, comma-separated: tinyproxy, squid, haproxy, nginx, all or none (the Go floor always runs)")
 	o := &options{args: args}
 	fs.StringVar(&o.proxyd, "proxyd", "", "a proxyd binary to measure (default: build ./cmd/proxyd from the tree)")
@@ -89,7 +93,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.rate.duration, "rate-duration", 10*time.Second, "rate and priority: length of each open-loop run")
 	fs.DurationVar(&o.rate.skip, "rate-skip", time.Second, "rate and priority: start of each run left out of the admitted rate")
 	scale := fs.String("scale", "10000,100000", "scale: waiting requests to hold")
-	quick := fs.Bool("quick", false, "a short smoke run: 2 rounds of 0.5s, 3s open loops, limits 100 and 1000, 2000 waiting (flags given explicitly still win)")
+	quick := fs.Bool("quick", false, "a short smoke run: 2 rounds of 0.5s, 3s open loops, limits 100 and 1000, 2000 waiting, shared runs of 4s and 3s (flags given explicitly still win)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -111,10 +115,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		def("limits", func() { *limits = "100,1000" })
 		def("scale", func() { *scale = "2000" })
 	}
+	o.shared = defaultSharedOpts()
+	if *quick {
+		o.shared.quick()
+	}
 	var err error
 	if o.scenarios, err = pickList(*scen, scenarios, "scenario"); err != nil {
 		return nil, err
 	}
+	o.shared.explicit = *scen != "all" && slices.Contains(o.scenarios, "shared")
 	if o.peers, err = pickList(*peerList, knownPeers, "peer"); err != nil {
 		return nil, err
 	}
@@ -308,6 +317,8 @@ func runAll(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			err = runPriority(ctx, e, o.prio)
 		case "scale":
 			err = runScale(ctx, e, scaleOpts{counts: o.scale, fdLimit: fdLimit, fdWhy: fdWhy})
+		case "shared":
+			err = runShared(ctx, e, o.shared)
 		}
 		stopAll()
 		if err != nil {

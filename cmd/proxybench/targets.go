@@ -113,6 +113,9 @@ type proxydConf struct {
 	MaxWait     time.Duration // 0: the default (30s)
 	Upstream    string        // gateway route "/" goes here
 	TLS         *proxydTLS    // nil: no tls section (every CONNECT spliced)
+	// Store is limits.store: "" (memory, the default) or "redis", with
+	// RedisURL and RedisPrefix (redis.url, redis.key_prefix; SPEC §10).
+	Store, RedisURL, RedisPrefix string
 }
 
 // proxydTLS is proxyd's tls section (SPEC §9): the hosts whose CONNECT
@@ -215,6 +218,15 @@ func (e *env) startProxyd(c proxydConf) (*proxydServer, error) {
 	}
 	if c.MaxWait > 0 {
 		fmt.Fprintf(&b, "  max_wait: %s\n", c.MaxWait)
+	}
+	if c.Store != "" {
+		fmt.Fprintf(&b, "  store: %s\n", c.Store)
+	}
+	if c.RedisURL != "" {
+		fmt.Fprintf(&b, "redis:\n  url: %q\n", c.RedisURL)
+		if c.RedisPrefix != "" {
+			fmt.Fprintf(&b, "  key_prefix: %s\n", c.RedisPrefix)
+		}
 	}
 	fmt.Fprintf(&b, "upstream:\n  max_idle_conns_per_host: %d\n", e.pool)
 	if c.Upstream != "" {
