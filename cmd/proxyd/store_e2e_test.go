@@ -247,6 +247,21 @@ func TestSharedLimitsFleetWide(t *testing.T) {
 		})
 	}
 	t.Logf("seen by every replica after %v", time.Since(start))
+	// The dashboard's snapshot shows the store and its replicas.
+	waitFor(t, 5*time.Second, "the store in /api/v1/stats", func() (bool, any) {
+		resp, err := http.Get("http://" + ps[1].admin + "/api/v1/stats")
+		if err != nil {
+			return false, err
+		}
+		defer resp.Body.Close()
+		var doc struct {
+			Store *storeState `json:"store"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+			return false, err
+		}
+		return doc.Store != nil && doc.Store.Store == "redis" && doc.Store.Up && doc.Store.Replicas == 3, doc.Store
+	})
 }
 
 // Redis killed mid-run: no request hangs, on_error (local) takes over,
