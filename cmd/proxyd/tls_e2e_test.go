@@ -238,10 +238,10 @@ func TestTLSInterceptCurlAndPython(t *testing.T) {
 	t.Run("python-requests", func(t *testing.T) {
 		py, err := exec.LookPath("python3")
 		if err != nil {
-			t.Skip("python3 not installed")
+			t.Skipf("python3 not found (Debian: python3-requests; .ci/run installs it): %v", err)
 		}
-		if exec.Command(py, "-c", "import requests").Run() != nil {
-			t.Skip("python3 requests not installed (Debian: python3-requests)")
+		if out, err := exec.Command(py, "-c", "import requests").CombinedOutput(); err != nil {
+			t.Skipf("python3 module requests not found (Debian: python3-requests; .ci/run installs it): %v: %s", err, out)
 		}
 		script := `import requests, sys
 s = requests.Session()

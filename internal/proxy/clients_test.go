@@ -73,6 +73,9 @@ func TestProxyAuthentication(t *testing.T) {
 					t.Errorf("Proxy-Authenticate %q", got)
 				}
 				r := e.wantRecord(id, proxy.OutcomeDenied, 407)
+				if r.Host != strings.TrimPrefix(o.URL, "http://") {
+					t.Errorf("Record of a 407: host %q, want the request's", r.Host)
+				}
 				if r.AuthFailed != tc.reason || r.Admitted {
 					t.Errorf("Record: AuthFailed %q admitted %v, want %q, not admitted", r.AuthFailed, r.Admitted, tc.reason)
 				}

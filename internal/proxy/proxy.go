@@ -211,6 +211,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err != nil:
 		// Not authenticated: nothing else is looked at.
+		rec.Host = r.Host
+		if r.URL.IsAbs() {
+			rec.Host = r.URL.Host
+		}
 	case ti != nil:
 		// Read from a decrypted tunnel (SPEC §9): the same path as a plain
 		// request, to https://<CONNECT host:port><path>.
