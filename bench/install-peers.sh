@@ -54,7 +54,7 @@ trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-$sudo -E apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+${sudo:+$sudo -E} apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 for p in "${missing[@]}"; do
   if command -v "$p" >/dev/null 2>&1 || [ -x "/usr/sbin/$p" ]; then
     echo "install-peers: installed $p"

@@ -105,7 +105,7 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (_ *app, err 
 	if err != nil {
 		return nil, &configError{err}
 	}
-	a.disp = dispatch.New(dispatch.Config{Limits: limitsOf(cfg.Limits), Hosts: hosts, Aging: cfg.Priority.Aging, Fairness: cfg.Fairness == config.FairnessClient}, dispatch.Deps{})
+	a.disp = dispatch.New(dispatch.Config{Limits: limitsOf(cfg.Limits), Hosts: hosts, Aging: cfg.Priority.Aging, Fairness: cfg.Fairness == config.FairnessClient, Reserve: cfg.Priority.Reserve}, dispatch.Deps{})
 	users, err := loadUsers(cfg.Auth)
 	if err != nil {
 		return nil, &configError{err}
@@ -346,6 +346,7 @@ func (a *app) applyLocked(cfg config.Config) error {
 	a.shareLimits(a.cfg.Limits, cfg.Limits)
 	a.disp.SetHosts(hosts)
 	a.disp.SetAging(cfg.Priority.Aging)
+	a.disp.SetReserve(cfg.Priority.Reserve)
 	a.disp.SetFairness(cfg.Fairness == config.FairnessClient)
 	a.cfg = cfg
 	return nil

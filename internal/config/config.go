@@ -65,11 +65,16 @@ type HostRule struct {
 
 // Priority configures urgency resolution (SPEC §3).
 type Priority struct {
-	Default      int            `mapstructure:"default" yaml:"default"`
-	Header       string         `mapstructure:"header" yaml:"header"`
-	TrustHeaders bool           `mapstructure:"trust_headers" yaml:"trust_headers"`
-	Aging        time.Duration  `mapstructure:"aging" yaml:"aging"`
-	Rules        []PriorityRule `mapstructure:"rules" yaml:"rules"`
+	Default      int           `mapstructure:"default" yaml:"default"`
+	Header       string        `mapstructure:"header" yaml:"header"`
+	TrustHeaders bool          `mapstructure:"trust_headers" yaml:"trust_headers"`
+	Aging        time.Duration `mapstructure:"aging" yaml:"aging"`
+	// Reserve is how many global rate tokens a request leaves in the
+	// bucket while more urgent requests are arriving (within the last
+	// second), so that they find a token at once; 0 turns it off. At most
+	// limits.burst-1 is kept.
+	Reserve int            `mapstructure:"reserve" yaml:"reserve"`
+	Rules   []PriorityRule `mapstructure:"rules" yaml:"rules"`
 }
 
 // PriorityRule sets the urgency of requests that match every given field.
@@ -145,6 +150,7 @@ func Default() Config {
 			Default:      3,
 			Header:       "X-Priority",
 			TrustHeaders: true,
+			Reserve:      1,
 			Rules:        []PriorityRule{},
 		},
 		Upstream: Upstream{

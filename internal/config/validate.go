@@ -254,6 +254,9 @@ func (pr Priority) check(p *problems) {
 	if pr.Aging < 0 {
 		p.add("priority.aging", "must be >= 0 (0s = strict priority), got %v", pr.Aging)
 	}
+	if pr.Reserve < 0 {
+		p.add("priority.reserve", "must be >= 0 (0 = no reserve), got %d", pr.Reserve)
+	}
 	for i, r := range pr.Rules {
 		key := fmt.Sprintf("priority.rules[%d]", i)
 		switch {

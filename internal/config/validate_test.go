@@ -132,6 +132,8 @@ func TestValidate(t *testing.T) {
 		{"priority.header/timeout header", func(c *Config) { c.Priority.Header = "x-proxy-timeout" }, `priority.header: must differ from upstream.timeout_header, both are "x-proxy-timeout"`},
 		{"priority.aging/positive", func(c *Config) { c.Priority.Aging = time.Second }, ""},
 		{"priority.aging/negative", func(c *Config) { c.Priority.Aging = -time.Second }, "priority.aging: must be >= 0 (0s = strict priority), got -1s"},
+		{"priority.reserve/zero", func(c *Config) { c.Priority.Reserve = 0 }, ""},
+		{"priority.reserve/negative", func(c *Config) { c.Priority.Reserve = -1 }, "priority.reserve: must be >= 0 (0 = no reserve), got -1"},
 		{"priority.rules/valid", validRule, ""},
 		{"priority.rules/every field", rule(PriorityRule{
 			Host: "*.example.com", PathPrefix: "/v1/", Method: "POST", ClientCIDR: "10.0.0.0/8",
@@ -409,6 +411,7 @@ func TestKeys(t *testing.T) {
 		"priority.header",
 		"priority.trust_headers",
 		"priority.aging",
+		"priority.reserve",
 		"priority.rules",
 		"upstream.timeout",
 		"upstream.max_timeout",

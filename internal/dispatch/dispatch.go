@@ -67,7 +67,16 @@ type Config struct {
 	// Fairness makes clients (Request.Client) take turns among waiting
 	// requests of equal urgency (fairness: client, SPEC §12).
 	Fairness bool
+	// Reserve is the headroom of the global bucket kept for urgent
+	// arrivals (priority.reserve): a request leaves this many tokens in
+	// the bucket when a more urgent one arrived in the last ReserveWindow.
+	// 0 turns it off; it never exceeds limits.burst-1.
+	Reserve int
 }
+
+// ReserveWindow is how recently a more urgent request must have arrived for
+// a less urgent one to leave Config.Reserve tokens to it.
+const ReserveWindow = time.Second
 
 // Deps are the Dispatcher's collaborators.
 type Deps struct {
@@ -229,9 +238,11 @@ type Dispatcher struct {
 		timer     clock.Timer
 		timerAt   time.Time
 		draining  bool
-		lease     leaseState // the global tokens, when a shared store leases them
-		idle      int        // empty lanes kept in lanes
-		admitted  uint64     // permits granted (Stats.Admitted)
+		lease     leaseState              // the global tokens, when a shared store leases them
+		idle      int                     // empty lanes kept in lanes
+		reserve   int                     // Config.Reserve
+		seen      [queue.Levels]time.Time // latest arrival by urgency, for reserve
+		admitted  uint64                  // permits granted (Stats.Admitted)
 	}
 }
 
@@ -253,6 +264,7 @@ func New(cfg Config, deps Deps) *Dispatcher {
 	d.mu.slots[HTTP] = limiter.NewSlots(cfg.Limits.Concurrency)
 	d.mu.slots[Tunnel] = limiter.NewSlots(cfg.Limits.MaxTunnels)
 	d.mu.limits = cfg.Limits
+	d.mu.reserve = max(cfg.Reserve, 0)
 	return d
 }
 
@@ -288,6 +300,9 @@ func (d *Dispatcher) Enqueue(r Request) (*Ticket, error) {
 		arrival = now
 	}
 	w.item = queue.Item{Urgency: r.Urgency, Arrival: arrival, Enqueued: now, Deadline: r.Deadline, Value: w, Client: r.Client}
+	if u := r.Urgency; u >= 0 && u < queue.Levels {
+		d.mu.seen[u] = now
+	}
 	w.item.SetSeq(r.Seq)
 	if d.mu.draining {
 		return nil, &RejectError{Err: ErrDraining, RetryAfter: time.Second}
@@ -487,7 +502,8 @@ func (d *Dispatcher) runLocked(now time.Time) {
 			} else {
 				var ok bool
 				var wait time.Duration
-				if tok, ok, wait = d.mu.rate.Take(now); !ok {
+				keep := d.keepLocked(l.q.Peek().Urgency, now)
+				if tok, ok, wait = d.mu.rate.TakeLeaving(now, keep); !ok {
 					if wait < time.Duration(math.MaxInt64) {
 						wake = now.Add(wait)
 					}
@@ -776,6 +792,34 @@ func (d *Dispatcher) SetFairness(on bool) {
 		d.mu.ready[k].init()
 		d.mu.readyFree[k].init()
 	}
+	d.runLocked(d.clock.Now())
+}
+
+// keepLocked is how many global tokens a request of urgency u must leave in
+// the bucket: Config.Reserve when a more urgent request arrived within
+// ReserveWindow, else none. Under overload the bucket is empty and every
+// token goes the moment it appears; the reserve makes an urgent arrival
+// find one there instead of waiting for the next refill (and for the timer
+// that marks it, which on Linux fires up to a millisecond late). The rate
+// is unchanged: the bucket refills while below burst, and the reserve stays
+// below it.
+func (d *Dispatcher) keepLocked(u int, now time.Time) int {
+	if d.mu.reserve == 0 {
+		return 0
+	}
+	for v := 0; v < u && v < queue.Levels; v++ {
+		if t := d.mu.seen[v]; !t.IsZero() && now.Sub(t) < ReserveWindow {
+			return d.mu.reserve
+		}
+	}
+	return 0
+}
+
+// SetReserve changes Config.Reserve (a reload).
+func (d *Dispatcher) SetReserve(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.mu.reserve = max(n, 0)
 	d.runLocked(d.clock.Now())
 }
 

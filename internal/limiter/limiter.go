@@ -80,25 +80,39 @@ func (b *Bucket) tokensAt(now time.Time) (have, credit float64) {
 // Take takes one token at now. When none is available it takes nothing and
 // returns how long until one will be (math.MaxInt64 when never: burst 0).
 func (b *Bucket) Take(now time.Time) (tok Token, ok bool, wait time.Duration) {
+	return b.TakeLeaving(now, 0)
+}
+
+// TakeLeaving takes one token at now only if keep more stay in the bucket
+// after it: the dispatcher's headroom for more urgent arrivals. keep is
+// capped at burst-1, so a token is always reachable. When the token cannot
+// be taken it returns how long until it can.
+func (b *Bucket) TakeLeaving(now time.Time, keep int) (tok Token, ok bool, wait time.Duration) {
 	if b.Unlimited() {
 		return Token{}, true, 0
 	}
+	k := float64(min(keep, b.burst-1))
+	if k < 0 {
+		k = 0
+	}
 	have, credit := b.tokensAt(now)
 	switch {
+	case b.burst < 1:
+		return Token{}, false, time.Duration(math.MaxInt64)
+	case have+credit < 1+k:
+		// Not enough yet: how long until there is, below.
 	case credit >= 1:
 		b.credit--
 		return Token{taken: true}, true, 0
-	case have+credit >= 1:
+	default:
 		// The limiter pays, going below zero by at most the fraction of a
 		// token that the credit holds; their sum stays >= 0.
 		b.lim.ReserveN(now, 1)
 		return Token{taken: true}, true, 0
-	case b.burst < 1:
-		return Token{}, false, time.Duration(math.MaxInt64)
 	}
 	// Round up so that a wake-up at now+wait finds the token there (a float
 	// shortfall at that instant only costs one more short wait).
-	secs := (1 - have - credit) / b.limit
+	secs := (1 + k - have - credit) / b.limit
 	return Token{}, false, max(time.Duration(math.Ceil(secs*1e9)), time.Nanosecond)
 }
 
