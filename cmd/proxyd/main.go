@@ -8,10 +8,19 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/proxyd/proxyd/internal/gctune"
 )
 
 func main() {
+	// A small live heap would be collected every few megabytes allocated:
+	// keep the heap goal at 64 MiB at least (docs/performance.md). An
+	// operator's GOGC wins.
+	if os.Getenv("GOGC") == "" {
+		gctune.Floor(gctune.DefaultFloor)
+	}
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr, sig))
 }
+
