@@ -39,7 +39,29 @@ type response struct {
 	failed        error // a write to the client failed
 }
 
-func (w *response) Header() http.Header { return w.header }
+func (w *response) Header() http.Header {
+	if w.header == nil {
+		w.header = make(http.Header, 8)
+	}
+	return w.header
+}
+
+// AdoptHeader makes h the response's header, before the header is sent:
+// a proxy hands over the header map it read from the upstream instead of
+// copying it key by key. Fields already set on the response stay, ahead
+// of h's values for the same name (as if h had been added to them). It
+// reports whether it did; h is the response's from then on, and the
+// caller must not use it otherwise.
+func (w *response) AdoptHeader(h http.Header) bool {
+	if w.sent || w.hijacked || w.wroteHeader || h == nil {
+		return false
+	}
+	for k, vv := range w.header {
+		h[k] = append(vv[:len(vv):len(vv)], h[k]...)
+	}
+	w.header = h
+	return true
+}
 
 func (w *response) WriteHeader(code int) {
 	if w.hijacked || w.wroteHeader {
@@ -212,7 +234,7 @@ func (w *response) fail(err error) {
 // held-back bytes are the whole body.
 func (w *response) send(final bool) {
 	w.sent = true
-	h := w.header
+	h := w.Header()
 	delete(h, "Transfer-Encoding")
 	ex := w.excluded()
 	if w.conn.srv.closed.Load() {

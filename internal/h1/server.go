@@ -386,7 +386,7 @@ func (c *conn) handle(req *http.Request) (keep bool) {
 	req = req.WithContext(ctx)
 
 	c.pending = c.pending[:0]
-	w := &response{conn: c, req: req, header: make(http.Header, 8), contentLength: -1}
+	w := &response{conn: c, req: req, contentLength: -1} // header: made by Header, or adopted
 	w.closeAfter = req.Close || c.srv.closed.Load()
 	// A request without a body keeps http.NoBody, which handlers (and
 	// transports) recognize.

@@ -347,6 +347,58 @@ func TestTrailers(t *testing.T) {
 	}
 }
 
+// adopter is the interface upstream.CopyResponse looks for.
+type adopter interface{ AdoptHeader(http.Header) bool }
+
+func TestAdoptHeader(t *testing.T) {
+	adopted := make(chan bool, 3)
+	s := start(t, func(w http.ResponseWriter, r *http.Request) {
+		a, ok := w.(adopter)
+		if !ok {
+			t.Error("the response cannot adopt a header")
+			return
+		}
+		if r.URL.Path == "/set" {
+			w.Header().Set("X-Early", "1")  // a field already set stays
+			w.Header().Set("X-Up", "first") // ahead of the adopted values
+		}
+		h := http.Header{"X-Up": {"a", "b"}, "Trailer": {"X-Sum"}, "Content-Type": {"text/plain"}}
+		got := a.AdoptHeader(h)
+		adopted <- got
+		if !got {
+			for k, vv := range h {
+				w.Header()[k] = vv
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "body")
+		w.Header().Set("X-Sum", "42") // trailers go into the adopted map
+		if a.AdoptHeader(http.Header{"X-Late": {"1"}}) {
+			t.Error("adopted a header after the response was sent")
+		}
+	})
+	c := client(t)
+	for _, tc := range []struct {
+		path      string
+		wantUp    string
+		wantEarly string
+	}{{"/", "a,b", ""}, {"/set", "first,a,b", "1"}} {
+		resp, body := get(t, c, "http://"+s.addr+tc.path)
+		if !<-adopted {
+			t.Errorf("%s: AdoptHeader = false before the header was written", tc.path)
+		}
+		if body != "body" || resp.Header.Get("Content-Type") != "text/plain" || strings.Join(resp.Header.Values("X-Up"), ",") != tc.wantUp {
+			t.Errorf("%s: body %q, header %v", tc.path, body, resp.Header)
+		}
+		if got := resp.Header.Get("X-Early"); got != tc.wantEarly {
+			t.Errorf("%s: X-Early %q, want %q", tc.path, got, tc.wantEarly)
+		}
+		if got := resp.Trailer.Get("X-Sum"); got != "42" {
+			t.Errorf("%s: trailer X-Sum %q, want 42 (trailers %v)", tc.path, got, resp.Trailer)
+		}
+	}
+}
+
 func TestExpectContinue(t *testing.T) {
 	s := start(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/ignore" {

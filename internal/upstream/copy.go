@@ -41,10 +41,15 @@ func putBuf(b *[]byte) { bufPool.Put(b) }
 func CopyResponse(w http.ResponseWriter, resp *http.Response, extra func(http.Header)) (int64, error) {
 	defer resp.Body.Close()
 
-	h := w.Header()
-	for k, vv := range resp.Header {
-		h[k] = append(h[k], vv...)
+	// resp.Header is ours (RoundTrip's): a writer that can take it over
+	// saves copying it. resp.Header and w.Header() are then one map.
+	if a, ok := w.(headerAdopter); !ok || !a.AdoptHeader(resp.Header) {
+		h := w.Header()
+		for k, vv := range resp.Header {
+			h[k] = append(h[k], vv...)
+		}
 	}
+	h := w.Header()
 	announced := len(resp.Trailer)
 	if announced > 0 {
 		// The Trailer field itself was removed as hop-by-hop; announce the
@@ -91,6 +96,12 @@ func CopyResponse(w http.ResponseWriter, resp *http.Response, extra func(http.He
 		}
 	}
 	return n, nil
+}
+
+// headerAdopter is a ResponseWriter that can take over a header map
+// (internal/h1's): see CopyResponse.
+type headerAdopter interface {
+	AdoptHeader(http.Header) bool
 }
 
 // flushEachWrite reports whether every write must be flushed at once.

@@ -332,3 +332,52 @@ func TestCopyBufferPooled(t *testing.T) {
 		t.Errorf("%d bytes allocated per call: copy buffer not pooled?", perCall)
 	}
 }
+
+// adoptingRecorder is a ResponseWriter that takes over the header map, as
+// internal/h1's does.
+type adoptingRecorder struct {
+	*httptest.ResponseRecorder
+	adopted bool
+}
+
+func (r *adoptingRecorder) AdoptHeader(h http.Header) bool {
+	for k, vv := range r.ResponseRecorder.Header() {
+		h[k] = append(vv, h[k]...)
+	}
+	r.ResponseRecorder.HeaderMap = h
+	r.adopted = true
+	return true
+}
+
+// TestCopyResponseAdoptsHeader: a writer that can take over the upstream's
+// header map gets it (no copy); fields set before stay, and extra still
+// applies on top.
+func TestCopyResponseAdoptsHeader(t *testing.T) {
+	for _, preset := range []bool{false, true} {
+		rec := &adoptingRecorder{ResponseRecorder: httptest.NewRecorder()}
+		if preset {
+			rec.Header().Set("X-Preset", "1")
+		}
+		upHeader := http.Header{"Content-Type": {"text/plain"}, "X-Up": {"a"}}
+		resp := &http.Response{StatusCode: 201, Header: upHeader, ContentLength: 2, Body: io.NopCloser(strings.NewReader("ok"))}
+		n, err := CopyResponse(rec, resp, func(h http.Header) { h.Set("X-Extra", "e") })
+		if err != nil || n != 2 {
+			t.Fatalf("preset %v: CopyResponse = %d, %v", preset, n, err)
+		}
+		if !rec.adopted {
+			t.Errorf("preset %v: the header was copied, not adopted", preset)
+		}
+		res := rec.Result()
+		for k, want := range map[string]string{"Content-Type": "text/plain", "X-Up": "a", "X-Extra": "e"} {
+			if got := res.Header.Get(k); got != want {
+				t.Errorf("preset %v: %s = %q, want %q (header %v)", preset, k, got, want, res.Header)
+			}
+		}
+		if got := res.Header.Get("X-Preset"); (got == "1") != preset {
+			t.Errorf("preset %v: X-Preset = %q", preset, got)
+		}
+		if res.StatusCode != 201 || rec.Body.String() != "ok" {
+			t.Errorf("preset %v: status %d body %q", preset, res.StatusCode, rec.Body.String())
+		}
+	}
+}
