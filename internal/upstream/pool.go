@@ -258,7 +258,7 @@ func (pc *pconn) roundTrip(out *http.Request, deadline time.Time) (*http.Respons
 		pc.conn.Close()
 		return nil, err
 	}
-	if err := out.Write(pc.bw); err != nil {
+	if err := writeRequestHead(pc.bw, out); err != nil {
 		return fail(err)
 	}
 	if err := pc.bw.Flush(); err != nil {
