@@ -58,7 +58,11 @@ func TestWriteRequestHeadMatchesRequestWrite(t *testing.T) {
 			r.Trailer = http.Header{"X-T": nil}
 			return r
 		}()},
-		{"opaque", func() *http.Request { r := req("GET", "http://up.example/", nil); r.URL.Opaque = "//up.example/op"; return r }()},
+		{"opaque", func() *http.Request {
+			r := req("GET", "http://up.example/", nil)
+			r.URL.Opaque = "//up.example/op"
+			return r
+		}()},
 		{"more fields than the stack array", func() *http.Request {
 			h := http.Header{}
 			for _, c := range "abcdefghijklmnopqrstuvwxyz0123" {
