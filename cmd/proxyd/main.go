@@ -23,4 +23,3 @@ func main() {
 	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr, sig))
 }
-
