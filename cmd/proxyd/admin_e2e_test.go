@@ -432,3 +432,36 @@ func TestConfigWatchStartsFromLoadedFile(t *testing.T) {
 		t.Fatalf("serve: %v", err)
 	}
 }
+
+// priority.reserve reaches the dispatcher at start and on every reload.
+func TestReserveAppliedAtStartAndReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "proxyd.yaml")
+	writeFile(t, path, "priority:\n  reserve: 3\n")
+	opts := loadOptions{File: path, Env: []string{"PROXYD_LISTEN=127.0.0.1:0", "PROXYD_ADMIN_LISTEN=127.0.0.1:0"}}
+	cfg, sum, err := loadConfigSum(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	a, err := newApp(cfg, opts, &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.loadedSum = sum
+	if r := a.disp.Stats().Reserve; r != 3 {
+		t.Fatalf("reserve at start = %d, want 3", r)
+	}
+	sig := make(chan os.Signal, 1)
+	done := make(chan error, 1)
+	go func() { done <- a.serve(sig) }()
+	writeFile(t, path, "priority:\n  reserve: 0\n")
+	sig <- syscall.SIGHUP
+	waitFor(t, 2*time.Second, "reserve 0 after the reload", func() (bool, any) {
+		r := a.disp.Stats().Reserve
+		return r == 0, r
+	})
+	sig <- syscall.SIGTERM
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+}

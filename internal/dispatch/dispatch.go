@@ -139,6 +139,7 @@ type Stats struct {
 	Waiting    [numKinds]int     // waiting requests by kind
 	Limits     Limits            // live limits
 	Aging      time.Duration     // live aging interval
+	Reserve    int               // live priority.reserve (Config.Reserve)
 	Draining   bool              // Drain or Close was called
 	Tokens     float64           // rate tokens available now (+Inf when unlimited)
 	Paused     []Paused          // destinations paused by back-pressure, soonest end first
@@ -878,6 +879,7 @@ func (d *Dispatcher) Stats() Stats {
 		Tunnels:  d.mu.slots[Tunnel].InUse(),
 		Limits:   d.mu.limits,
 		Aging:    d.mu.q.Aging(),
+		Reserve:  d.mu.reserve,
 		Draining: d.mu.draining,
 		Tokens:   d.mu.rate.Tokens(now),
 		Admitted: d.mu.admitted,

@@ -26,16 +26,28 @@ func countGranted(h *harness, prefix string, n int) int {
 	return got
 }
 
+// addN enqueues prefix0 … prefix(n-1) at urgency u.
+func addN(h *harness, prefix string, n, u int) {
+	for i := range n {
+		h.add(fmt.Sprintf("%s%d", prefix, i), u)
+	}
+}
+
+// wantGranted fails unless exactly want of prefix0 … prefix(n-1) hold a
+// permit; what says when.
+func wantGranted(h *harness, prefix string, n, want int, what string) {
+	h.t.Helper()
+	if got := countGranted(h, prefix, n); got != want {
+		h.t.Fatalf("%s: %d of %s0..%s%d granted, want %d", what, got, prefix, prefix, n-1, want)
+	}
+}
+
 // Without a more urgent arrival, a bulk backlog gets the whole burst: the
 // reserve changes nothing for a workload of one urgency.
 func TestReserveIdleWithoutUrgentTraffic(t *testing.T) {
 	h := reserveHarness(t, 1, 10)
-	for i := range 20 {
-		h.add(fmt.Sprintf("b%d", i), 5)
-	}
-	if got := countGranted(h, "b", 20); got != 10 {
-		t.Fatalf("bulk granted from a full burst of 10: %d, want 10", got)
-	}
+	addN(h, "b", 20, 5)
+	wantGranted(h, "b", 20, 10, "bulk from a full burst of 10")
 }
 
 // With urgent traffic in the last second, bulk leaves one token: the next
@@ -43,13 +55,9 @@ func TestReserveIdleWithoutUrgentTraffic(t *testing.T) {
 func TestReserveUrgentFindsToken(t *testing.T) {
 	h := reserveHarness(t, 1, 10)
 	h.add("u-first", 1)
-	for i := range 20 {
-		h.add(fmt.Sprintf("b%d", i), 5)
-	}
+	addN(h, "b", 20, 5)
 	// u-first took one of 10, bulk 8 of the 9 left: one stays.
-	if got := countGranted(h, "b", 20); got != 8 {
-		t.Fatalf("bulk granted: %d, want 8 (one token kept for urgent)", got)
-	}
+	wantGranted(h, "b", 20, 8, "bulk, one token kept for urgent")
 	h.clk.Advance(100 * time.Microsecond)
 	h.add("u-next", 1)
 	if p, err := h.tickets["u-next"].Poll(); err != nil || p.Waited() != 0 {
@@ -58,13 +66,9 @@ func TestReserveUrgentFindsToken(t *testing.T) {
 	// The bucket is empty now; the next token goes back to the reserve,
 	// the one after to bulk.
 	h.clk.Advance(time.Millisecond)
-	if got := countGranted(h, "b", 20); got != 8 {
-		t.Fatalf("bulk granted after 1 ms: %d, want 8 (the token refills the reserve)", got)
-	}
+	wantGranted(h, "b", 20, 8, "bulk after 1 ms (the token refills the reserve)")
 	h.clk.Advance(time.Millisecond)
-	if got := countGranted(h, "b", 20); got != 9 {
-		t.Fatalf("bulk granted after 2 ms: %d, want 9", got)
-	}
+	wantGranted(h, "b", 20, 9, "bulk after 2 ms")
 }
 
 // The reserve never lowers the rate: under a standing bulk backlog with
@@ -75,9 +79,7 @@ func TestReserveKeepsRate(t *testing.T) {
 		t.Run(fmt.Sprint("reserve=", reserve), func(t *testing.T) {
 			h := reserveHarness(t, reserve, 10)
 			const bulk = 3000
-			for i := range bulk {
-				h.add(fmt.Sprintf("b%d", i), 5)
-			}
+			addN(h, "b", bulk, 5)
 			var urgentWait []time.Duration
 			urgent := 0
 			// One second in 100 µs steps; an urgent arrival every 2.5 ms.
@@ -131,17 +133,11 @@ func TestReserveCappedBelowBurst(t *testing.T) {
 
 	h = reserveHarness(t, 50, 3)
 	h.add("u", 1)
-	for i := range 5 {
-		h.add(fmt.Sprintf("b%d", i), 5)
-	}
+	addN(h, "b", 5, 5)
 	// 3 tokens: u takes one, 2 are left, bulk must leave 2 (burst-1).
-	if got := countGranted(h, "b", 5); got != 0 {
-		t.Fatalf("bulk granted: %d, want 0", got)
-	}
+	wantGranted(h, "b", 5, 0, "bulk, burst-1 = 2 kept")
 	h.clk.Advance(time.Millisecond)
-	if got := countGranted(h, "b", 5); got != 1 {
-		t.Fatalf("bulk granted after one refill: %d, want 1", got)
-	}
+	wantGranted(h, "b", 5, 1, "bulk after one refill")
 }
 
 // The reserve lapses once no more urgent request arrived for
@@ -151,12 +147,8 @@ func TestReserveWindowAndSet(t *testing.T) {
 	h.add("u", 1)
 	h.granted("u")
 	const bulk = 3000
-	for i := range bulk {
-		h.add(fmt.Sprintf("b%d", i), 5)
-	}
-	if got := countGranted(h, "b", bulk); got != 8 {
-		t.Fatalf("bulk granted: %d, want 8", got)
-	}
+	addN(h, "b", bulk, 5)
+	wantGranted(h, "b", bulk, 8, "bulk, one token kept for urgent")
 	// Within the window, bulk takes every refill but leaves one token.
 	h.clk.Advance(ReserveWindow - time.Millisecond/2)
 	if tok := h.d.Stats().Tokens; tok < 1-1e-6 {
@@ -170,19 +162,14 @@ func TestReserveWindowAndSet(t *testing.T) {
 
 	h = reserveHarness(t, 1, 10)
 	h.add("u", 1)
-	for i := range 20 {
-		h.add(fmt.Sprintf("b%d", i), 5)
-	}
+	addN(h, "b", 20, 5)
 	h.d.SetReserve(0)
-	if got := countGranted(h, "b", 20); got != 9 {
-		t.Fatalf("bulk granted after SetReserve(0): %d, want 9", got)
+	if r := h.d.Stats().Reserve; r != 0 {
+		t.Fatalf("Stats().Reserve after SetReserve(0) = %d", r)
 	}
+	wantGranted(h, "b", 20, 9, "bulk after SetReserve(0)")
 	// Equal urgency never reserves for itself.
 	h = reserveHarness(t, 1, 10)
-	for i := range 20 {
-		h.add(fmt.Sprintf("u%d", i), 1)
-	}
-	if got := countGranted(h, "u", 20); got != 10 {
-		t.Fatalf("urgent granted: %d, want 10", got)
-	}
+	addN(h, "u", 20, 1)
+	wantGranted(h, "u", 20, 10, "urgent (equal urgency keeps nothing)")
 }

@@ -7,7 +7,7 @@
 // but it allocates several kilobytes per request, so at 20 000 requests a
 // second the default goal is reached 20 times a second, and each cycle's
 // fixed cost (waking the mark workers, scanning every goroutine's stack,
-// assists) was a quarter of proxyd's CPU time per request (see
+// assists) was about a fifth of proxyd's CPU time per request (see
 // docs/performance.md). Floor raises GOGC while the live heap is below a
 // floor so that the goal stays at the floor, and gives GOGC back as the
 // live heap grows past it: a large queue of waiting requests is collected

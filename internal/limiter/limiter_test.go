@@ -290,3 +290,72 @@ func BenchmarkBucketTake(b *testing.B) {
 		}
 	})
 }
+
+// TakeLeaving takes a token only while keep more stay, reports the wait
+// until they do, caps keep at burst-1, and spends a refund's credit under
+// the same rule.
+func TestBucketTakeLeaving(t *testing.T) {
+	type step struct {
+		at   time.Duration
+		keep int
+		ok   bool
+		wait time.Duration // when !ok (±1µs)
+	}
+	for _, tc := range []struct {
+		name  string
+		b     *Bucket
+		steps []step
+	}{
+		{"keep 1 of burst 3 at 10/s", NewBucket(10, 3), []step{
+			{0, 1, true, 0},
+			{0, 1, true, 0},
+			{0, 1, false, 100 * time.Millisecond}, // 1 left: it stays
+			{0, 0, true, 0},                       // keep 0 takes it
+			{0, 1, false, 200 * time.Millisecond}, // two refills to have 1 + 1
+			{200 * time.Millisecond, 1, true, 0},
+		}},
+		{"keep above burst-1 is burst-1", NewBucket(10, 2), []step{
+			{0, 5, true, 0}, // keeps 1
+			{0, 5, false, 100 * time.Millisecond},
+			{100 * time.Millisecond, 5, true, 0},
+		}},
+		{"burst 1 keeps nothing", NewBucket(10, 1), []step{
+			{0, 3, true, 0},
+			{0, 3, false, 100 * time.Millisecond},
+		}},
+		{"negative keep is 0", NewBucket(10, 2), []step{
+			{0, -1, true, 0},
+			{0, -1, true, 0},
+			{0, -1, false, 100 * time.Millisecond},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for i, s := range tc.steps {
+				_, ok, wait := tc.b.TakeLeaving(t0.Add(s.at), s.keep)
+				if ok != s.ok {
+					t.Fatalf("step %d at %v keep %d: ok=%v, want %v", i, s.at, s.keep, ok, s.ok)
+				}
+				if !ok && (wait < s.wait || wait > s.wait+time.Microsecond) {
+					t.Fatalf("step %d at %v keep %d: wait %v, want %v", i, s.at, s.keep, wait, s.wait)
+				}
+			}
+		})
+	}
+	t.Run("a refund's credit", func(t *testing.T) {
+		b := NewBucket(10, 2)
+		tok, _, _ := b.Take(t0)
+		b.Take(t0)
+		b.Refund(tok, t0) // one token back, as credit
+		if _, ok, _ := b.TakeLeaving(t0, 1); ok {
+			t.Fatal("took the only token although one must stay")
+		}
+		if _, ok, _ := b.TakeLeaving(t0, 0); !ok {
+			t.Fatal("the refunded token is not there for keep 0")
+		}
+	})
+	t.Run("unlimited", func(t *testing.T) {
+		if _, ok, _ := NewBucket(0, 0).TakeLeaving(t0, 5); !ok {
+			t.Fatal("an unlimited bucket refused")
+		}
+	})
+}

@@ -105,11 +105,14 @@ func hasCTL(s string) bool {
 	return false
 }
 
+// newlineToSpace is net/http's headerNewlineToSpace.
+var newlineToSpace = strings.NewReplacer("\n", " ", "\r", " ")
+
 // cleanValue is a field value as Header.Write writes it: CR and LF turned
 // into spaces, then trimmed.
 func cleanValue(v string) string {
 	if strings.ContainsAny(v, "\r\n") {
-		v = strings.NewReplacer("\n", " ", "\r", " ").Replace(v)
+		v = newlineToSpace.Replace(v)
 	}
 	return textproto.TrimString(v)
 }
