@@ -202,6 +202,13 @@ func (f *Forwarder) Close() {
 	f.pool.close()
 }
 
+// UnsolicitedResponses is how many idle pooled connections were closed
+// because the upstream sent bytes on them while no request was
+// outstanding (an unsolicited response, a body after a HEAD or 204): a
+// sign of a broken or hostile upstream. None of those bytes reached a
+// client. Safe for concurrent use.
+func (f *Forwarder) UnsolicitedResponses() uint64 { return f.pool.unsolicited.Load() }
+
 // RoundTrip sends out (built by Outbound) and returns the response as soon
 // as its headers have arrived, with the hop-by-hop header fields removed.
 // The caller must close resp.Body (CopyResponse does).

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -42,6 +43,10 @@ type connPool struct {
 	maxIdle     int
 	idleTimeout time.Duration // idleConnTimeout; tests shorten it
 
+	// unsolicited counts the idle connections closed because the
+	// upstream sent bytes on them that no request asked for.
+	unsolicited atomic.Uint64
+
 	mu    sync.Mutex
 	idle  map[string][]*pconn
 	nidle int
@@ -58,20 +63,50 @@ type pconn struct {
 	bw        *bufio.Writer
 	idleSince time.Time
 	reused    bool
+	watchable bool // idleState can tell whether it is safe to reuse
 }
 
+// connState is what an idle connection's socket holds (idleState).
+type connState uint8
+
+const (
+	connUnknown connState = iota // cannot be looked at: never reused
+	connIdle                     // nothing: reusable
+	connUnread                   // bytes no request asked for
+	connGone                     // end of stream or an error
+)
+
+// get returns an idle connection to key, or dials one. An idle connection
+// is reused only when its socket holds nothing: a byte that arrived while
+// no request was outstanding on it (an unsolicited response, the late body
+// of a HEAD or 204) would be read as the answer to the next request, and
+// one client would get another's response. Such a connection, or one the
+// upstream closed, is closed here and the next one tried, as
+// http.Transport's read loop closes a connection that receives anything
+// while idle.
 func (p *connPool) get(ctx context.Context, key string, deadline time.Time) (*pconn, error) {
-	p.mu.Lock()
-	if l := p.idle[key]; len(l) > 0 {
+	for {
+		p.mu.Lock()
+		l := p.idle[key]
+		if len(l) == 0 {
+			p.mu.Unlock()
+			break
+		}
 		pc := l[len(l)-1]
 		l[len(l)-1] = nil
 		p.idle[key] = l[:len(l)-1]
 		p.nidle--
 		p.mu.Unlock()
+		if st := idleState(pc.conn); st != connIdle {
+			pc.conn.Close()
+			if st == connUnread {
+				p.unsolicited.Add(1)
+			}
+			continue
+		}
 		pc.reused = true
 		return pc, nil
 	}
-	p.mu.Unlock()
 	dctx, cancel := context.WithTimeout(ctx, p.dialTimeout)
 	defer cancel()
 	if !deadline.IsZero() {
@@ -84,6 +119,7 @@ func (p *connPool) get(ctx context.Context, key string, deadline time.Time) (*pc
 		return nil, err
 	}
 	pc := &pconn{pool: p, key: key, conn: conn, lr: io.LimitedReader{R: conn, N: math.MaxInt64}, bw: bufio.NewWriterSize(conn, 4<<10)}
+	pc.watchable = idleState(conn) != connUnknown
 	pc.br = bufio.NewReaderSize(&pc.lr, 4<<10)
 	return pc, nil
 }
@@ -91,6 +127,10 @@ func (p *connPool) get(ctx context.Context, key string, deadline time.Time) (*pc
 // put pools pc for reuse, or closes it when the pool is full.
 func (p *connPool) put(pc *pconn) {
 	pc.idleSince = time.Now()
+	if !pc.watchable {
+		pc.conn.Close() // get could not tell whether it is safe to reuse
+		return
+	}
 	p.mu.Lock()
 	if len(p.idle[pc.key]) >= p.maxPerHost || p.nidle >= p.maxIdle {
 		p.mu.Unlock()
@@ -109,7 +149,8 @@ func (p *connPool) put(pc *pconn) {
 }
 
 // closeStale closes the connections idle for longer than idleTimeout,
-// and re-arms itself while any stay.
+// or that received something while idle (get would close those anyway;
+// this closes them sooner), and re-arms itself while any stay.
 func (p *connPool) closeStale() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -118,9 +159,13 @@ func (p *connPool) closeStale() {
 	for key, l := range p.idle {
 		keep := l[:0]
 		for _, pc := range l {
-			if pc.idleSince.Before(cutoff) {
+			st := idleState(pc.conn)
+			if pc.idleSince.Before(cutoff) || st != connIdle {
 				pc.conn.Close()
 				p.nidle--
+				if st == connUnread {
+					p.unsolicited.Add(1)
+				}
 				continue
 			}
 			keep = append(keep, pc)

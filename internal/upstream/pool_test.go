@@ -516,7 +516,10 @@ func TestPoolStaleConnection(t *testing.T) {
 	}
 	requests := make(chan seen, 16)
 	// Each connection serves one request, advertising keep-alive, and is
-	// then closed by the upstream.
+	// then closed by the upstream. With "?then=hangup", it is closed only
+	// once the next request has arrived on it, unanswered: the pool finds
+	// an idle connection that the upstream closed before reusing it, so
+	// this is how a request meets a connection that dies under it.
 	addr, ev := rawUpstream(t, func(n int, c net.Conn, br *bufio.Reader) {
 		req, err := readRequest(br)
 		if err != nil {
@@ -528,6 +531,11 @@ func TestPoolStaleConnection(t *testing.T) {
 			return
 		}
 		io.WriteString(c, okReply)
+		if req.URL.RawQuery == "then=hangup" {
+			if req, err := readRequest(br); err == nil {
+				requests <- seen{n, req.Method, ""}
+			}
+		}
 	})
 	target := "http://" + addr + "/"
 
@@ -557,13 +565,19 @@ func TestPoolStaleConnection(t *testing.T) {
 			f, dials := poolForwarder(t, Config{})
 			// A kept-alive connection, which the upstream then closes.
 			first := ev.accepted.Load() + 1
-			if got := fetch(t, f, target); got != "ok" {
+			firstTarget := target
+			if !tt.retry {
+				firstTarget += "?then=hangup"
+			}
+			if got := fetch(t, f, firstTarget); got != "ok" {
 				t.Fatalf("first body %q", got)
 			}
 			if s := within(t, requests, 5*time.Second, "first request"); s.conn != int(first) || s.method != "GET" {
 				t.Fatalf("first request: %+v", s)
 			}
-			within(t, ev.closed, 5*time.Second, "upstream closing the idle connection")
+			if tt.retry {
+				within(t, ev.closed, 5*time.Second, "upstream closing the idle connection")
+			}
 			if n := idleConns(t, f); n != 1 {
 				t.Fatalf("%d idle connections, want the stale one", n)
 			}
@@ -585,9 +599,14 @@ func TestPoolStaleConnection(t *testing.T) {
 				if d := dials.Load(); d != 1 {
 					t.Errorf("%d dials, want 1: no retry", d)
 				}
+				// The upstream got it once, on the connection that died.
+				if s := within(t, requests, 5*time.Second, "the request"); s.conn != int(first) || s.method != tt.method {
+					t.Errorf("upstream got %+v", s)
+				}
+				within(t, ev.closed, 5*time.Second, "upstream closing the connection")
 				select {
 				case s := <-requests:
-					t.Errorf("upstream got %+v", s)
+					t.Errorf("upstream got %+v again", s)
 				default:
 				}
 			} else {
