@@ -42,12 +42,14 @@ func writeRequestHead(bw *bufio.Writer, out *http.Request) error {
 	if vv, ok := out.Header["User-Agent"]; ok {
 		ua = ""
 		if len(vv) > 0 {
-			ua = cleanValue(vv[0])
+			ua = vv[0]
 		}
 	}
+	// As Request.Write: only an empty value is left out; one of blanks is
+	// written, trimmed to nothing (found by FuzzWriteRequestHead).
 	if ua != "" {
 		bw.WriteString("User-Agent: ")
-		bw.WriteString(ua)
+		bw.WriteString(cleanValue(ua))
 		bw.WriteString("\r\n")
 	}
 	// Request.Write sends "Content-Length: 0" for a bodiless POST, PUT or

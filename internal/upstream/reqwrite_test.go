@@ -126,3 +126,43 @@ func BenchmarkWriteRequestHead(b *testing.B) {
 		})
 	}
 }
+
+// FuzzWriteRequestHead: for any bodiless request, the pooled client's
+// writer sends byte for byte what Request.Write sends, or both refuse.
+// hdr is "Name: value" lines separated by "\n" (a value may hold a CR).
+func FuzzWriteRequestHead(f *testing.F) {
+	f.Add("GET", "http://up.example:8080/a/b?x=1&y=%20", "", "Accept: */*\nUser-Agent: curl/8", false)
+	f.Add("", "http://up.example", "", "User-Agent: ", false)
+	f.Add("POST", "http://up.example/p", "", "Idempotency-Key: k1", false)
+	f.Add("GET", "http://[fe80::1%25eth0]:8080/z", "", "", false)
+	f.Add("GET", "http://bücher.example/", "", "", false)
+	f.Add("GET", "http://up.example/", "a b", "X-A: \tv1 \r v2", true)
+	f.Add("PATCH", "http://10.0.0.1:81/q?\x01", "api.example", "Host: other\nContent-Length: 5\nTransfer-Encoding: chunked\nTrailer: X\nBad Name: x", false)
+	f.Fuzz(func(t *testing.T, method, target, host, hdr string, close bool) {
+		u, err := url.Parse(target)
+		if err != nil {
+			return
+		}
+		h := http.Header{}
+		for line := range strings.SplitSeq(hdr, "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok {
+				h[k] = append(h[k], v)
+			}
+		}
+		out := &http.Request{Method: method, URL: u, Host: u.Host, Header: h, ProtoMajor: 1, ProtoMinor: 1, Close: close}
+		if host != "" {
+			out.Host = host
+		}
+		var want, got bytes.Buffer
+		errWant := out.Write(&want)
+		bw := bufio.NewWriter(&got)
+		errGot := writeRequestHead(bw, out)
+		bw.Flush()
+		if (errGot == nil) != (errWant == nil) {
+			t.Fatalf("%q %q host %q %q: error %v, Request.Write's %v", method, target, host, hdr, errGot, errWant)
+		}
+		if errWant == nil && got.String() != want.String() {
+			t.Fatalf("wrote\n%q\nRequest.Write wrote\n%q", got.String(), want.String())
+		}
+	})
+}
