@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,13 +85,13 @@ func steps(data []byte) []step {
 
 // scriptedOrigin answers request "/<i>" as script[i] says; the body of a
 // proper answer is "resp-to-/<i>". done gets i once everything the origin
-// writes for that request is written; peerClosed gets a value when the
-// client closes a connection. A late behaviour waits for a value on gate
+// writes for that request is written; peerClosed gets, when the client
+// closes a connection, the requests that connection served. A late behaviour waits for a value on gate
 // (at most a second: a retried request gets none) before its stray bytes.
 type scriptedOrigin struct {
 	addr       string
 	done       chan int
-	peerClosed chan struct{}
+	peerClosed chan []int
 	gate       chan struct{}
 }
 
@@ -100,7 +101,7 @@ func startScriptedOrigin(t testing.TB, script []step) *scriptedOrigin {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &scriptedOrigin{addr: ln.Addr().String(), done: make(chan int, 64), peerClosed: make(chan struct{}, 64), gate: make(chan struct{}, 1)}
+	o := &scriptedOrigin{addr: ln.Addr().String(), done: make(chan int, 64), peerClosed: make(chan []int, 64), gate: make(chan struct{}, 1)}
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -135,16 +136,18 @@ func startScriptedOrigin(t testing.TB, script []step) *scriptedOrigin {
 
 func (o *scriptedOrigin) serve(c net.Conn, script []step) {
 	br := bufio.NewReader(c)
+	var served []int
 	for {
 		req, err := readRequest(br)
 		if err != nil {
-			o.peerClosed <- struct{}{}
+			o.peerClosed <- served
 			return
 		}
 		i, err := strconv.Atoi(strings.TrimPrefix(req.URL.Path, "/"))
 		if err != nil || i < 0 || i >= len(script) {
 			return
 		}
+		served = append(served, i)
 		body := "resp-to-" + req.URL.Path
 		ok := fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 		if req.Method == "HEAD" {
@@ -243,9 +246,9 @@ func outcome(resp *http.Response, err error) string {
 }
 
 // runScript sends the script's requests in order through roundTrip and
-// returns what each client saw. settle, called after a tainting step once
+// returns what each client saw. settle, called after tainting step i once
 // the origin has written everything, waits until the client can know.
-func runScript(t testing.TB, o *scriptedOrigin, script []step, roundTrip func(*http.Request) (*http.Response, error), settle func()) []string {
+func runScript(t testing.TB, o *scriptedOrigin, script []step, roundTrip func(*http.Request) (*http.Response, error), settle func(i int)) []string {
 	t.Helper()
 	var got []string
 	for i, s := range script {
@@ -264,7 +267,7 @@ func runScript(t testing.TB, o *scriptedOrigin, script []step, roundTrip func(*h
 		}
 		o.waitDone(i)
 		if s.b.tainting() {
-			settle()
+			settle(i)
 		}
 	}
 	return got
@@ -282,18 +285,28 @@ func checkScript(t testing.TB, script []step) {
 	defer f.Close()
 	pooled := runScript(t, o, script, func(r *http.Request) (*http.Response, error) {
 		return f.roundTripH1(Outbound(r.Context(), r, r.URL, nil), 5*time.Second)
-	}, func() { waitTainted(f) })
+	}, func(int) { waitTainted(f) })
 
 	// net/http's Transport, as a client would use it.
 	o2 := startScriptedOrigin(t, script)
 	tr := &http.Transport{DisableCompression: true}
 	defer tr.CloseIdleConnections()
-	transport := runScript(t, o2, script, tr.RoundTrip, func() {
+	transport := runScript(t, o2, script, tr.RoundTrip, func(i int) {
 		// Its read loop closes a connection that receives anything
-		// while idle; wait until it has.
-		select {
-		case <-o2.peerClosed:
-		case <-time.After(2 * time.Second):
+		// while idle; wait until it has closed the one that served
+		// request i. (Sending the next request before that is a race
+		// that net/http loses: the unsolicited response is handed to
+		// the next request. The pool looks before it reuses.)
+		timeout := time.After(2 * time.Second)
+		for {
+			select {
+			case served := <-o2.peerClosed:
+				if slices.Contains(served, i) {
+					return
+				}
+			case <-timeout:
+				return
+			}
 		}
 	})
 
