@@ -465,3 +465,74 @@ func TestReserveAppliedAtStartAndReload(t *testing.T) {
 		t.Fatalf("serve: %v", err)
 	}
 }
+
+// TestAdminHostCheck drives the admin listener of a running proxyd with no
+// token: a request whose Host is a name not listed (what a page that
+// rebinds its own name to 127.0.0.1 makes the browser send) is refused 421
+// on every path, naming the Host and admin.allowed_hosts, and the limits
+// stay; IP literals (a probe by pod IP), localhost and the names of
+// admin.allowed_hosts, from the file or from PROXYD_ADMIN_ALLOWED_HOSTS,
+// are answered.
+func TestAdminHostCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		start func(t *testing.T) *proc
+	}{
+		{"file", func(t *testing.T) *proc {
+			return startWithConfig(t, "admin:\n  allowed_hosts: [proxyd-admin.internal]\n")
+		}},
+		{"environment", func(t *testing.T) *proc {
+			return startProxydEnv(t, append([]string{"PROXYD_ADMIN_ALLOWED_HOSTS=other.internal, proxyd-admin.internal"}, loopbackAllow...))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := tc.start(t)
+			port := p.admin[strings.LastIndexByte(p.admin, ':')+1:]
+			do := func(method, path, host, body string) (int, string) {
+				t.Helper()
+				req, err := http.NewRequest(method, "http://"+p.admin+path, strings.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Host = host
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(b)
+			}
+
+			code, body := do("PATCH", "/api/v1/limits", "attacker.example:"+port, `{"rate":1}`)
+			if code != http.StatusMisdirectedRequest || !strings.Contains(body, `got Host "attacker.example:`+port+`"`) || !strings.Contains(body, `add "attacker.example" to admin.allowed_hosts`) {
+				t.Fatalf("PATCH with Host attacker.example: %d %q, want 421 naming the Host and admin.allowed_hosts", code, body)
+			}
+			if rate := readLimits(t, p)["rate"]; rate != 100.0 {
+				t.Fatalf("rate %v after the refused PATCH, want 100", rate)
+			}
+			for _, path := range []string{"/healthz", "/readyz", "/metrics", "/dashboard", "/api/v1/queue"} {
+				if code, body := do("GET", path, "attacker.example:"+port, ""); code != http.StatusMisdirectedRequest {
+					t.Errorf("GET %s with Host attacker.example: %d %.100q, want 421", path, code, body)
+				}
+				if code, body := do("GET", path, "10.244.1.17:"+port, ""); code != http.StatusOK {
+					t.Errorf("GET %s with Host 10.244.1.17 (a pod IP): %d %.100q, want 200", path, code, body)
+				}
+			}
+			for i, host := range []string{"127.0.0.1:" + port, "[::1]:" + port, "localhost:" + port, "LOCALHOST:" + port, "proxyd-admin.internal:" + port, "Proxyd-Admin.Internal"} {
+				rate := 10 + i
+				if code, body := do("PATCH", "/api/v1/limits", host, fmt.Sprintf(`{"rate":%d}`, rate)); code != http.StatusOK {
+					t.Errorf("PATCH with Host %q: %d %q, want 200", host, code, body)
+					continue
+				}
+				if got := readLimits(t, p)["rate"]; got != float64(rate) {
+					t.Errorf("PATCH with Host %q: rate %v afterwards, want %d", host, got, rate)
+				}
+			}
+			line := p.log.waitLine(t, "admin request refused: Host not allowed")
+			if line["host"] != "attacker.example:"+port {
+				t.Errorf("refusal logged with host %v", line["host"])
+			}
+		})
+	}
+}

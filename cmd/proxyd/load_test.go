@@ -341,6 +341,7 @@ func TestEnvEveryKey(t *testing.T) {
 		"listen":                           "127.0.0.1:1",
 		"admin.listen":                     "127.0.0.1:2",
 		"admin.token":                      "t",
+		"admin.allowed_hosts":              "proxyd.internal, Admin.Example",
 		"limits.rate":                      "1",
 		"limits.burst":                     "2",
 		"limits.concurrency":               "3",
@@ -386,6 +387,7 @@ func TestEnvEveryKey(t *testing.T) {
 		"log.level":                        "debug",
 		"log.format":                       "console",
 		"shutdown_timeout":                 "17s",
+		"client_write_timeout":             "18s",
 	}
 	var env []string
 	names := make(map[string]string)
@@ -407,7 +409,7 @@ func TestEnvEveryKey(t *testing.T) {
 	}
 	want := config.Config{
 		Listen: "127.0.0.1:1",
-		Admin:  config.Admin{Listen: "127.0.0.1:2", Token: "t"},
+		Admin:  config.Admin{Listen: "127.0.0.1:2", Token: "t", AllowedHosts: []string{"proxyd.internal", "Admin.Example"}},
 		Limits: config.Limits{Rate: 1, Burst: 2, Concurrency: 3, QueueSize: 4, MaxWait: 5 * time.Second, MaxTunnels: 6, RejectStatus: 429, Store: "redis"},
 		Hosts:  []config.HostRule{{Match: "a.example.com"}},
 		Priority: config.Priority{Default: 7, Header: "X-P", TrustHeaders: false, Aging: 8 * time.Second, Reserve: 19,
@@ -424,6 +426,8 @@ func TestEnvEveryKey(t *testing.T) {
 		TLS:             config.TLS{Intercept: []string{"api.example.com", "*.corp.example"}, CACert: "ca.pem", CAKey: "ca-key.pem", UpstreamCA: "roots.pem", CertCacheSize: 18},
 		Log:             config.Log{Level: "debug", Format: "console"},
 		ShutdownTimeout: 17 * time.Second,
+
+		ClientWriteTimeout: 18 * time.Second,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", got, want)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -139,7 +140,7 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (_ *app, err 
 			return nil, &configError{err}
 		}
 	}
-	a.admin = admin.New(admin.Config{Token: cfg.Admin.Token}, admin.Deps{
+	a.admin = admin.New(admin.Config{Token: cfg.Admin.Token, AllowedHosts: cfg.Admin.AllowedHosts}, admin.Deps{
 		Logger:  log.Named("admin"),
 		Backend: a,
 		Counts:  a.metrics.Counts,
@@ -169,6 +170,9 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (_ *app, err 
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          errLog,
+		// client_write_timeout, live: the handler has the value of the
+		// last reload.
+		WriteStallTimeout: a.handler.ClientWriteTimeout,
 	}
 	// ReadTimeout bounds a slow request body too (the API reads up to
 	// 64 KiB), so a client cannot hold an admin connection open for ever.
@@ -313,9 +317,9 @@ func (a *app) reload() (err error) {
 	if lvl, err := zap.ParseAtomicLevel(cfg.Log.Level); err == nil {
 		a.level.SetLevel(lvl.Level())
 	}
-	if cfg.Listen != old.Listen || cfg.Admin.Listen != old.Admin.Listen || cfg.Admin.Token != old.Admin.Token || cfg.Log.Format != old.Log.Format ||
+	if cfg.Listen != old.Listen || cfg.Admin.Listen != old.Admin.Listen || cfg.Admin.Token != old.Admin.Token || !slices.Equal(cfg.Admin.AllowedHosts, old.Admin.AllowedHosts) || cfg.Log.Format != old.Log.Format ||
 		cfg.Upstream.DialTimeout != old.Upstream.DialTimeout || cfg.Upstream.MaxIdleConnsPerHost != old.Upstream.MaxIdleConnsPerHost {
-		a.log.Warn("listen, admin.listen, admin.token, log.format, upstream.dial_timeout and upstream.max_idle_conns_per_host change only on restart")
+		a.log.Warn("listen, admin.listen, admin.token, admin.allowed_hosts, log.format, upstream.dial_timeout and upstream.max_idle_conns_per_host change only on restart")
 	}
 	a.log.Info("configuration reloaded",
 		zap.Any("old_limits", limitsOf(old.Limits)), zap.Any("new_limits", limitsOf(cfg.Limits)))

@@ -15,6 +15,10 @@ type Config struct {
 	// Token, when not empty, is required as "Authorization: Bearer <token>"
 	// on /api/. /healthz, /readyz and /metrics stay open.
 	Token string
+	// AllowedHosts are the host names, besides IP literals and localhost,
+	// whose requests are answered; any other Host gets 421 (host.go). nil:
+	// none.
+	AllowedHosts []string
 }
 
 // Deps are the admin server's collaborators.
@@ -43,6 +47,7 @@ type Server struct {
 	mux     *http.ServeMux
 	ready   atomic.Bool
 	token   string
+	hosts   hostCheck
 	backend Backend
 	counts  func() metrics.Counts
 	store   func() (StoreStatus, bool)
@@ -50,7 +55,7 @@ type Server struct {
 
 // New returns an admin server.
 func New(cfg Config, deps Deps) *Server {
-	s := &Server{log: deps.Logger, clock: deps.Clock, mux: http.NewServeMux(), token: cfg.Token, backend: deps.Backend, counts: deps.Counts, store: deps.Store}
+	s := &Server{log: deps.Logger, clock: deps.Clock, mux: http.NewServeMux(), token: cfg.Token, hosts: newHostCheck(cfg.AllowedHosts), backend: deps.Backend, counts: deps.Counts, store: deps.Store}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -81,8 +86,16 @@ func New(cfg Config, deps Deps) *Server {
 // SetReady sets what /readyz answers: 200 when true, 503 when false.
 func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
 
-// ServeHTTP serves the admin routes.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the admin routes, every one of them only to a request
+// whose Host passes the DNS-rebinding check (host.go); any other is
+// answered 421 before routing.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.hosts.allowed(r.Host) {
+		s.misdirected(w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	text(w, http.StatusOK, "ok\n")

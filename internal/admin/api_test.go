@@ -332,7 +332,7 @@ func TestDeclaredTooLarge(t *testing.T) {
 	}
 	defer conn.Close()
 	// Only the head: a server that read the body first would wait.
-	if _, err := fmt.Fprintf(conn, "PATCH /api/v1/limits HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"rate\":5}", maxBody+1); err != nil {
+	if _, err := fmt.Fprintf(conn, "PATCH /api/v1/limits HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"rate\":5}", maxBody+1); err != nil {
 		t.Fatal(err)
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -346,7 +346,7 @@ func TestDeclaredTooLarge(t *testing.T) {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
 	// In-process too: a short body under a long declared length.
-	s := New(Config{}, Deps{Backend: b})
+	s := New(Config{AllowedHosts: []string{requestHost}}, Deps{Backend: b})
 	r := httptest.NewRequest("PATCH", "/api/v1/limits", strings.NewReader(`{"rate":5}`))
 	r.ContentLength = maxBody + 1
 	w := httptest.NewRecorder()
@@ -475,7 +475,7 @@ func TestMethodsAndHealth(t *testing.T) {
 	if code, _, body := call(t, "GET", srv.URL+"/healthz", "", ""); code != 200 || body != "ok\n" {
 		t.Fatalf("healthz %d %q", code, body)
 	}
-	s := New(Config{}, Deps{})
+	s := New(Config{AllowedHosts: []string{requestHost}}, Deps{})
 	rec := httptest.NewRecorder()
 	s.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
 	if rec.Code != 503 {

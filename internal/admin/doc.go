@@ -8,6 +8,11 @@
 //
 // Invariants:
 //
+//   - Every request, on every route, passes the Host check first
+//     (host.go): its Host must be an IP literal, localhost or a name in
+//     Config.AllowedHosts, else it is answered 421 before routing and
+//     before the token check, so that a web page cannot reach the listener
+//     through DNS rebinding (docs/admin-api.md, "Host check").
 //   - Every route under /api/ is registered on one inner mux behind the
 //     token check; there is no other way to add a route, so none can skip
 //     it. /healthz, /readyz and /metrics stay open.

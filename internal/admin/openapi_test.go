@@ -82,7 +82,7 @@ func newSpecServer(t *testing.T) (*Server, *fakeBackend) {
 	t.Helper()
 	b := newSpecBackend()
 	reg := newSpecRegistry(t, b.Stats)
-	s := New(Config{Token: specToken}, Deps{Backend: b, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})
+	s := New(Config{Token: specToken, AllowedHosts: []string{requestHost}}, Deps{Backend: b, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})
 	s.SetReady(true)
 	return s, b
 }

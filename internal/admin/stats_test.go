@@ -47,7 +47,7 @@ func newStatsServer(t *testing.T, store bool) *Server {
 			return StoreStatus{Store: "redis", Up: true, Replicas: 3, Since: statsNow.Add(-time.Hour)}, true
 		}
 	}
-	return New(Config{Token: specToken}, deps)
+	return New(Config{Token: specToken, AllowedHosts: []string{requestHost}}, deps)
 }
 
 // TestStatsSchema: GET /api/v1/stats sends exactly the fields of the
@@ -139,7 +139,7 @@ func TestStatsValues(t *testing.T) {
 	}
 	// Without Counts, the counters read as zero but every key is there.
 	b := newSpecBackend()
-	bare := New(Config{}, Deps{Backend: b})
+	bare := New(Config{AllowedHosts: []string{requestHost}}, Deps{Backend: b})
 	var zero struct {
 		RequestsTotal map[string]uint64 `json:"requests_total"`
 		QueueWait     struct {

@@ -23,6 +23,11 @@ type Config struct {
 	Redis           Redis         `mapstructure:"redis" yaml:"redis"`
 	Log             Log           `mapstructure:"log" yaml:"log"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout" yaml:"shutdown_timeout"`
+
+	// ClientWriteTimeout is the longest a response may make no progress
+	// towards a client that does not read it; then it is cut (and its
+	// permit released). 0 means no bound.
+	ClientWriteTimeout time.Duration `mapstructure:"client_write_timeout" yaml:"client_write_timeout"`
 }
 
 // Admin configures the admin listener.
@@ -30,6 +35,11 @@ type Admin struct {
 	Listen string `mapstructure:"listen" yaml:"listen"`
 	// Token, when set, is required as a bearer token on /api/.
 	Token string `mapstructure:"token" yaml:"token"`
+	// AllowedHosts are the host names, besides IP literals and localhost,
+	// that the admin listener answers to (the request's Host header);
+	// any other Host is refused with 421, a defence against DNS
+	// rebinding (docs/admin-api.md, "Host check").
+	AllowedHosts []string `mapstructure:"allowed_hosts" yaml:"allowed_hosts"`
 }
 
 // Limits are the global admission limits. They can change at runtime.
@@ -134,7 +144,7 @@ type Log struct {
 func Default() Config {
 	return Config{
 		Listen: "127.0.0.1:8080",
-		Admin:  Admin{Listen: "127.0.0.1:9090"},
+		Admin:  Admin{Listen: "127.0.0.1:9090", AllowedHosts: []string{}},
 		Limits: Limits{
 			Rate:         100,
 			Burst:        10,
@@ -176,5 +186,7 @@ func Default() Config {
 		Redis:           Redis{KeyPrefix: "proxyd", Timeout: 100 * time.Millisecond, OnError: OnErrorLocal},
 		Log:             Log{Level: "info", Format: "json"},
 		ShutdownTimeout: 30 * time.Second,
+
+		ClientWriteTimeout: 60 * time.Second,
 	}
 }

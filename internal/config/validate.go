@@ -78,6 +78,7 @@ func (c *Config) Validate() error {
 	if sameListener(c.Listen, c.Admin.Listen) {
 		p.add("admin.listen", "%q must not overlap listen %q (same port on the same or an all-interfaces address)", c.Admin.Listen, c.Listen)
 	}
+	c.Admin.check(&p)
 	c.Limits.check(&p, "limits.")
 	checkHosts(&p, c.Hosts)
 	c.Priority.check(&p)
@@ -102,6 +103,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		p.add("shutdown_timeout", "must be >= 0, got %v", c.ShutdownTimeout)
+	}
+	if c.ClientWriteTimeout < 0 {
+		p.add("client_write_timeout", "must be >= 0 (0 = no bound), got %v", c.ClientWriteTimeout)
 	}
 	return p.err()
 }
@@ -592,18 +596,41 @@ func ParseHostPattern(s string) (HostPattern, error) {
 }
 
 // Match reports whether the request host (a name or IP address, without
-// brackets or port; compared case-insensitively) and port (the explicit
-// port, or the scheme's default) fall under p.
+// brackets or port; compared case-insensitively, ASCII letters only, as
+// DNS does: RFC 4343 §3) and port (the explicit port, or the scheme's
+// default) fall under p.
 func (p HostPattern) Match(host string, port int) bool {
 	if p.Port != 0 && p.Port != port {
 		return false
 	}
 	host = strings.TrimSuffix(host, ".")
 	if !p.Wildcard {
-		return strings.EqualFold(host, p.Host)
+		return asciiEqualFold(host, p.Host)
 	}
 	n := len(host) - len(p.Host)
-	return n > 1 && host[n-1] == '.' && strings.EqualFold(host[n:], p.Host)
+	return n > 1 && host[n-1] == '.' && asciiEqualFold(host[n:], p.Host)
+}
+
+// asciiEqualFold is strings.EqualFold for ASCII letters only:
+// strings.EqualFold would also take the Kelvin sign (U+212A) for "k" and
+// the long s (U+017F) for "s", which no resolver does.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // String returns the pattern in its canonical form.

@@ -217,6 +217,8 @@ func TestValidate(t *testing.T) {
 		{"log.format/text", func(c *Config) { c.Log.Format = "text" }, `log.format: must be json or console, got "text"`},
 		{"shutdown_timeout/zero", func(c *Config) { c.ShutdownTimeout = 0 }, ""},
 		{"shutdown_timeout/negative", func(c *Config) { c.ShutdownTimeout = -time.Second }, "shutdown_timeout: must be >= 0, got -1s"},
+		{"client_write_timeout/zero", func(c *Config) { c.ClientWriteTimeout = 0 }, ""},
+		{"client_write_timeout/negative", func(c *Config) { c.ClientWriteTimeout = -time.Second }, "client_write_timeout: must be >= 0 (0 = no bound), got -1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -398,6 +400,7 @@ func TestKeys(t *testing.T) {
 		"listen",
 		"admin.listen",
 		"admin.token",
+		"admin.allowed_hosts",
 		"limits.rate",
 		"limits.burst",
 		"limits.concurrency",
@@ -443,6 +446,7 @@ func TestKeys(t *testing.T) {
 		"log.level",
 		"log.format",
 		"shutdown_timeout",
+		"client_write_timeout",
 	}
 	if got := Keys(); !slices.Equal(got, want) {
 		t.Errorf("Keys() =\n%q\nwant\n%q", got, want)

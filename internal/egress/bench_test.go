@@ -61,3 +61,18 @@ func BenchmarkControl(b *testing.B) {
 		}
 	}
 }
+
+// A new connection to a non-local address on a port proxyd listens on
+// looks the host's interface addresses up again (the self rule): the
+// price of never judging from a stale list.
+func BenchmarkControlListenerPortMiss(b *testing.B) {
+	g := benchGuard(b)
+	if err := g.SetSelf([]net.Addr{&net.TCPAddr{IP: net.IPv4zero, Port: 8080}}, nil); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := g.Control("api.example.com:8080", "tcp", "93.184.216.34:8080"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

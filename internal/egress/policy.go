@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/proxyd/proxyd/internal/config"
@@ -125,56 +126,157 @@ func NewGuard(p *Policy) *Guard {
 // SetPolicy swaps the policy (reload). Dials already made stay made.
 func (g *Guard) SetPolicy(p *Policy) { g.policy.Store(p) }
 
-// selfSet is what reaches proxyd's own listeners: the listeners' ports
-// and the host's own addresses.
+// selfSet is what reaches proxyd's own listeners: on a listener's port,
+// a loopback or unspecified address, a listener's own address, or one of
+// the host's addresses (local).
 type selfSet struct {
 	ports []uint16
-	local []netip.Addr // the host's interface addresses and the listeners' own
+	own   []netip.Addr // the listeners' own addresses, as bound
+	local *localAddrs  // nil: none known (NewGuard's)
 }
 
 // SetSelf records proxyd's own listener addresses (as bound: "0.0.0.0:8080"
 // or "127.0.0.1:9090"). Any destination on a listener's port whose address
-// is loopback, unspecified, one of the host's interface addresses or the
-// listener's own address is then refused. localAddrs are the host's
-// interface addresses (net.InterfaceAddrs); nil means to look them up.
+// is loopback, unspecified, the listener's own address or one of the
+// host's addresses is then refused. localAddrs stand for the host's
+// addresses (tests); nil means the host's interface addresses
+// (net.InterfaceAddrs), looked up again at dial time whenever an address
+// on a listener's port is not among those last seen (SetSelfLookup).
 func (g *Guard) SetSelf(listeners []net.Addr, localAddrs []netip.Addr) error {
-	s := &selfSet{}
 	if localAddrs == nil {
-		addrs, err := net.InterfaceAddrs()
-		if err != nil {
-			return fmt.Errorf("egress: listing the host's addresses: %w", err)
-		}
-		for _, ia := range addrs {
-			if pfx, err := netip.ParsePrefix(ia.String()); err == nil {
-				localAddrs = append(localAddrs, pfx.Addr())
-			}
-		}
+		return g.SetSelfLookup(listeners, interfaceAddrs)
 	}
-	for _, a := range localAddrs {
-		s.local = append(s.local, a.Unmap().WithZone(""))
-	}
+	fixed := slices.Clone(localAddrs)
+	return g.SetSelfLookup(listeners, func() ([]netip.Addr, error) { return fixed, nil })
+}
+
+// SetSelfLookup is SetSelf with the host's addresses listed by lookup. It
+// is called once now (its error is returned, and nothing changes), then
+// whenever a destination on a listener's port is neither loopback,
+// unspecified, a listener's own address nor among the addresses of its
+// last answer: an address added to the host after start is proxyd's as
+// soon as it is added (docs/configuration.md, "Egress policy"). Dials to
+// other ports never call it. Calls of lookup never overlap; dials that
+// miss at the same time share one started after they missed. An error of
+// lookup at dial time refuses that destination (reason self).
+func (g *Guard) SetSelfLookup(listeners []net.Addr, lookup func() ([]netip.Addr, error)) error {
+	s := &selfSet{local: &localAddrs{lookup: lookup}}
 	for _, l := range listeners {
 		ap, err := netip.ParseAddrPort(l.String())
 		if err != nil {
 			return fmt.Errorf("egress: listener address %q: %w", l, err)
 		}
 		s.ports = append(s.ports, ap.Port())
-		s.local = append(s.local, ap.Addr().Unmap().WithZone(""))
+		s.own = append(s.own, ap.Addr().Unmap().WithZone(""))
+	}
+	if _, err := s.local.refresh(0); err != nil {
+		return fmt.Errorf("egress: listing the host's addresses: %w", err)
 	}
 	g.self.Store(s)
 	return nil
 }
 
-// isSelf reports whether a:port may reach one of proxyd's listeners.
-func (s *selfSet) isSelf(a netip.Addr, port int) bool {
-	if !slices.Contains(s.ports, uint16(port)) {
-		return false
+// interfaceAddrs lists the host's interface addresses.
+func interfaceAddrs() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
 	}
-	return a.IsLoopback() || a.IsUnspecified() || slices.Contains(s.local, a)
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, ia := range addrs {
+		if pfx, err := netip.ParsePrefix(ia.String()); err == nil {
+			out = append(out, pfx.Addr())
+		}
+	}
+	return out, nil
+}
+
+// judge refuses a:port (a unmapped, without zone) when it may reach one of
+// proxyd's listeners, or when that cannot be told.
+func (s *selfSet) judge(a netip.Addr, port int) *Denial {
+	if !slices.Contains(s.ports, uint16(port)) {
+		return nil // the hot path: not a listener's port
+	}
+	if a.IsLoopback() || a.IsUnspecified() || slices.Contains(s.own, a) {
+		return selfDenial(a, port)
+	}
+	if s.local == nil {
+		return nil
+	}
+	local, err := s.local.contains(a)
+	if err != nil {
+		return &Denial{Reason: ReasonSelf, Address: true, Details: fmt.Sprintf("cannot tell whether %s is proxyd itself: listing the host's addresses: %v", netip.AddrPortFrom(a, uint16(port)), err)}
+	}
+	if local {
+		return selfDenial(a, port)
+	}
+	return nil
 }
 
 func selfDenial(a netip.Addr, port int) *Denial {
 	return &Denial{Reason: ReasonSelf, Address: true, Details: netip.AddrPortFrom(a, uint16(port)).String() + " is proxyd itself"}
+}
+
+// localAddrs is the host's addresses as last looked up. It is never
+// stale for a decision that lets a dial through: an address found in it is
+// local (an address removed since stays in it until the next lookup, which
+// errs on the side of refusing), and one missing from it is looked up
+// afresh before it is judged not local.
+type localAddrs struct {
+	lookup  func() ([]netip.Addr, error)
+	started atomic.Uint64 // lookups started; changed with mu held
+	view    atomic.Pointer[addrView]
+	mu      sync.Mutex // held while looking up
+}
+
+// addrView is the answer of one lookup.
+type addrView struct {
+	seq   uint64       // the lookup's number (localAddrs.started when it started)
+	addrs []netip.Addr // sorted, unmapped, without zones
+}
+
+// contains reports whether a is one of the host's addresses now.
+func (l *localAddrs) contains(a netip.Addr) (bool, error) {
+	seen := l.started.Load() // before looking: a lookup started after this one is fresh enough
+	if l.view.Load().has(a) {
+		return true, nil
+	}
+	v, err := l.refresh(seen)
+	if err != nil {
+		return false, err
+	}
+	return v.has(a), nil
+}
+
+// refresh returns the answer of a lookup started after the seen-th one:
+// one another caller has finished meanwhile, or its own.
+func (l *localAddrs) refresh(seen uint64) (*addrView, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if v := l.view.Load(); v != nil && v.seq > seen {
+		return v, nil
+	}
+	seq := l.started.Add(1)
+	addrs, err := l.lookup()
+	if err != nil {
+		return nil, err
+	}
+	v := &addrView{seq: seq, addrs: make([]netip.Addr, 0, len(addrs))}
+	for _, a := range addrs {
+		v.addrs = append(v.addrs, a.Unmap().WithZone(""))
+	}
+	slices.SortFunc(v.addrs, netip.Addr.Compare)
+	v.addrs = slices.Compact(v.addrs)
+	l.view.Store(v)
+	return v, nil
+}
+
+func (v *addrView) has(a netip.Addr) bool {
+	if v == nil {
+		return false
+	}
+	_, found := slices.BinarySearchFunc(v.addrs, a, netip.Addr.Compare)
+	return found
 }
 
 // CheckTarget judges a request's target before admission: host as in the
@@ -189,8 +291,8 @@ func (g *Guard) CheckTarget(host string, port int, connect bool) *Denial {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	if a, err := netip.ParseAddr(host); err == nil {
 		a = a.Unmap().WithZone("")
-		if g.self.Load().isSelf(a, port) {
-			return selfDenial(a, port)
+		if d := g.self.Load().judge(a, port); d != nil {
+			return d
 		}
 		return p.decide("", a, port)
 	}
@@ -198,8 +300,9 @@ func (g *Guard) CheckTarget(host string, port int, connect bool) *Denial {
 		// Loopback by definition (RFC 6761 §6.3): judged now, as
 		// 127.0.0.1, rather than after a token and a dial.
 		lo := netip.AddrFrom4([4]byte{127, 0, 0, 1})
-		if g.self.Load().isSelf(lo, port) {
-			return &Denial{Reason: ReasonSelf, Address: true, Details: describe(host, netip.Addr{}, port) + " is proxyd itself"}
+		if d := g.self.Load().judge(lo, port); d != nil {
+			d.Details = describe(host, netip.Addr{}, port) + " is proxyd itself"
+			return d
 		}
 		return p.decide(host, lo, port)
 	}
@@ -246,8 +349,8 @@ func (g *Guard) control(target, address string, trusted bool) error {
 		return &Denial{Reason: ReasonSpecial, Address: true, Details: strconv.Quote(address) + " is not an IP address"}
 	}
 	a, port := ap.Addr().Unmap().WithZone(""), int(ap.Port())
-	if g.self.Load().isSelf(a, port) {
-		return selfDenial(a, port)
+	if d := g.self.Load().judge(a, port); d != nil {
+		return d
 	}
 	if trusted {
 		return nil

@@ -20,7 +20,9 @@ import (
 // body that ends within 4 KiB before any flush gets a Content-Length; any
 // other body is chunked for HTTP/1.1 clients and delimited by the close of
 // the connection for HTTP/1.0 ones. Trailers follow net/http's rules (the
-// names announced in "Trailer", and keys with http.TrailerPrefix).
+// names announced in "Trailer", and keys with http.TrailerPrefix), except
+// that a field that may not be a trailer is neither sent nor announced
+// (trailerAllowed).
 type response struct {
 	conn   *conn
 	req    *http.Request
@@ -36,7 +38,8 @@ type response struct {
 	contentLength int64 // declared, or -1
 	written       int64 // body bytes accepted
 	trailers      []string
-	failed        error // a write to the client failed
+	named         []string // the fields the handler's Connection names
+	failed        error    // a write to the client failed
 }
 
 func (w *response) Header() http.Header {
@@ -90,11 +93,28 @@ func (w *response) WriteHeader(code int) {
 			delete(w.header, "Content-Length")
 		}
 	}
-	for _, v := range w.header["Trailer"] {
-		for name := range strings.SplitSeq(v, ",") {
-			if name = textproto.TrimString(name); name != "" {
-				w.trailers = append(w.trailers, http.CanonicalHeaderKey(name))
+	// The fields the handler's Connection names are hop-by-hop: never
+	// trailers (send replaces Connection with the server's own).
+	w.named = connectionNamed(w.header)
+	if vv := w.header["Trailer"]; len(vv) > 0 {
+		// Announced trailers that may not be trailers are not sent, nor
+		// announced (see trailerAllowed).
+		dropped := false
+		for _, v := range vv {
+			for name := range strings.SplitSeq(v, ",") {
+				switch name = textproto.TrimString(name); {
+				case name == "":
+				case trailerAllowed(name, w.named):
+					w.trailers = append(w.trailers, http.CanonicalHeaderKey(name))
+				default:
+					dropped = true
+				}
 			}
+		}
+		if dropped && len(w.trailers) == 0 {
+			delete(w.header, "Trailer")
+		} else if dropped {
+			w.header["Trailer"] = []string{strings.Join(w.trailers, ", ")}
 		}
 	}
 	if hasToken(w.header["Connection"], "close") {
@@ -185,9 +205,14 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		c.watch.Stop()
 	}
 	c.cr.end()
-	if c.cr.hasPending() {
-		// Move the watch's byte into the reader the caller gets.
-		if _, err := c.br.Peek(1); err != nil {
+	if n := c.cr.pending(); n > 0 {
+		// Move what the watch read into the reader the caller gets: the
+		// caller reads the connection itself once that is empty.
+		n += c.br.Buffered()
+		if n > c.br.Size() {
+			return nil, nil, errors.New("h1: Hijack with more early bytes than the reader holds")
+		}
+		if _, err := c.br.Peek(n); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -337,7 +362,8 @@ func (w *response) writeBody(p []byte) (int, error) {
 	return n, err
 }
 
-// writeTrailers writes the trailer fields of a chunked response.
+// writeTrailers writes the trailer fields of a chunked response, without
+// those that may not be trailers (trailerAllowed).
 func (w *response) writeTrailers() {
 	var t http.Header
 	add := func(k string, vv []string) {
@@ -353,7 +379,9 @@ func (w *response) writeTrailers() {
 	}
 	for k, vv := range w.header {
 		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
-			add(http.CanonicalHeaderKey(name), vv)
+			if trailerAllowed(name, w.named) {
+				add(http.CanonicalHeaderKey(name), vv)
+			}
 		}
 	}
 	if t != nil {

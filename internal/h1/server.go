@@ -11,11 +11,14 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/proxyd/proxyd/internal/headers"
 )
 
 // Defaults for a zero Server.
@@ -29,6 +32,19 @@ const (
 	// connection is closed (net/http uses the same figure).
 	maxPostHandlerRead = 256 << 10
 	bufSize            = 4 << 10
+	// maxReadAhead is how much of a waiting request's body (beyond what
+	// the bufio.Reader holds) the watch reads ahead and keeps; see
+	// connReader. It is memory per waiting request (a full queue of
+	// 10,000 holds at most 160 MiB); what is beyond it stays in the
+	// kernel, where peerClosed sees the client leave.
+	maxReadAhead = 16 << 10
+	// peerPollEvery is how often the watch asks the kernel whether the
+	// client has closed, once maxReadAhead is full.
+	peerPollEvery = 100 * time.Millisecond
+	// lingerTime and lingerBytes bound the wait for a refused client to
+	// stop sending (drainBeforeClose).
+	lingerTime  = 500 * time.Millisecond
+	lingerBytes = 2 << 20
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close. It is
@@ -47,6 +63,10 @@ type Server struct {
 	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds a request's header. 0 means 1 MiB.
 	MaxHeaderBytes int
+	// MaxHeaderFields bounds the number of a request's header fields
+	// (431 beyond), counted as the header is read, before it is parsed.
+	// 0 means DefaultMaxHeaderFields (200).
+	MaxHeaderFields int
 	// WatchAfter is how long a request runs before its connection is
 	// watched for the client going away (which cancels the request's
 	// context). Watching costs a read and a wake-up per request, so
@@ -56,6 +76,12 @@ type Server struct {
 	// ErrorLog receives accept errors and handler panics. nil means the
 	// log package's standard logger.
 	ErrorLog *log.Logger
+	// WriteStallTimeout, when set, returns how long a write to a client
+	// may make no progress (the client reads nothing) before it fails
+	// with ErrWriteTimeout and the connection is cut (write.go); 0 means
+	// no bound. It is asked as writes happen, so its answer may change
+	// while serving (a reload). nil means no bound.
+	WriteStallTimeout func() time.Duration
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -211,6 +237,13 @@ func (s *Server) logf(format string, args ...any) {
 	log.Printf(format, args...)
 }
 
+func (s *Server) maxHeaderFields() int {
+	if s.MaxHeaderFields > 0 {
+		return s.MaxHeaderFields
+	}
+	return DefaultMaxHeaderFields
+}
+
 func (s *Server) watchAfter() time.Duration {
 	switch {
 	case s.WatchAfter == 0:
@@ -244,6 +277,7 @@ type conn struct {
 	// (then it gets a Content-Length) or not (then it is chunked).
 	pending []byte
 	scratch [64]byte
+	cw      clientWriter // what bw writes to (write.go)
 }
 
 func (s *Server) newConn(rwc net.Conn) *conn {
@@ -251,7 +285,8 @@ func (s *Server) newConn(rwc net.Conn) *conn {
 	c.cr = &connReader{conn: c, remain: maxInt64}
 	c.cr.cond = sync.NewCond(&c.cr.mu)
 	c.br = bufio.NewReaderSize(c.cr, bufSize)
-	c.bw = bufio.NewWriterSize(rwc, bufSize)
+	c.cw.c = c
+	c.bw = bufio.NewWriterSize(&c.cw, bufSize)
 	return c
 }
 
@@ -278,6 +313,7 @@ func (c *conn) serve() {
 		if c.watch != nil {
 			c.watch.Stop()
 		}
+		c.cr.stopPoll()
 	}()
 	for {
 		if !c.next() {
@@ -300,6 +336,7 @@ func (c *conn) next() bool {
 		maxHeader = DefaultMaxHeaderBytes
 	}
 	c.cr.setLimit(int64(maxHeader) + bufSize) // bufio reads ahead
+	c.cr.startScan(c.srv.maxHeaderFields())
 	if _, err := c.br.Peek(1); err != nil {
 		return false
 	}
@@ -309,13 +346,20 @@ func (c *conn) next() bool {
 	}
 	req, err := http.ReadRequest(c.br)
 	hitLimit := c.cr.hitLimit()
+	scan, readErr := c.cr.endScan()
 	c.cr.setLimit(maxInt64)
-	if err != nil {
+	// ReadRequest may succeed past the cap when the fields beyond it were
+	// in the bufio.Reader already (a pipelined request).
+	if err != nil || scan.tooMany {
 		switch {
 		case hitLimit:
 			c.reject(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
-		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isNetError(err):
-			// The client went away or timed out: nobody to answer.
+		case scan.tooMany:
+			c.reject(http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("more than %d header fields", scan.max))
+		case readErr != nil:
+			// The client went away or timed out: nobody to answer. (Not
+			// any net.Error: a *url.Error from parsing the target is one
+			// too, and a request that was read gets its answer.)
 		default:
 			c.reject(http.StatusBadRequest, err.Error())
 		}
@@ -324,7 +368,7 @@ func (c *conn) next() bool {
 	if c.srv.ReadHeaderTimeout > 0 || c.idleTimeout() > 0 {
 		c.rwc.SetReadDeadline(time.Time{})
 	}
-	if status, why := check(req); status != 0 {
+	if status, why := check(req, &scan); status != 0 {
 		c.reject(status, why)
 		return false
 	}
@@ -332,11 +376,26 @@ func (c *conn) next() bool {
 }
 
 // check applies the rules net/http's server adds to ReadRequest's (which
-// has already moved the Host field into req.Host).
-func check(req *http.Request) (int, string) {
+// has already moved the Host field into req.Host), and proxyd's framing
+// rules (docs/operations.md, "Framing and header limits") on what scan saw
+// of the header before ReadRequest normalised it.
+func check(req *http.Request, scan *headerScan) (int, string) {
 	switch {
 	case req.ProtoMajor != 1:
 		return http.StatusHTTPVersionNotSupported, "unsupported protocol version " + req.Proto
+	case scan.wsName:
+		// RFC 9112 §5.1: "A server MUST reject, with a response status code
+		// of 400 (Bad Request), any received request message that contains
+		// whitespace between a header field name and colon."
+		return http.StatusBadRequest, "whitespace between a field name and its colon (RFC 9112, section 5.1)"
+	case scan.sawTE && !req.ProtoAtLeast(1, 1):
+		// RFC 9112 §6.1: the framing of such a message is faulty, "even if
+		// a Content-Length is present".
+		return http.StatusBadRequest, "Transfer-Encoding in an HTTP/1.0 request (RFC 9112, section 6.1)"
+	case scan.sawTE && scan.sawCL:
+		// RFC 9112 §6.3: "ought to be handled as an error"; refusing it and
+		// closing keeps the bytes after it from being read as a request.
+		return http.StatusBadRequest, "both Content-Length and Transfer-Encoding (RFC 9112, section 6.3)"
 	case req.Host == "" && req.ProtoAtLeast(1, 1):
 		return http.StatusBadRequest, "missing required Host header"
 	case !validHost(req.Host):
@@ -360,27 +419,41 @@ func validHost(h string) bool {
 	return true
 }
 
-func isNetError(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne)
+// reject answers a request that never reached the handler, with
+// Proxy-Status (RFC 9209) naming the reason, and the connection is closed
+// after it.
+func (c *conn) reject(status int, why string) {
+	if len(why) > 120 {
+		why = strings.ToValidUTF8(why[:120], "") + "..." // parse errors quote the offending line
+	}
+	body := strconv.Itoa(status) + " " + http.StatusText(status) + ": " + why + "\n"
+	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\nProxy-Status: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"+
+		"X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+		status, http.StatusText(status), headers.ProxyStatus(headers.ErrorTypeHTTPRequestError, why), len(body), body)
+	if c.bw.Flush() == nil {
+		c.drainBeforeClose()
+	}
 }
 
-// reject answers a request that never reached the handler, and the
-// connection is closed after it.
-func (c *conn) reject(status int, why string) {
-	if len(why) > 200 {
-		why = why[:200] + "…" // parse errors quote the offending line
+// drainBeforeClose ends the connection's sending side after a refusal and
+// reads what the client still sends, for at most lingerTime and
+// lingerBytes: closing a socket with unread data makes the kernel send a
+// reset, which can destroy the refusal before the client has read it (a
+// refused request usually leaves bytes unread: a header cut at its 201st
+// field, a body). net/http waits the same way (closeWriteAndWait).
+func (c *conn) drainBeforeClose() {
+	if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite() //nolint:errcheck // best effort: the close follows
 	}
-	body := http.StatusText(status) + ": " + why + "\n"
-	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
-		status, http.StatusText(status), len(body), body)
-	c.bw.Flush()
+	c.rwc.SetReadDeadline(time.Now().Add(lingerTime)) //nolint:errcheck // as above
+	io.CopyN(io.Discard, c.rwc, lingerBytes)          //nolint:errcheck // the client's EOF ends it
 }
 
 // handle runs the handler for req and finishes its response; it reports
 // whether the connection is kept.
 func (c *conn) handle(req *http.Request) (keep bool) {
 	req.RemoteAddr = c.remote
+	orig := req // the request the body reader fills the trailers of
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req = req.WithContext(ctx)
@@ -392,7 +465,10 @@ func (c *conn) handle(req *http.Request) (keep bool) {
 	// transports) recognize.
 	var body *requestBody
 	if req.Body != http.NoBody {
-		body = &requestBody{rc: req.Body, cr: c.cr}
+		body = &requestBody{rc: req.Body, cr: c.cr, req: orig}
+		if orig.Trailer != nil {
+			body.named = connectionNamed(orig.Header)
+		}
 		req.Body = body
 	}
 	switch expect := req.Header.Get("Expect"); {
@@ -446,17 +522,22 @@ func (c *conn) handle(req *http.Request) (keep bool) {
 }
 
 // requestBody tells the connection reader when the body has been read to
-// its end (after which the connection may be watched), and sends
-// "100 Continue" before the first read when the client expects it. It is
-// locked: a transport may still read it from its own goroutine after the
-// handler has returned, until the server closes it.
+// its end (after which the connection may be watched), sends
+// "100 Continue" before the first read when the client expects it, and
+// drops the trailer fields that may not be trailers (trailerAllowed)
+// before it reports the end: the handler, and a transport that sends the
+// trailers on, see the others only. It is locked: a transport may still
+// read it from its own goroutine after the handler has returned, until
+// the server closes it.
 type requestBody struct {
-	mu  sync.Mutex
-	rc  io.ReadCloser
-	cr  *connReader
-	w   *response // non-nil until "100 Continue" is sent
-	eof bool
-	err error // what Read returns from now on
+	mu    sync.Mutex
+	rc    io.ReadCloser
+	cr    *connReader
+	req   *http.Request // ReadRequest's: the one whose Trailer the body fills
+	named []string      // the fields the request's Connection names
+	w     *response     // non-nil until "100 Continue" is sent
+	eof   bool
+	err   error // what Read returns from now on
 }
 
 func (b *requestBody) Read(p []byte) (int, error) {
@@ -478,6 +559,12 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	}
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
+		if b.req.Trailer != nil {
+			// net/http has merged the trailer section into this map (the
+			// handler's request shares it when the trailers were
+			// announced).
+			dropTrailers(b.req.Trailer, b.named)
+		}
 		b.eof = true
 		b.err = io.EOF
 		b.cr.bodyDone()
@@ -510,26 +597,46 @@ func (b *requestBody) close() bool {
 }
 
 // connReader sits between the connection and its bufio.Reader. It limits
-// how much a request header may read, and watches the connection while a
-// request runs: a background read that cancels the request's context when
-// the client goes away (net/http does the same, for every request).
+// how much a request header may read, scans the header as it passes
+// (headerScan), and watches the connection while a request runs: a
+// background read that cancels the request's context when the client goes
+// away (net/http does the same, for every request).
+//
+// The watch must not take bytes the handler still needs. Before the
+// request's body has been read it reads ahead: what the client sends (the
+// rest of the body, and whatever follows) is kept in ahead, up to
+// maxReadAhead, and the body's reads get it from there later. So a client
+// that sent its body and left is seen at once while its request waits in
+// the queue, like one without a body. When ahead is full, the watch stops
+// reading and asks the kernel instead (peerClosed), at once and then every
+// peerPollEvery: a FIN queued behind unread data still shows. The first
+// read of the body from the connection stops the watch (a body that
+// streams shows the client leaving as a failed read), and it starts again
+// once the body is read. After the body (or without one) the watch reads
+// at most one byte: a client that sends more is there.
 type connReader struct {
 	conn *conn
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	remain  int64 // bytes Read may still return
-	hit     bool  // remain ran out
-	byteBuf [1]byte
-	hasByte bool // the background read got a byte (a pipelined request)
-	inRead  bool // a background read is running
-	aborted bool // end asked the background read to stop
-	dead    bool // the client went away
+	mu       sync.Mutex
+	cond     *sync.Cond
+	remain   int64 // bytes Read may still return
+	hit      bool  // remain ran out
+	scanning bool  // between startScan and endScan
+	scan     headerScan
+	readErr  error  // the connection's last read error, while scanning
+	ahead    []byte // bytes the watch read early, from aheadOff on
+	aheadOff int
+	byteBuf  [1]byte     // ahead's store while it needs one byte
+	inRead   bool        // a background read is running
+	aborted  bool        // the background read was asked to stop
+	dead     bool        // the client went away
+	poll     *time.Timer // the kernel check, while ahead is full
 	// per request
-	running  bool               // between begin and end
-	bodyRead bool               // the request body was read to its end
-	wantSee  bool               // watch once the body is read
-	cancel   context.CancelFunc // the request's context
+	running   bool               // between begin and end
+	bodyRead  bool               // the request body was read to its end
+	streaming bool               // the body is being read from the connection
+	wantSee   bool               // watch once the body is read
+	cancel    context.CancelFunc // the request's context
 }
 
 func (cr *connReader) setLimit(n int64) {
@@ -544,10 +651,34 @@ func (cr *connReader) hitLimit() bool {
 	return cr.hit
 }
 
-func (cr *connReader) hasPending() bool {
+// startScan starts scanning a request's header, beginning with what the
+// bufio.Reader holds already (a pipelined request).
+func (cr *connReader) startScan(maxFields int) {
 	cr.mu.Lock()
 	defer cr.mu.Unlock()
-	return cr.hasByte
+	cr.scan.reset(maxFields)
+	cr.scanning, cr.readErr = true, nil
+	if n := cr.conn.br.Buffered(); n > 0 {
+		b, _ := cr.conn.br.Peek(n)
+		cr.scan.feed(b) // what it cannot cut, ReadRequest parses: at most bufSize
+	}
+}
+
+// endScan ends the scan and returns what it saw and the connection's read
+// error, if reading the header met one.
+func (cr *connReader) endScan() (headerScan, error) {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	cr.scanning = false
+	return cr.scan, cr.readErr
+}
+
+func (cr *connReader) pendingLocked() int { return len(cr.ahead) - cr.aheadOff }
+
+func (cr *connReader) pending() int {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	return cr.pendingLocked()
 }
 
 func (cr *connReader) gone() bool {
@@ -559,8 +690,17 @@ func (cr *connReader) gone() bool {
 func (cr *connReader) Read(p []byte) (int, error) {
 	cr.mu.Lock()
 	if cr.inRead {
+		// The body is read past what the bufio.Reader holds, while the
+		// watch reads ahead: stop it; what it read is in ahead.
+		cr.abortLocked()
+	}
+	if cr.running && !cr.bodyRead {
+		cr.streaming = true
+		cr.stopPollLocked()
+	}
+	if cr.scanning && cr.scan.tooMany {
 		cr.mu.Unlock()
-		panic("h1: concurrent read on a connection being watched")
+		return 0, io.EOF
 	}
 	if cr.remain <= 0 {
 		cr.hit = true
@@ -570,22 +710,65 @@ func (cr *connReader) Read(p []byte) (int, error) {
 	if int64(len(p)) > cr.remain {
 		p = p[:cr.remain]
 	}
-	if cr.hasByte && len(p) > 0 {
-		p[0] = cr.byteBuf[0]
-		cr.hasByte = false
-		cr.remain--
+	var n int
+	var err error
+	if cr.pendingLocked() > 0 {
+		n = cr.takeLocked(p)
+	} else {
 		cr.mu.Unlock()
-		return 1, nil
+		n, err = cr.conn.rwc.Read(p)
+		cr.mu.Lock()
+		if err != nil {
+			cr.readErr = err
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				cr.lostLocked()
+			}
+		}
 	}
-	cr.mu.Unlock()
-	n, err := cr.conn.rwc.Read(p)
-	cr.mu.Lock()
 	cr.remain -= int64(n)
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		cr.lostLocked()
+	if cr.scanning {
+		n = cr.scan.feed(p[:n])
 	}
 	cr.mu.Unlock()
 	return n, err
+}
+
+// takeLocked moves bytes from ahead into p.
+func (cr *connReader) takeLocked(p []byte) int {
+	n := copy(p, cr.ahead[cr.aheadOff:])
+	cr.aheadOff += n
+	if cr.aheadOff == len(cr.ahead) {
+		cr.ahead, cr.aheadOff = cr.ahead[:0], 0
+		if cap(cr.ahead) > bufSize {
+			cr.ahead = nil // a connection keeps no read-ahead store between bodies
+		}
+	}
+	return n
+}
+
+// spareLocked returns where the watch may read next so that ahead holds at
+// most limit bytes: nil when it is full. One byte needs no allocation (the
+// watch of a request without a body); a body's read-ahead grows from
+// bufSize to maxReadAhead.
+func (cr *connReader) spareLocked(limit int) []byte {
+	held := cr.pendingLocked()
+	if held >= limit {
+		return nil
+	}
+	if cr.aheadOff > 0 && len(cr.ahead) == cap(cr.ahead) {
+		cr.ahead = cr.ahead[:copy(cr.ahead, cr.ahead[cr.aheadOff:])]
+		cr.aheadOff = 0
+	}
+	switch {
+	case cap(cr.ahead) == 0 && limit == 1:
+		cr.ahead = cr.byteBuf[:0]
+	case len(cr.ahead) == cap(cr.ahead), limit > 1 && cap(cr.ahead) < bufSize:
+		grown := make([]byte, held, min(max(2*cap(cr.ahead), bufSize), maxReadAhead))
+		copy(grown, cr.ahead[cr.aheadOff:])
+		cr.ahead, cr.aheadOff = grown, 0
+	}
+	end := min(cap(cr.ahead), len(cr.ahead)+limit-held)
+	return cr.ahead[len(cr.ahead):end]
 }
 
 // lostLocked records that the client went away and cancels its request.
@@ -599,22 +782,19 @@ func (cr *connReader) lostLocked() {
 // begin starts a request; bodyRead tells whether it has no body to read.
 func (cr *connReader) begin(cancel context.CancelFunc, bodyRead bool) {
 	cr.mu.Lock()
-	cr.running, cr.bodyRead, cr.wantSee, cr.cancel = true, bodyRead, false, cancel
+	cr.running, cr.bodyRead, cr.streaming, cr.wantSee, cr.cancel = true, bodyRead, false, false, cancel
 	cr.mu.Unlock()
 }
 
-// watch starts watching the connection once the request body is read
-// (the watch timer calls it).
+// watch starts watching the connection (the watch timer and WatchClient
+// call it).
 func (cr *connReader) watch() {
 	cr.mu.Lock()
 	defer cr.mu.Unlock()
 	if !cr.running {
 		return
 	}
-	if !cr.bodyRead {
-		cr.wantSee = true
-		return
-	}
+	cr.wantSee = true
 	cr.startLocked()
 }
 
@@ -622,14 +802,31 @@ func (cr *connReader) bodyDone() {
 	cr.mu.Lock()
 	defer cr.mu.Unlock()
 	cr.bodyRead = true
+	cr.stopPollLocked()
 	if cr.running && cr.wantSee {
 		cr.startLocked()
 	}
 }
 
+// readingAheadLocked reports whether the watch is to read the body ahead.
+func (cr *connReader) readingAheadLocked() bool {
+	return cr.running && !cr.bodyRead && !cr.streaming
+}
+
 func (cr *connReader) startLocked() {
-	if cr.inRead || cr.hasByte || cr.dead || cr.conn.br.Buffered() > 0 {
-		// Already watching, or the client sent more already: it is there.
+	if cr.inRead || cr.dead {
+		return
+	}
+	switch {
+	case cr.readingAheadLocked():
+		if cr.pendingLocked() >= maxReadAhead {
+			cr.checkPeerLocked()
+			return
+		}
+	case !cr.bodyRead:
+		return // the body streams: its reads see the client go
+	case cr.pendingLocked() > 0 || cr.conn.br.Buffered() > 0:
+		// The client sent more already: it is there.
 		return
 	}
 	cr.inRead = true
@@ -638,13 +835,27 @@ func (cr *connReader) startLocked() {
 }
 
 func (cr *connReader) backgroundRead() {
-	n, err := cr.conn.rwc.Read(cr.byteBuf[:])
 	cr.mu.Lock()
-	if n == 1 {
-		cr.hasByte = true
-	}
-	if err != nil && !(cr.aborted && errors.Is(err, os.ErrDeadlineExceeded)) {
-		cr.lostLocked()
+	for cr.running && !cr.aborted {
+		var p []byte
+		if cr.readingAheadLocked() {
+			if p = cr.spareLocked(maxReadAhead); p == nil {
+				cr.checkPeerLocked()
+				break
+			}
+		} else if p = cr.spareLocked(1); p == nil {
+			break // a byte of what follows the body: the client is there
+		}
+		cr.mu.Unlock()
+		n, err := cr.conn.rwc.Read(p)
+		cr.mu.Lock()
+		cr.ahead = cr.ahead[:len(cr.ahead)+n]
+		if err != nil {
+			if !(cr.aborted && errors.Is(err, os.ErrDeadlineExceeded)) {
+				cr.lostLocked()
+			}
+			break
+		}
 	}
 	cr.aborted = false
 	cr.inRead = false
@@ -652,20 +863,61 @@ func (cr *connReader) backgroundRead() {
 	cr.cond.Broadcast()
 }
 
-// end stops the request's watch and waits for its background read.
-func (cr *connReader) end() {
-	cr.mu.Lock()
-	defer cr.mu.Unlock()
-	cr.running, cr.wantSee, cr.cancel = false, false, nil
-	if !cr.inRead {
-		return
-	}
+// abortLocked stops the background read and waits for it.
+func (cr *connReader) abortLocked() {
 	cr.aborted = true
 	cr.conn.rwc.SetReadDeadline(aLongTimeAgo)
 	for cr.inRead {
 		cr.cond.Wait()
 	}
 	cr.conn.rwc.SetReadDeadline(time.Time{})
+}
+
+// checkPeerLocked asks the kernel whether the client has closed, for a
+// request whose read-ahead is full, and asks again every peerPollEvery
+// while it waits so.
+func (cr *connReader) checkPeerLocked() {
+	closed, ok := peerClosed(cr.conn.rwc)
+	switch {
+	case !ok:
+	case closed:
+		cr.lostLocked()
+	case cr.poll == nil:
+		cr.poll = time.AfterFunc(peerPollEvery, cr.pollPeer)
+	default:
+		cr.poll.Reset(peerPollEvery)
+	}
+}
+
+func (cr *connReader) pollPeer() {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	if cr.readingAheadLocked() && !cr.inRead && !cr.dead && cr.pendingLocked() >= maxReadAhead {
+		cr.checkPeerLocked()
+	}
+}
+
+func (cr *connReader) stopPollLocked() {
+	if cr.poll != nil {
+		cr.poll.Stop()
+	}
+}
+
+func (cr *connReader) stopPoll() {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	cr.stopPollLocked()
+}
+
+// end stops the request's watch and waits for its background read.
+func (cr *connReader) end() {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	cr.running, cr.wantSee, cr.cancel = false, false, nil
+	cr.stopPollLocked()
+	if cr.inRead {
+		cr.abortLocked()
+	}
 }
 
 var aLongTimeAgo = time.Unix(1, 0)

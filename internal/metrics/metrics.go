@@ -40,6 +40,9 @@ type Metrics struct {
 	pauses   prometheus.Counter
 	cuts     prometheus.Counter
 	egress   *prometheus.CounterVec
+	// writeTimeouts counts responses cut because the client read nothing
+	// for client_write_timeout.
+	writeTimeouts prometheus.Counter
 	// handshakes counts failed client handshakes in intercepted tunnels.
 	handshakes prometheus.Counter
 	// authFailures counts 407s by reason; clients counts requests by
@@ -107,6 +110,10 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 			Name: "proxyd_responses_cut_total",
 			Help: "Responses whose body the upstream broke off mid-way (the client's stream was cut).",
 		}),
+		writeTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "proxyd_client_write_timeouts_total",
+			Help: "Responses cut because the client read nothing of them for client_write_timeout.",
+		}),
 		egress: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "proxyd_egress_denied_total",
 			Help: "Requests refused by the egress policy, by reason (loopback, private, link_local, special, self, deny, port).",
@@ -158,7 +165,7 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.wait, m.upstream, m.reloads, m.retries, m.denied, m.pauses, m.cuts, m.egress, m.handshakes, m.authFailures, m.clients, issued, hits, newStateCollector(deps.Stats)} {
+	for _, c := range []prometheus.Collector{m.requests, m.wait, m.upstream, m.reloads, m.retries, m.denied, m.pauses, m.cuts, m.writeTimeouts, m.egress, m.handshakes, m.authFailures, m.clients, issued, hits, newStateCollector(deps.Stats)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -189,6 +196,9 @@ func (m *Metrics) Observe(rec *proxy.Record) {
 	}
 	if rec.Cut {
 		m.cuts.Inc()
+	}
+	if rec.ClientWriteTimeout {
+		m.writeTimeouts.Inc()
 	}
 	if rec.Pauses > 0 {
 		m.pauses.Add(float64(rec.Pauses))

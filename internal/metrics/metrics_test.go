@@ -29,7 +29,7 @@ func TestObserveAndState(t *testing.T) {
 	}
 	recs := []proxy.Record{
 		{Priority: 1, Outcome: proxy.OutcomeForwarded, Admitted: true, QueueWait: 20 * time.Millisecond, Upstream: 30 * time.Millisecond},
-		{Priority: 1, Outcome: proxy.OutcomeForwarded, Admitted: true, Cut: true, Retries: 2, RetryDenied: true, Pauses: 2},
+		{Priority: 1, Outcome: proxy.OutcomeForwarded, Admitted: true, Cut: true, ClientWriteTimeout: true, Retries: 2, RetryDenied: true, Pauses: 2},
 		{Priority: 6, Outcome: proxy.OutcomeShed},
 		{Priority: 3, Outcome: proxy.OutcomeDenied},
 		{Priority: -1, Outcome: proxy.OutcomeDenied}, // never resolved: not counted
@@ -57,7 +57,7 @@ func TestObserveAndState(t *testing.T) {
 	if got := testutil.ToFloat64(m.reloads.WithLabelValues("failure")); got != 2 {
 		t.Fatalf("reload failures %v", got)
 	}
-	for name, c := range map[string]prometheus.Counter{"cuts": m.cuts, "denied": m.denied} {
+	for name, c := range map[string]prometheus.Counter{"cuts": m.cuts, "denied": m.denied, "write timeouts": m.writeTimeouts} {
 		if got := testutil.ToFloat64(c); got != 1 {
 			t.Fatalf("%s = %v, want 1", name, got)
 		}

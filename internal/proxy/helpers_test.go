@@ -187,6 +187,7 @@ func newEnv(t *testing.T, opts ...func(*setup)) *env {
 		WatchAfter:        s.watchAfter,
 		ReadHeaderTimeout: waitLimit,
 		ErrorLog:          log.New(lockedWriter{&e.mu, &e.srvLog}, "", 0),
+		WriteStallTimeout: h.ClientWriteTimeout, // as cmd/proxyd wires it
 	}
 	served := make(chan struct{})
 	go func() {

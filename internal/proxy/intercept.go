@@ -43,24 +43,51 @@ type tunnelInfo struct {
 
 type tunnelKey struct{}
 
-// check refuses what a decrypted tunnel must not carry: a CONNECT, and a
-// request for another host than the tunnel's (SPEC §9: 400).
+// check refuses what a decrypted tunnel must not carry (400,
+// docs/tls-interception.md): a CONNECT; a target other than
+// https://<CONNECT host:port> (an absolute-form target with another
+// scheme, host or port, the scheme's default port counting as named: RFC
+// 9112 §3.2.2; an HTTP/2 request whose :scheme is not https: RFC 9113
+// §8.3.1); a Host naming another host than the tunnel's, or another port.
+// Nothing leaves an intercepted tunnel in clear, nor for another port than
+// the one the CONNECT was judged for (egress.connect_ports). When it
+// accepts r, it points r.URL at exactly https://<CONNECT host:port>, the
+// path and query kept.
 func (ti *tunnelInfo) check(r *http.Request) error {
 	if r.Method == http.MethodConnect {
 		return badTarget("CONNECT inside an intercepted tunnel")
 	}
 	want := net.JoinHostPort(ti.host, ti.port)
-	for _, authority := range []string{r.Host, r.URL.Host} {
-		host, port := authority, ""
-		if h, p, err := net.SplitHostPort(authority); err == nil {
-			host, port = h, p
-		}
-		host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
-		if !strings.EqualFold(host, ti.host) || port != "" && port != ti.port {
-			return badTarget(fmt.Sprintf("Host %s is not the tunnel's host %s", strconv.Quote(authority), strconv.Quote(want)))
-		}
+	if r.ProtoMajor == 2 && r.TLS == nil {
+		// golang.org/x/net/http2 sets r.TLS only when :scheme is https
+		// (and accepts no :scheme but http and https).
+		return badTarget(":scheme http in an intercepted tunnel: only https://" + want)
 	}
+	// Origin-form targets were given the tunnel's (intercept); an
+	// absolute-form one is the client's.
+	u := r.URL
+	port := u.Port()
+	if port == "" && u.Scheme == "https" {
+		port = "443"
+	}
+	if u.Scheme != "https" || !sameHost(u.Hostname(), ti.host) || port != ti.port {
+		return badTarget(fmt.Sprintf("target %s is not https://%s", strconv.Quote(u.Scheme+"://"+u.Host), want))
+	}
+	host, port := r.Host, ""
+	if h, p, err := net.SplitHostPort(r.Host); err == nil {
+		host, port = h, p
+	}
+	if !sameHost(strings.Trim(host, "[]"), ti.host) || port != "" && port != ti.port {
+		return badTarget(fmt.Sprintf("Host %s is not the tunnel's host %s", strconv.Quote(r.Host), strconv.Quote(want)))
+	}
+	u.Scheme, u.Host = "https", want
 	return nil
+}
+
+// sameHost reports whether host (no brackets) names the tunnel's host,
+// in any case and with or without a trailing dot.
+func sameHost(host, tunnel string) bool {
+	return strings.EqualFold(strings.TrimSuffix(host, "."), strings.TrimSuffix(tunnel, "."))
 }
 
 // intercept serves a CONNECT to an intercepted host (SPEC §9): a tunnel
@@ -128,14 +155,21 @@ func (h *Handler) intercept(w http.ResponseWriter, r *http.Request, rec *Record,
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tunnelKey{}, ti)))
 	})
 	if tc.ConnectionState().NegotiatedProtocol == http2.NextProtoTLS {
+		// client_write_timeout: per stream (clientwrite.go), and for a
+		// socket that takes nothing, WriteByteTimeout (as of the
+		// tunnel's start).
 		srv := &http2.Server{IdleTimeout: tunnelIdleTimeout}
 		srv.ServeConn(tc, &http2.ServeConnOpts{
-			Context:    h.tunnelCtx,
-			Handler:    inner,
-			BaseConfig: &http.Server{ReadHeaderTimeout: tunnelHeaderTimeout, ErrorLog: h.stdLog},
+			Context: h.tunnelCtx,
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				inner(stallBounded(w, h.ClientWriteTimeout), r)
+			}),
+			BaseConfig: &http.Server{ReadHeaderTimeout: tunnelHeaderTimeout, ErrorLog: h.stdLog,
+				HTTP2: &http.HTTP2Config{WriteByteTimeout: h.ClientWriteTimeout()}},
 		})
 	} else {
-		srv := &h1.Server{Handler: inner, ReadHeaderTimeout: tunnelHeaderTimeout, IdleTimeout: tunnelIdleTimeout, ErrorLog: h.stdLog}
+		srv := &h1.Server{Handler: inner, ReadHeaderTimeout: tunnelHeaderTimeout, IdleTimeout: tunnelIdleTimeout, ErrorLog: h.stdLog,
+			WriteStallTimeout: h.ClientWriteTimeout}
 		srv.ServeConn(tc)
 	}
 	rec.Bytes, rec.BytesIn = conn.out.Load(), conn.in.Load()

@@ -7,12 +7,18 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
@@ -359,4 +365,216 @@ func TestInterceptCloseTunnels(t *testing.T) {
 	e.stats("one tunnel", func(s dispatch.Stats) bool { return s.Tunnels == 1 })
 	e.h.CloseTunnels()
 	e.stats("no tunnel", func(s dispatch.Stats) bool { return s.Tunnels == 0 })
+}
+
+// wire maps the forwarder's dials (upstream.Config.DialContext) to local
+// origins by port and records, for each connection opened, whether the
+// first byte written was a TLS handshake record (0x16): what an
+// intercepted tunnel sends upstream is TLS or nothing.
+type wire struct {
+	mu    sync.Mutex
+	to    map[string]string // port dialed → the origin's address
+	conns []*sniffConn
+}
+
+func (w *wire) route(port, addr string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.to[port] = addr
+}
+
+func (w *wire) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	_, port, _ := net.SplitHostPort(addr)
+	w.mu.Lock()
+	to, ok := w.to[port]
+	w.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("test wire: no origin for %s", addr)
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, to)
+	if err != nil {
+		return nil, err
+	}
+	sc := &sniffConn{Conn: c, dialed: addr}
+	w.mu.Lock()
+	w.conns = append(w.conns, sc)
+	w.mu.Unlock()
+	return sc, nil
+}
+
+// cleartext returns the addresses dialed whose first byte was not a TLS
+// handshake record, and how many connections were opened in all.
+func (w *wire) cleartext() (clear []string, opened int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range w.conns {
+		if f := c.first.Load(); f != 0 && f != 0x16+1 {
+			clear = append(clear, fmt.Sprintf("%s (first byte %q)", c.dialed, byte(f-1)))
+		}
+	}
+	return clear, len(w.conns)
+}
+
+type sniffConn struct {
+	net.Conn
+	dialed string
+	first  atomic.Int32 // the first byte written, plus one; 0: nothing yet
+}
+
+func (c *sniffConn) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		c.first.CompareAndSwap(0, int32(p[0])+1)
+	}
+	return c.Conn.Write(p)
+}
+
+// newOriginFor is newTLSOrigin with a certificate for name signed by the
+// interception CA, which the proxy then trusts upstream.
+func (e *env) newOriginFor(name string) *origin {
+	e.t.Helper()
+	leaf, err := e.authority.Certificate(name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	o := &origin{e: e, held: make(chan string, 16), gate: make(chan struct{})}
+	o.Server = httptest.NewUnstartedServer(http.HandlerFunc(o.serve))
+	o.Server.TLS = &tls.Config{Certificates: []tls.Certificate{*leaf}}
+	o.Server.Config.ErrorLog = log.New(io.Discard, "", 0)
+	o.Server.StartTLS()
+	e.onTeardown(o.Server.Close)
+	if err := e.fwd.SetExtraRoots([]*x509.Certificate{e.authority.CA()}); err != nil {
+		e.t.Fatal(err)
+	}
+	return o
+}
+
+// Nothing leaves an intercepted tunnel in clear, nor for another port
+// (docs/tls-interception.md): inside CONNECT api.test:8443, an
+// absolute-form target with the http scheme (port 80 or the tunnel's), or
+// with https and another port, and an HTTP/2 request whose :scheme is
+// http, are refused 400 http_request_error; the plain origin on port 80
+// gets nothing and every upstream connection opened starts with a TLS
+// handshake. The tunnel's own https://api.test:8443 target, absolute or
+// origin-form, is forwarded over TLS.
+func TestInterceptNoCleartext(t *testing.T) {
+	t.Parallel()
+	w := &wire{to: map[string]string{}}
+	e := newEnv(t, intercepting("api.test"), func(s *setup) { s.fwd.DialContext = w.dial })
+	plain := e.newOrigin(nil) // stands for api.test:80
+	tlsOrigin := e.newOriginFor("api.test")
+	w.route("80", plain.Listener.Addr().String())
+	w.route("8443", tlsOrigin.Listener.Addr().String())
+	pool := x509.NewCertPool()
+	pool.AddCert(e.authority.CA())
+	const want = "https://api.test:8443"
+
+	t.Run("HTTP/1.1", func(t *testing.T) {
+		for _, tc := range []struct {
+			request string
+			status  int
+			detail  string
+		}{
+			{"GET http://api.test/clear HTTP/1.1\r\nHost: api.test\r\n\r\n", 400, `target \"http://api.test\" is not ` + want},
+			{"GET http://api.test:8443/clear HTTP/1.1\r\nHost: api.test:8443\r\n\r\n", 400, `target \"http://api.test:8443\" is not ` + want},
+			{"GET HTTP://API.TEST:8443/clear HTTP/1.1\r\nHost: api.test:8443\r\n\r\n", 400, `target \"http://API.TEST:8443\" is not ` + want},
+			{"GET http://api.test:8443/clear HTTP/1.1\r\nHost: other.example\r\n\r\n", 400, `target \"http://api.test:8443\" is not ` + want},
+			{"GET https://api.test/clear HTTP/1.1\r\nHost: api.test\r\n\r\n", 400, `target \"https://api.test\" is not ` + want},
+			{"GET https://api.test:80/clear HTTP/1.1\r\nHost: api.test:80\r\n\r\n", 400, `target \"https://api.test:80\" is not ` + want},
+			{"GET https://api.test:8443/abs HTTP/1.1\r\nHost: api.test:8443\r\n\r\n", 200, ""},
+			{"GET https://API.test.:8443/abs-dot HTTP/1.1\r\nHost: api.test:8443\r\n\r\n", 200, ""},
+			{"GET /origin HTTP/1.1\r\nHost: api.test\r\n\r\n", 200, ""},
+		} {
+			line, _, _ := strings.Cut(tc.request, "\r\n")
+			t.Run(line, func(t *testing.T) {
+				c, err := e.dialIntercepted("api.test:8443", pool, "http/1.1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.WriteString(c, tc.request); err != nil {
+					t.Fatal(err)
+				}
+				resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodGet})
+				if err != nil {
+					t.Fatalf("%q: %v", tc.request, err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				c.Close()
+				res := result{resp: resp, body: string(b)}
+				if tc.status == 400 {
+					wantAnswer(t, res, 400, proxyStatus("http_request_error", tc.detail), false)
+					return
+				}
+				wantStatus(t, res, 200)
+				path := strings.Fields(tc.request)[1]
+				if i := strings.Index(path, "/abs"); i > 0 {
+					path = path[i:]
+				}
+				if res.body != "ok "+path {
+					t.Errorf("%q: body %q, want the TLS origin's answer for %s", tc.request, res.body, path)
+				}
+				wantHits(t, tlsOrigin, path, 1)
+			})
+		}
+	})
+
+	t.Run("HTTP/2", func(t *testing.T) {
+		for _, tc := range []struct {
+			url    string
+			status int
+			detail string
+		}{
+			{"http://api.test/clear", 400, `:scheme http in an intercepted tunnel: only ` + want},
+			{"http://api.test:8443/clear", 400, `:scheme http in an intercepted tunnel: only ` + want},
+			{"https://api.test:80/clear", 400, `Host \"api.test:80\" is not the tunnel's host \"api.test:8443\"`},
+			{"https://api.test:8443/h2", 200, ""},
+		} {
+			c, err := e.dialIntercepted("api.test:8443", pool, "h2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cc, err := (&http2.Transport{}).NewClientConn(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequest(http.MethodGet, tc.url, nil)
+			res := roundTrip(&http.Client{Transport: cc}, req)
+			cc.Close()
+			c.Close()
+			if tc.status == 400 {
+				wantAnswer(t, res, 400, proxyStatus("http_request_error", tc.detail), false)
+				continue
+			}
+			wantStatus(t, res, 200)
+			wantHits(t, tlsOrigin, "/h2", 1)
+		}
+	})
+
+	if hits := plain.seen(); len(hits) != 0 {
+		t.Errorf("the plain origin (api.test:80) got %d requests: %+v", len(hits), hits)
+	}
+	clear, opened := w.cleartext()
+	if len(clear) != 0 {
+		t.Errorf("cleartext sent upstream from an intercepted tunnel: %v", clear)
+	}
+	if opened == 0 {
+		t.Error("no upstream connection opened: the allowed requests were not forwarded")
+	}
+	wantHits(t, tlsOrigin, "/clear", 0)
+}
+
+// wantHits checks that o got n requests for path (origin.got and
+// origin.never fail the env's test, not a subtest).
+func wantHits(t *testing.T, o *origin, path string, n int) {
+	t.Helper()
+	got := 0
+	for _, p := range o.paths() {
+		if p == path {
+			got++
+		}
+	}
+	if got != n {
+		t.Errorf("the TLS origin got %d requests for %s, want %d (all: %v)", got, path, n, o.paths())
+	}
 }

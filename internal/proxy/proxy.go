@@ -23,6 +23,7 @@ import (
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
 	"github.com/proxyd/proxyd/internal/egress"
+	"github.com/proxyd/proxyd/internal/h1"
 	"github.com/proxyd/proxyd/internal/headers"
 	"github.com/proxyd/proxyd/internal/mitm"
 	"github.com/proxyd/proxyd/internal/upstream"
@@ -69,6 +70,8 @@ type Handler struct {
 	stdLog    *log.Logger                // for the servers of decrypted tunnels
 	ids       requestIDs
 	retries   *retryBudget
+	// writeTimeout is client_write_timeout, in nanoseconds (reload).
+	writeTimeout atomic.Int64
 
 	// Tunnels end when tunnelCtx is canceled (CloseTunnels, at shutdown).
 	tunnelCtx    context.Context
@@ -147,7 +150,14 @@ func (h *Handler) SetPolicy(cfg config.Config) error {
 		return err
 	}
 	h.policy.Store(p)
+	h.writeTimeout.Store(int64(cfg.ClientWriteTimeout))
 	return nil
+}
+
+// ClientWriteTimeout is client_write_timeout as last set (SetPolicy): the
+// h1 servers' WriteStallTimeout, the proxy listener's included.
+func (h *Handler) ClientWriteTimeout() time.Duration {
+	return time.Duration(h.writeTimeout.Load())
 }
 
 // WaitTunnels waits until every open tunnel has ended, or ctx is done.
@@ -600,6 +610,15 @@ func (h *Handler) writeResponse(w http.ResponseWriter, rec *Record, resp *http.R
 		rec.Cut = true
 		h.log.Warn("upstream response cut mid-body", zap.String("request_id", rec.ID), zap.Error(err))
 		panic(http.ErrAbortHandler)
+	case errors.Is(err, h1.ErrWriteTimeout):
+		// The client stopped reading for client_write_timeout: the
+		// response is cut (the server resets the connection, or the
+		// HTTP/2 stream) and the permit released. Forwarded, as for a
+		// client that leaves mid-body; the log and a counter tell it.
+		rec.Err = err
+		rec.ClientWriteTimeout = true
+		h.log.Warn("client write timeout: response cut", zap.String("request_id", rec.ID), zap.Error(err))
+		return nil
 	default:
 		// The client went away mid-body.
 		rec.Err = err

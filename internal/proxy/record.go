@@ -30,6 +30,9 @@ type Record struct {
 	RetryDenied bool
 	Pauses      int  // upstream responses (of any attempt) that paused the destination
 	Cut         bool // the upstream broke off the response body (the client's stream was cut)
+	// ClientWriteTimeout: the client read nothing of the response for
+	// client_write_timeout, and the response was cut.
+	ClientWriteTimeout bool
 	// EgressDenied is the egress.Denial reason of a destination the egress
 	// policy refused ("private", "self", …), else empty.
 	EgressDenied string
@@ -92,6 +95,9 @@ func (h *Handler) logRecord(rec *Record) {
 	}
 	if rec.EgressDenied != "" {
 		fields = append(fields, zap.String("egress_denied", rec.EgressDenied))
+	}
+	if rec.ClientWriteTimeout {
+		fields = append(fields, zap.Bool("client_write_timeout", true))
 	}
 	if rec.Err != nil {
 		fields = append(fields, zap.Error(rec.Err))

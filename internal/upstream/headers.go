@@ -78,7 +78,10 @@ func RemoveHopByHop(h http.Header) {
 // fresh connection when a pooled one turns out dead (golang.org/issue/16036).
 // out.Trailer aliases in.Trailer: the server fills trailer values in only
 // when the body reaches EOF, which is when the transport reads them; treat
-// it as read-only.
+// it as read-only. No filter can be applied here, before the values exist:
+// the server (internal/h1) drops the fields that may not be trailers, and
+// the hop-by-hop ones, before the body reports EOF (docs/operations.md,
+// "Framing and header limits").
 func Outbound(ctx context.Context, in *http.Request, target *url.URL, drop []string) *http.Request {
 	out := in.WithContext(ctx) // a shallow copy; the header is rebuilt below
 	u := *target
