@@ -127,7 +127,8 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (_ *app, err 
 	a.gateway = upstream.New(fc)
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if a.metrics, err = metrics.New(a.reg, metrics.Deps{Stats: a.disp.Stats, Certificates: a.certs.stats}); err != nil {
+	if a.metrics, err = metrics.New(a.reg, metrics.Deps{Stats: a.disp.Stats, Certificates: a.certs.stats,
+		Unsolicited: func() uint64 { return a.fwd.UnsolicitedResponses() + a.gateway.UnsolicitedResponses() }}); err != nil {
 		return nil, err
 	}
 	a.handler, err = proxy.New(cfg, proxy.Deps{Dispatcher: a.disp, Forwarder: a.fwd, Gateway: a.gateway, Egress: a.egress, Authority: auth, Users: users, Logger: log.Named("access"), Observe: a.metrics.Observe})

@@ -27,6 +27,10 @@ type Deps struct {
 	// Certificates returns the leaf certificates issued and served from the
 	// cache by TLS interception so far (nil: none, the series stay at 0).
 	Certificates func() (issued, hits uint64)
+	// Unsolicited returns how many idle upstream connections were closed
+	// because the upstream sent bytes on them that no request asked for
+	// (upstream.Forwarder.UnsolicitedResponses; nil: the series stays 0).
+	Unsolicited func() uint64
 }
 
 // Metrics holds proxyd's own series. Safe for concurrent use.
@@ -150,6 +154,14 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 		Name: "proxyd_tls_certificate_cache_hits_total",
 		Help: "Intercepted tunnels served a cached leaf certificate.",
 	}, func() float64 { _, h := certs(); return float64(h) })
+	stray := deps.Unsolicited
+	if stray == nil {
+		stray = func() uint64 { return 0 }
+	}
+	unsolicited := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "proxyd_upstream_unsolicited_responses_total",
+		Help: "Idle upstream connections closed because the upstream sent bytes on them that no request asked for (none reached a client).",
+	}, func() float64 { return float64(stray()) })
 	for _, r := range egress.Reasons {
 		m.egress.WithLabelValues(r)
 	}
@@ -165,7 +177,7 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.wait, m.upstream, m.reloads, m.retries, m.denied, m.pauses, m.cuts, m.writeTimeouts, m.egress, m.handshakes, m.authFailures, m.clients, issued, hits, newStateCollector(deps.Stats)} {
+	for _, c := range []prometheus.Collector{m.requests, m.wait, m.upstream, m.reloads, m.retries, m.denied, m.pauses, m.cuts, m.writeTimeouts, m.egress, m.handshakes, m.authFailures, m.clients, issued, hits, unsolicited, newStateCollector(deps.Stats)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -1,10 +1,12 @@
 package metrics
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -322,6 +324,27 @@ func TestBucketBounds(t *testing.T) {
 			if s := strconv.FormatFloat(b, 'g', -1, 64); len(s) > 6 {
 				t.Errorf("%s: bucket le=%q is not a round number", name, s)
 			}
+		}
+	}
+}
+
+// TestUnsolicitedResponses: the counter reports what Deps.Unsolicited
+// says at scrape time.
+func TestUnsolicitedResponses(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	var n atomic.Uint64
+	if _, err := New(reg, Deps{Stats: fixedStats, Unsolicited: n.Load}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []uint64{0, 3} {
+		n.Store(want)
+		expected := fmt.Sprintf(`
+# HELP proxyd_upstream_unsolicited_responses_total Idle upstream connections closed because the upstream sent bytes on them that no request asked for (none reached a client).
+# TYPE proxyd_upstream_unsolicited_responses_total counter
+proxyd_upstream_unsolicited_responses_total %d
+`, want)
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(expected), "proxyd_upstream_unsolicited_responses_total"); err != nil {
+			t.Error(err)
 		}
 	}
 }

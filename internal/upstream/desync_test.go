@@ -36,7 +36,7 @@ func waitIdleUnread(t testing.TB, f *Forwarder) {
 		found := false
 		for _, l := range f.pool.idle {
 			for _, pc := range l {
-				found = found || idleState(pc.conn) == connUnread
+				found = found || pc.peek.idle() == connUnread
 			}
 		}
 		f.pool.mu.Unlock()
@@ -152,5 +152,35 @@ func TestPoolIdleClosedByUpstream(t *testing.T) {
 	}
 	if u := f.UnsolicitedResponses(); u != 0 {
 		t.Errorf("UnsolicitedResponses() = %d, want 0: a close is not a response", u)
+	}
+}
+
+// BenchmarkIdleState is the price of the reuse check: one non-blocking
+// MSG_PEEK on the socket of every pooled connection taken from the pool.
+func BenchmarkIdleState(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	if peer := <-accepted; peer != nil {
+		defer peer.Close()
+	}
+	p := newPeeker(c)
+	b.ReportAllocs()
+	for b.Loop() {
+		if p.idle() != connIdle {
+			b.Fatal("not idle")
+		}
 	}
 }

@@ -332,7 +332,7 @@ func waitTainted(f *Forwarder) {
 		clean := 0
 		for _, l := range f.pool.idle {
 			for _, pc := range l {
-				if idleState(pc.conn) == connIdle {
+				if pc.peek.idle() == connIdle {
 					clean++
 				}
 			}

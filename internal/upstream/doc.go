@@ -21,10 +21,24 @@
 // sent twice (GET, HEAD, OPTIONS, TRACE, or one with an Idempotency-Key)
 // through its own pool of HTTP/1.1 connections (pool.go): written with
 // Request.Write and read with http.ReadResponse on the caller's goroutine,
-// with none of the Transport's per-connection goroutines and hand-offs. A
-// pooled connection the upstream closed while idle is found on reuse, and
-// the request is sent again on a new one. Everything else (a body, https)
-// goes through the http.Transport. Both report errors alike.
+// with none of the Transport's per-connection goroutines and hand-offs.
+// Everything else (a body, https) goes through the http.Transport. Both
+// report errors alike.
+//
+// The Transport watches each idle connection with a read; the pool has no
+// goroutine per connection, so it looks instead: before an idle
+// connection is reused (and at each idle sweep) a non-blocking MSG_PEEK on
+// its socket (peek_unix.go: no read, no allocation) tells whether it holds
+// anything. A byte that arrived while no request was outstanding (an
+// unsolicited response, the late body of a HEAD, 204 or 304) would be read
+// as the next request's response, handing one client another's answer:
+// such a connection is closed and counted (UnsolicitedResponses), and so
+// is one the upstream closed; the request takes another connection. A
+// connection that cannot be looked at is never pooled. Bytes that arrive
+// between the look and the request are read as its answer, as with any
+// HTTP/1.1 client (the Transport has the same window).
+// differential_test.go drives the pool and the Transport against the same
+// misbehaving origins and requires the same outcome for every request.
 //
 // # Invariants
 //

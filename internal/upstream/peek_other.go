@@ -4,6 +4,10 @@ package upstream
 
 import "net"
 
-// idleState cannot look at a socket here without reading it: the pool
-// does not keep connections it cannot watch (see peek_unix.go).
-func idleState(net.Conn) connState { return connUnknown }
+// peeker cannot look at a socket here without reading it: the pool does
+// not keep connections it cannot watch (see peek_unix.go).
+type peeker struct{}
+
+func newPeeker(net.Conn) *peeker { return nil }
+
+func (p *peeker) idle() connState { return connUnknown }

@@ -63,10 +63,10 @@ type pconn struct {
 	bw        *bufio.Writer
 	idleSince time.Time
 	reused    bool
-	watchable bool // idleState can tell whether it is safe to reuse
+	peek      *peeker // tells whether it is safe to reuse; nil: it cannot
 }
 
-// connState is what an idle connection's socket holds (idleState).
+// connState is what an idle connection's socket holds (peeker.idle).
 type connState uint8
 
 const (
@@ -97,7 +97,7 @@ func (p *connPool) get(ctx context.Context, key string, deadline time.Time) (*pc
 		p.idle[key] = l[:len(l)-1]
 		p.nidle--
 		p.mu.Unlock()
-		if st := idleState(pc.conn); st != connIdle {
+		if st := pc.peek.idle(); st != connIdle {
 			pc.conn.Close()
 			if st == connUnread {
 				p.unsolicited.Add(1)
@@ -119,7 +119,7 @@ func (p *connPool) get(ctx context.Context, key string, deadline time.Time) (*pc
 		return nil, err
 	}
 	pc := &pconn{pool: p, key: key, conn: conn, lr: io.LimitedReader{R: conn, N: math.MaxInt64}, bw: bufio.NewWriterSize(conn, 4<<10)}
-	pc.watchable = idleState(conn) != connUnknown
+	pc.peek = newPeeker(conn)
 	pc.br = bufio.NewReaderSize(&pc.lr, 4<<10)
 	return pc, nil
 }
@@ -127,7 +127,7 @@ func (p *connPool) get(ctx context.Context, key string, deadline time.Time) (*pc
 // put pools pc for reuse, or closes it when the pool is full.
 func (p *connPool) put(pc *pconn) {
 	pc.idleSince = time.Now()
-	if !pc.watchable {
+	if pc.peek == nil {
 		pc.conn.Close() // get could not tell whether it is safe to reuse
 		return
 	}
@@ -159,7 +159,7 @@ func (p *connPool) closeStale() {
 	for key, l := range p.idle {
 		keep := l[:0]
 		for _, pc := range l {
-			st := idleState(pc.conn)
+			st := pc.peek.idle()
 			if pc.idleSince.Before(cutoff) || st != connIdle {
 				pc.conn.Close()
 				p.nidle--
