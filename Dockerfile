@@ -2,6 +2,13 @@
 #
 # proxyd container image: a static binary on distroless, as a non-root user.
 #
+# Needs BuildKit: the default builder since Docker Engine 23.0; on an older
+# engine use DOCKER_BUILDKIT=1 docker build, or docker buildx build. The
+# build stage runs on the builder's own platform (--platform=$BUILDPLATFORM,
+# cross-compiling for TARGETOS/TARGETARCH) and caches modules and builds
+# (RUN --mount=type=cache); the legacy builder fails on them with "failed
+# to parse platform" or "the --mount option requires BuildKit".
+#
 #   docker build -t proxyd:dev \
 #     --build-arg VERSION="$(git describe --tags --always --dirty)" \
 #     --build-arg COMMIT="$(git rev-parse HEAD)" \

@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -75,6 +77,10 @@ type pageView struct {
 	Tunnels     string            `json:"tunnels"`
 	ByPriority  map[string]string `json:"byPriority"`
 	P50         map[string]string `json:"p50"`
+	Oldest      map[string]string `json:"oldest"`  // priority -> oldest wait cell
+	Legends     map[string]string `json:"legends"` // legend id -> text
+	Colors      map[string]string `json:"colors"`  // legend swatches and bars, computed background colours
+	PrioFull    int               `json:"prioFull"`
 	Paused      []string          `json:"paused"`
 	Hosts       map[string]string `json:"hosts"` // match -> in flight
 	StoreShown  bool              `json:"storeShown"`
@@ -87,11 +93,18 @@ const readPage = `(() => {
     state: t("#state"), depth: t("#depth"), inflight: t("#inflight"), concurrency: t("#concurrency-cap"),
     rate: t("#rate-limit"), burst: t("#burst-limit"), admitted: t("#admitted-rate"), tunnels: t("#tunnels-open"),
     byPriority: {}, p50: {}, paused: [], hosts: {}, storeShown: !document.getElementById("store-panel").hidden,
-    formStatus: t("#limits-status")};
+    formStatus: t("#limits-status"), oldest: {}, legends: {}, colors: {},
+    prioFull: document.querySelectorAll("#prio-table .bar.full").length};
   document.querySelectorAll("#prio-table tbody tr").forEach((r) => {
     v.byPriority[r.dataset.priority] = r.querySelector(".waiting").textContent;
     v.p50[r.dataset.priority] = r.querySelector(".p50").textContent;
+    v.oldest[r.dataset.priority] = r.querySelector(".oldest").textContent;
   });
+  for (const id of ["admitted-legend", "inflight-legend", "depth-legend", "prio-legend", "hosts-legend"]) v.legends[id] = t("#" + id);
+  const bg = (s) => { const e = document.querySelector(s); return e ? getComputedStyle(e).backgroundColor : ""; };
+  v.colors = {legendBar: bg("#hosts-legend .sw-bar"), legendFull: bg("#hosts-legend .sw-full"),
+    bar: bg("#hosts-table .bar:not(.full) > div"), barFull: bg("#hosts-table .bar.full > div"),
+    prioLegendBar: bg("#prio-legend .sw-bar"), prioBar: bg("#prio-table .bar > div")};
   document.querySelectorAll("#paused-table tbody tr").forEach((r) => v.paused.push(r.dataset.destination));
   document.querySelectorAll("#hosts-table tbody tr").forEach((r) => { v.hosts[r.dataset.match] = r.querySelector(".inflight").textContent; });
   return v;
@@ -285,6 +298,28 @@ hosts:
 	})
 	if v.StoreShown {
 		t.Errorf("the store section is shown without a shared store")
+	}
+	// Priority 6's requests all wait (held): no p50 yet, but the oldest
+	// wait of those waiting (issue 25: the row showed only "–"). A
+	// priority with none waiting shows "–".
+	if v.P50["6"] != "–" || !regexp.MustCompile(`^[0-9.]+ (µs|ms|s)$|^[0-9]+ min [0-9]+ s$`).MatchString(v.Oldest["6"]) || v.Oldest["2"] != "–" {
+		t.Errorf("priority 6: p50 %q, oldest wait %q; priority 2: oldest wait %q; want –, a duration, –", v.P50["6"], v.Oldest["6"], v.Oldest["2"])
+	}
+	// The legends name what the colours mean, and their swatches have the
+	// colours of what they explain: the held rule's bar is full (2 of 2).
+	for id, want := range map[string]string{
+		"admitted-legend": "limits.rate", "inflight-legend": "limits.concurrency", "depth-legend": "stacked by priority",
+		"prio-legend": "oldest wait", "hosts-legend": "at its concurrency",
+	} {
+		if !strings.Contains(v.Legends[id], want) {
+			t.Errorf("legend #%s = %q, want it to say %q", id, v.Legends[id], want)
+		}
+	}
+	if c := v.Colors; c["barFull"] == "" || c["legendFull"] != c["barFull"] || c["legendBar"] != c["bar"] || c["legendBar"] == c["legendFull"] || c["prioLegendBar"] != c["prioBar"] {
+		t.Errorf("legend colours %v do not match the bars'", c)
+	}
+	if v.PrioFull != 0 {
+		t.Errorf("%d priority bars drawn as full: they have no cap", v.PrioFull)
 	}
 	if _, port, _ := net.SplitHostPort(limited.Listener.Addr().String()); v.Paused[0] != "127.0.0.1:"+port {
 		t.Errorf("paused = %v, want 127.0.0.1:%s", v.Paused, port)

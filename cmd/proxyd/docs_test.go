@@ -438,6 +438,10 @@ func kubernetesSetups(t *testing.T, name string, docs []map[string]any) []proxyd
 				}
 				s.env = append(s.env, str(e["name"])+"="+val)
 			}
+			// And the service links of the file's Services, which a pod
+			// gets when enableServiceLinks is left on (issue 25: proxyd
+			// must start with them).
+			s.env = append(s.env, kubeServiceLinks(docs, "10.96.0.10")...)
 			for _, p := range listAt(c, "ports") {
 				p := p.(map[string]any)
 				n, _ := p["containerPort"].(int)

@@ -137,6 +137,7 @@ rate or concurrency of 0 is unlimited, and "-" marks a host rule's unset
 		RunE:    call(http.MethodGet, limitsPath, nil, writeLimitsTable),
 	}
 
+	var setFlags *pflag.FlagSet // set's own, for the note on the burst
 	set := &cobra.Command{
 		Use:   "set",
 		Short: "Change global limits at once; only the flags given change",
@@ -147,9 +148,12 @@ them it says why, nothing changes, and the exit code is 2. A change lasts
 until the next reload or restart, which reads the configuration again.`,
 		Example: "  proxyd limits set --rate 50 --concurrency 8\n  proxyd limits set --max-wait 10s",
 		Args:    usageArgs(cobra.NoArgs),
-		RunE:    call(http.MethodPatch, limitsPath, limitsPatch, writeLimitsTable),
+		RunE: call(http.MethodPatch, limitsPath, limitsPatch, func(w io.Writer, data []byte) error {
+			return writeSetTable(w, data, setFlags)
+		}),
 	}
 	sf := set.Flags()
+	setFlags = sf
 	sf.Float64("rate", 0, "requests per second admitted overall; 0 = unlimited")
 	sf.Int("burst", 0, "token-bucket burst")
 	sf.Int("concurrency", 0, "most requests in flight upstream; 0 = unlimited")

@@ -20,7 +20,9 @@ package main
 //     merged.
 //   - Environment variables: the name of key "a.b_c" is PROXYD_A_B_C. Only
 //     upper-case PROXYD_* names are read; an unknown one (PROXYD_CONFIG
-//     too: use --config) is an error. When a name is repeated the first
+//     too: use --config) is an error, except the variables Kubernetes adds
+//     for a Service named proxyd (PROXYD_SERVICE_HOST, PROXYD_PORT_8080_TCP…;
+//     see servicelinks.go), which are skipped. When a name is repeated the first
 //     wins, as with os.Getenv. An empty value counts as unset, as with
 //     viper's AllowEmptyEnv(false), so PROXYD_LIMITS_RATE=${RATE} with RATE
 //     unset does nothing. String keys
@@ -226,7 +228,14 @@ func readEnv(env []string, from map[string]string) (map[string]any, []error) {
 		seen[name] = true
 		key, ok := keys[name]
 		if !ok {
-			errs = append(errs, fmt.Errorf("unknown environment variable %s%s", name, suggestEnv(name, names)))
+			if isServiceLink(name, raw) {
+				continue // Kubernetes' doing, not configuration (servicelinks.go)
+			}
+			hint := serviceLinkHint(name)
+			if hint == "" {
+				hint = suggestEnv(name, names)
+			}
+			errs = append(errs, fmt.Errorf("unknown environment variable %s%s", name, hint))
 			continue
 		}
 		if raw == "" {

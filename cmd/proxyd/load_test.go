@@ -386,6 +386,9 @@ func TestEnvEveryKey(t *testing.T) {
 		"redis.on_error":                   "open",
 		"log.level":                        "debug",
 		"log.format":                       "console",
+		"tracing.otlp_endpoint":            "otel-collector:4317",
+		"tracing.otlp_protocol":            "grpc",
+		"tracing.sample_ratio":             "0.25",
 		"shutdown_timeout":                 "17s",
 		"client_write_timeout":             "18s",
 	}
@@ -425,6 +428,7 @@ func TestEnvEveryKey(t *testing.T) {
 		Redis:           config.Redis{URL: "redis://127.0.0.1:6379/0", KeyPrefix: "p", Timeout: 50 * time.Millisecond, OnError: "open"},
 		TLS:             config.TLS{Intercept: []string{"api.example.com", "*.corp.example"}, CACert: "ca.pem", CAKey: "ca-key.pem", UpstreamCA: "roots.pem", CertCacheSize: 18},
 		Log:             config.Log{Level: "debug", Format: "console"},
+		Tracing:         config.Tracing{OTLPEndpoint: "otel-collector:4317", OTLPProtocol: "grpc", SampleRatio: 0.25},
 		ShutdownTimeout: 17 * time.Second,
 
 		ClientWriteTimeout: 18 * time.Second,

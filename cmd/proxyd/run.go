@@ -78,6 +78,7 @@ Configuration: flags > PROXYD_* environment variables > --config FILE > defaults
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	defineFlags(root.PersistentFlags())
+	versionFlag(root)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &configError{err} })
 
 	check := &cobra.Command{

@@ -28,6 +28,7 @@ import (
 	"github.com/proxyd/proxyd/internal/metrics"
 	"github.com/proxyd/proxyd/internal/proxy"
 	"github.com/proxyd/proxyd/internal/store"
+	"github.com/proxyd/proxyd/internal/tracing"
 	"github.com/proxyd/proxyd/internal/upstream"
 )
 
@@ -54,6 +55,7 @@ type app struct {
 	admin   *admin.Server
 	metrics *metrics.Metrics
 	reg     *prometheus.Registry
+	tracing *tracing.Tracing // flushed at the end of the drain
 
 	proxySrv         *h1.Server
 	adminSrv         *http.Server
@@ -99,14 +101,15 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (_ *app, err 
 	a := &app{opts: opts, log: log, level: level, logSync: logSync, cfg: cfg}
 	defer func() {
 		if err != nil {
+			a.flushTraces()
 			_ = logSync.Stop()
 		}
 	}()
-	hosts, err := dispatch.HostLimitsOf(cfg.Hosts)
+	dcfg, err := dispatch.ConfigOf(cfg)
 	if err != nil {
 		return nil, &configError{err}
 	}
-	a.disp = dispatch.New(dispatch.Config{Limits: limitsOf(cfg.Limits), Hosts: hosts, Aging: cfg.Priority.Aging, Fairness: cfg.Fairness == config.FairnessClient, Reserve: cfg.Priority.Reserve}, dispatch.Deps{})
+	a.disp = dispatch.New(dcfg, dispatch.Deps{})
 	users, err := loadUsers(cfg.Auth)
 	if err != nil {
 		return nil, &configError{err}
@@ -131,12 +134,16 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (_ *app, err 
 		Unsolicited: func() uint64 { return a.fwd.UnsolicitedResponses() + a.gateway.UnsolicitedResponses() }}); err != nil {
 		return nil, err
 	}
-	a.handler, err = proxy.New(cfg, proxy.Deps{Dispatcher: a.disp, Forwarder: a.fwd, Gateway: a.gateway, Egress: a.egress, Authority: auth, Users: users, Logger: log.Named("access"), Observe: a.metrics.Observe})
+	if a.tracing, err = newTracing(cfg.Tracing, log); err != nil {
+		return nil, &configError{err}
+	}
+	a.handler, err = proxy.New(cfg, proxy.Deps{Dispatcher: a.disp, Forwarder: a.fwd, Gateway: a.gateway, Egress: a.egress, Authority: auth, Users: users, Logger: log.Named("access"), Observe: a.metrics.Observe,
+		Tracer: a.tracing.Provider()})
 	if err != nil {
 		return nil, &configError{err}
 	}
 	if cfg.Limits.Store == config.StoreRedis {
-		a.store, err = store.New(cfg.Redis, a.disp, store.Hooks{Limits: a.applySharedLimits, LocalRate: a.setLocalRate}, log.Named("store"), a.reg)
+		a.store, err = store.New(cfg.Redis, a.disp, store.Hooks{Limits: a.applySharedLimits}, log.Named("store"), a.reg)
 		if err != nil {
 			return nil, &configError{err}
 		}
@@ -212,25 +219,17 @@ func (a *app) applySharedLimits(rate float64, burst int) {
 	a.disp.SetLimits(limitsOf(a.cfg.Limits))
 }
 
-// setLocalRate sets the local bucket's rate (store.Hooks.LocalRate: while
-// the store is down, redis.on_error's share; when it is up again, the
-// fleet's). The configured limits do not change.
-func (a *app) setLocalRate(rate float64) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	l := limitsOf(a.cfg.Limits)
-	l.Rate = rate
-	a.disp.SetLimits(l)
-}
-
 // shareLimits writes rate and burst to the shared store when they changed
-// here (a PATCH, PUT or reload), so that every replica applies them.
+// here (a PATCH, PUT or reload), so that every replica applies them. While
+// the store cannot be reached the change applies here at once (at this
+// replica's share of the rate) and the store writes it when it answers
+// again (docs/shared-quota.md).
 func (a *app) shareLimits(old, cur config.Limits) {
 	if a.store == nil || old.Rate == cur.Rate && old.Burst == cur.Burst {
 		return
 	}
 	if err := a.store.SetLimits(context.Background(), cur.Rate, cur.Burst); err != nil {
-		a.log.Error("fleet-wide limits not shared: this replica applies them alone until the store answers", zap.Error(err))
+		a.log.Warn("fleet-wide limits not written yet: the shared store cannot be reached; they are written when it answers again", zap.Error(err))
 	}
 }
 
@@ -322,6 +321,7 @@ func (a *app) reload() (err error) {
 		cfg.Upstream.DialTimeout != old.Upstream.DialTimeout || cfg.Upstream.MaxIdleConnsPerHost != old.Upstream.MaxIdleConnsPerHost {
 		a.log.Warn("listen, admin.listen, admin.token, admin.allowed_hosts, log.format, upstream.dial_timeout and upstream.max_idle_conns_per_host change only on restart")
 	}
+	warnTracingRestart(a.log, old.Tracing, cfg.Tracing)
 	a.log.Info("configuration reloaded",
 		zap.Any("old_limits", limitsOf(old.Limits)), zap.Any("new_limits", limitsOf(cfg.Limits)))
 	return nil
@@ -330,7 +330,7 @@ func (a *app) reload() (err error) {
 // applyLocked makes cfg live: priority and timeout policy, limits, hosts,
 // aging. cfg is valid. a.mu is held.
 func (a *app) applyLocked(cfg config.Config) error {
-	hosts, err := dispatch.HostLimitsOf(cfg.Hosts)
+	dcfg, err := dispatch.ConfigOf(cfg)
 	if err != nil {
 		return err
 	}
@@ -347,12 +347,10 @@ func (a *app) applyLocked(cfg config.Config) error {
 		// request to their destination dials (and is judged) again.
 		a.fwd.Close()
 	}
-	a.disp.SetLimits(limitsOf(cfg.Limits))
+	// One step: limits, hosts, aging, reserve and fairness together
+	// (a store outage's local share stays: the store owns it).
+	a.disp.Reconfigure(dcfg)
 	a.shareLimits(a.cfg.Limits, cfg.Limits)
-	a.disp.SetHosts(hosts)
-	a.disp.SetAging(cfg.Priority.Aging)
-	a.disp.SetReserve(cfg.Priority.Reserve)
-	a.disp.SetFairness(cfg.Fairness == config.FairnessClient)
 	a.cfg = cfg
 	return nil
 }
@@ -407,6 +405,7 @@ func (a *app) shutdown(sig <-chan os.Signal) {
 	cancelGrace()
 	_ = a.proxySrv.Close()
 	<-done
+	a.flushTraces()
 	a.stopAdmin()
 	a.closeStore()
 	a.fwd.Close()
@@ -419,6 +418,7 @@ func (a *app) shutdownNow() {
 	a.disp.Close()
 	a.handler.CloseTunnels()
 	_ = a.proxySrv.Close()
+	a.flushTraces()
 	a.stopAdmin()
 	a.closeStore()
 	a.fwd.Close()

@@ -272,7 +272,11 @@ func TestTLSInterceptFailures(t *testing.T) {
 
 	c, _ := s.client(t, p, false)
 	resp, body := get(t, c, s.up.URL+"/bad")
-	if resp.StatusCode != 502 || resp.Header.Get("Proxy-Status") != "proxyd; error=tls_certificate_error" {
+	// What the user reads: the reason phrase and the body say why, and
+	// which setting helps (docs/operations.md, "Proxy-Status errors").
+	const why = "tls_certificate_error: x509: certificate signed by unknown authority (a private CA? see tls.upstream_ca)"
+	if resp.StatusCode != 502 || resp.Header.Get("Proxy-Status") != `proxyd; error=tls_certificate_error; details="x509: certificate signed by unknown authority"` ||
+		resp.Status != "502 "+why || body != "502 "+why+"\n" {
 		t.Fatalf("untrusted upstream: %s %q %q", resp.Status, resp.Header.Get("Proxy-Status"), body)
 	}
 

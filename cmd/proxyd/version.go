@@ -87,9 +87,23 @@ func newVersionCmd(stdout io.Writer) *cobra.Command {
 		Short: "Print the version, commit, build date and Go version",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
-			b := currentBuild()
-			_, err := fmt.Fprintf(stdout, "proxyd %s\ncommit: %s\nbuilt:  %s\ngo:     %s %s\n", b.Version, b.Commit, b.Date, b.Go, b.Platform)
+			_, err := io.WriteString(stdout, versionText(currentBuild()))
 			return err
 		},
 	}
+}
+
+// versionText is what "proxyd version" and "proxyd --version" print.
+func versionText(b build) string {
+	return fmt.Sprintf("proxyd %s\ncommit: %s\nbuilt:  %s\ngo:     %s %s\n", b.Version, b.Commit, b.Date, b.Go, b.Platform)
+}
+
+// versionFlag makes "proxyd --version" print what "proxyd version" does:
+// cobra prints the root command's Version through its version template
+// when the flag is set, before anything else runs. The flag is defined
+// here, without cobra's -v shorthand.
+func versionFlag(root *cobra.Command) {
+	root.Version = versionText(currentBuild())
+	root.SetVersionTemplate("{{.Version}}")
+	root.Flags().Bool("version", false, "print the version, commit, build date and Go version, as the version subcommand")
 }

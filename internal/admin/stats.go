@@ -38,6 +38,11 @@ type statsDoc struct {
 	RequestsTotal map[string]uint64 `json:"requests_total"`
 	// QueueWait is proxyd_queue_wait_seconds, by priority.
 	QueueWait queueWaitDoc `json:"queue_wait"`
+	// OldestWaitByPriority is, per priority "0"…"7", how long its oldest
+	// waiting request has waited, in seconds (0: none waits). QueueWait
+	// counts only requests that have left the queue; this shows a priority
+	// whose requests all still wait, or time out (docs/admin-api.md).
+	OldestWaitByPriority map[string]float64 `json:"oldest_wait_seconds_by_priority"`
 	// Hosts are the hosts rules with their live limits and use, in rule
 	// order.
 	Hosts []hostStatsDoc `json:"hosts"`
@@ -91,7 +96,11 @@ func (s *Server) getStats(w http.ResponseWriter, _ *http.Request) {
 			Bounds:     metrics.QueueWaitBounds(),
 			ByPriority: make(map[string]histDoc, queue.Levels),
 		},
-		Hosts: make([]hostStatsDoc, 0, len(st.Hosts)),
+		Hosts:                make([]hostStatsDoc, 0, len(st.Hosts)),
+		OldestWaitByPriority: make(map[string]float64, queue.Levels),
+	}
+	for u, d := range st.OldestWaitByPriority {
+		doc.OldestWaitByPriority[strconv.Itoa(u)] = d.Seconds()
 	}
 	var c metrics.Counts
 	if s.counts != nil {

@@ -22,6 +22,7 @@ type Config struct {
 	Fairness        string        `mapstructure:"fairness" yaml:"fairness"`
 	Redis           Redis         `mapstructure:"redis" yaml:"redis"`
 	Log             Log           `mapstructure:"log" yaml:"log"`
+	Tracing         Tracing       `mapstructure:"tracing" yaml:"tracing"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout" yaml:"shutdown_timeout"`
 
 	// ClientWriteTimeout is the longest a response may make no progress
@@ -185,6 +186,7 @@ func Default() Config {
 		Fairness:        FairnessNone,
 		Redis:           Redis{KeyPrefix: "proxyd", Timeout: 100 * time.Millisecond, OnError: OnErrorLocal},
 		Log:             Log{Level: "info", Format: "json"},
+		Tracing:         Tracing{OTLPProtocol: TracingHTTPProtobuf, SampleRatio: 1},
 		ShutdownTimeout: 30 * time.Second,
 
 		ClientWriteTimeout: 60 * time.Second,

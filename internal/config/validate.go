@@ -91,6 +91,7 @@ func (c *Config) Validate() error {
 	c.TLS.check(&p)
 	c.checkClients(&p)
 	c.checkStore(&p)
+	c.Tracing.check(&p)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -445,6 +445,9 @@ func TestKeys(t *testing.T) {
 		"redis.on_error",
 		"log.level",
 		"log.format",
+		"tracing.otlp_endpoint",
+		"tracing.otlp_protocol",
+		"tracing.sample_ratio",
 		"shutdown_timeout",
 		"client_write_timeout",
 	}

@@ -133,3 +133,67 @@ func BenchmarkWildcardRuleRelease(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEnqueueGrant100k measures one arrival and one grant with 100,000
+// requests waiting (FIFO, one destination): Enqueue one more, then free
+// the capacity that admits the queue's head. local: the head waits for
+// the concurrency slot, which a Release frees. leased: leases on (a
+// shared store, internal/store) and the head waits for a global token,
+// which a Grant of one token brings.
+func BenchmarkEnqueueGrant100k(b *testing.B) {
+	const waiting = 100_000
+	run := func(b *testing.B, leased bool) {
+		l := Limits{QueueSize: 1 << 22, MaxWait: time.Hour, MaxTunnels: 1}
+		if !leased {
+			l.Concurrency = 1
+		}
+		d := New(Config{Limits: l}, Deps{})
+		defer d.Close()
+		if leased {
+			d.SetLeased(true)
+		}
+		fifo := make([]*Ticket, 0, waiting+1)
+		for i := 0; i <= waiting; i++ {
+			tk, err := d.Enqueue(Request{Urgency: 3, Dest: "a.example:443"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			fifo = append(fifo, tk)
+		}
+		var held *Permit // local: the permit holding the one slot
+		if !leased {
+			p, err := fifo[0].Poll()
+			if err != nil {
+				b.Fatal(err)
+			}
+			held, fifo = p, fifo[1:]
+		}
+		expires := time.Now().Add(time.Hour)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			tk, err := d.Enqueue(Request{Urgency: 3, Dest: "a.example:443"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			fifo = append(fifo, tk)
+			if leased {
+				d.Grant(1, expires)
+			} else {
+				held.Release()
+			}
+			p, err := fifo[0].Poll()
+			if err != nil {
+				b.Fatalf("queue head not admitted: %v", err)
+			}
+			fifo = fifo[1:]
+			if leased {
+				p.Release()
+			} else {
+				held = p
+			}
+		}
+	}
+	b.Run("local", func(b *testing.B) { run(b, false) })
+	b.Run("leased", func(b *testing.B) { run(b, true) })
+}

@@ -22,13 +22,12 @@ func TestManyDestinationsBounded(t *testing.T) {
 	d := h.d
 	check := func(i int) {
 		t.Helper()
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		if len(d.mu.lanes) > maxIdleLanes+1 || d.mu.q.Lanes() > maxIdleLanes+1 {
-			t.Fatalf("after %d destinations: %d lanes, %d queue lanes (bound %d)", i, len(d.mu.lanes), d.mu.q.Lanes(), maxIdleLanes+1)
+		dm := d.Dump()
+		if len(dm.Lanes) > maxIdleLanes+1 || dm.QueueLanes > maxIdleLanes+1 {
+			t.Fatalf("after %d destinations: %d lanes, %d queue lanes (bound %d)", i, len(dm.Lanes), dm.QueueLanes, maxIdleLanes+1)
 		}
-		if len(d.mu.pauses) > maxPauses || len(d.mu.pauseQ) > 2*maxPauses+65 {
-			t.Fatalf("after %d destinations: %d pauses, %d pause heap entries (bound %d)", i, len(d.mu.pauses), len(d.mu.pauseQ), maxPauses)
+		if dm.Pauses > maxPauses || dm.PauseHeap > 2*maxPauses+65 {
+			t.Fatalf("after %d destinations: %d pauses, %d pause heap entries (bound %d)", i, dm.Pauses, dm.PauseHeap, maxPauses)
 		}
 	}
 	var before, after runtime.MemStats

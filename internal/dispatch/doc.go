@@ -35,15 +35,17 @@
 //     dispatcher wait for the next global token.
 //
 // A destination blocked by a pause, or by a rule of its own, thus costs
-// nothing per admission (BenchmarkAdmitDestinations). A rule shared by many
-// destinations (a wildcard) is not yet that cheap: a released rule slot
-// makes every lane in the rule's slotWaiters ready, and a rule token wakes
-// every lane asleep on the rule's bucket, so each grant under the rule
-// costs O(W log L) inside the lock, W being the destinations waiting under
-// the rule (BenchmarkWildcardRuleRelease: ~4 µs per grant at 10
-// destinations, ~0.5 ms at 1,000, ~16 ms at 10,000). Keeping a rule's
-// blocked lanes in a heap by head and waking only the most urgent per slot
-// or token would make it O(log L).
+// nothing per admission (BenchmarkAdmitDestinations). Lanes are indexed by
+// their rule (its lanes, slotWaiters and tokenWaiters), so a grant or a
+// refund for a rule touches that rule's lanes only, never every lane. A
+// rule shared by many destinations (a wildcard) is not yet as cheap as one
+// destination: a released rule slot makes every lane in the rule's
+// slotWaiters ready, and a rule token every lane in its tokenWaiters, so
+// each grant under the rule costs O(W log L) inside the lock, W being the
+// destinations waiting under the rule (BenchmarkWildcardRuleRelease;
+// figures in docs/performance.md). Keeping a rule's blocked lanes in a
+// heap by head and waking only the most urgent per slot or token would
+// make it O(log L).
 //
 // # Bounded state per destination
 //
@@ -56,7 +58,8 @@
 // destination may then be sent a request early, answer 429 and be paused
 // again); and a pause heap of at most twice that, compacted when extended
 // pauses leave stale entries. TestManyDestinationsBounded sends 1,000,000
-// destinations, each paused: the heap grows by about 3 MB and stays there.
+// destinations, each paused, and checks these bounds with Dump (its heap
+// figure is in docs/performance.md).
 // Rules are the configured hosts entries only.
 //
 // # No goroutine of its own
@@ -84,9 +87,35 @@
 //   - Retry-After estimates count the waiting requests at least as urgent
 //     at the global rate, and a paused destination's remaining pause.
 //
-// The limiter behind the global and rule buckets (limiter.Bucket) takes
-// time as an argument and offers take, refund and wait: the contract a
-// shared (Redis) store must keep.
+// # Where the tokens come from
+//
+// Every bucket, the global one and each hosts rule's, is reached through
+// one seam, tokenSource (source.go): take n tokens at now leaving keep,
+// check without taking, and give back what a take returned. Two types
+// implement it: localTokens, this process's own limiter.Bucket, and
+// leasePool (lease.go), the tokens a shared store (internal/store) leased
+// to this replica, each grant expiring on its own (a later grant never
+// extends an earlier one). SetLeased swaps the sources, the global
+// bucket's and those of the rules that have a rate; admission (runLocked)
+// and refunds (finish) never ask which one they hold, and a refund goes
+// back to the source its tokens came from. The store's goroutine reads
+// Demand and fills the pools with Grant and GrantRules, so no network call
+// ever happens under the lock. An admission costs tokensPerRequest tokens
+// (one, for now): takes are of n tokens throughout. While the store
+// cannot be reached, SetLocalShare scales the local bucket's rate to this
+// replica's share of limits.rate; the configured limits themselves are
+// set only by the application (SetLimits, Reconfigure).
+// docs/shared-quota.md states the bounds.
+//
+// # Files
+//
+// dispatch.go: Dispatcher, New, Acquire, Enqueue, Drain, Close.
+// ticket.go: Ticket and Permit (Wait, Poll, Cancel, Release, finish).
+// admission.go: the admission pass (runLocked, pick, expire, arm, the
+// reserve). lanes.go: lanes and their heaps. hosts.go: hosts rules.
+// pauses.go: back-pressure pauses. source.go and lease.go: the token
+// sources. config.go: Config, limits and the live setters, Reconfigure.
+// stats.go and dump.go: Stats for operators, Dump for tests and debugging.
 //
 // Lock: Dispatcher.mu guards everything in mu; methods ending in Locked need
 // it held. Callers never hold it across a channel wait.

@@ -106,9 +106,8 @@ func TestPausesStayBounded(t *testing.T) {
 		h.d.Pause(fmt.Sprintf("h%d.example:443", i), t0.Add(time.Duration(i+1)*time.Second))
 	}
 	h.clk.Advance(2 * time.Minute)
-	h.d.mu.Lock()
-	n, q := len(h.d.mu.pauses), len(h.d.mu.pauseQ)
-	h.d.mu.Unlock()
+	dm := h.d.Dump()
+	n, q := dm.Pauses, dm.PauseHeap
 	if n != 0 || q != 0 {
 		t.Fatalf("%d pauses, %d heap entries after all ended", n, q)
 	}
@@ -254,9 +253,7 @@ func TestDestinationStateBounded(t *testing.T) {
 		}
 		p.Release()
 	}
-	h.d.mu.Lock()
-	n := len(h.d.mu.lanes)
-	h.d.mu.Unlock()
+	n := len(h.d.Dump().Lanes)
 	if n > maxIdleLanes+1 {
 		t.Fatalf("%d lanes kept for 5000 one-off destinations", n)
 	}
@@ -335,12 +332,12 @@ func TestIdleSweepKeepsLaneOfNewcomer(t *testing.T) {
 	// idle one.
 	h.addTo("n", 0, "d0:80")
 	h.rejected("v", ErrShed)
-	h.d.mu.Lock()
-	nl, inMap := h.d.mu.lanes[laneKey{HTTP, "d0:80", false}]
-	idle := h.d.mu.idle
-	h.d.mu.Unlock()
-	if !inMap || nl != h.tickets["n"].lane || idle < 0 {
-		t.Fatalf("newcomer's lane in map: %v (same lane: %v), idle count %d", inMap, nl == h.tickets["n"].lane, idle)
+	// The lane kept for d0:80 is the newcomer's: it holds n, its only
+	// request, and is not marked idle.
+	dm := h.d.Dump()
+	nl, inMap := dm.Lane(HTTP, "d0:80")
+	if !inMap || nl.Waiting != 1 || nl.Idle || dm.IdleLanes < 0 {
+		t.Fatalf("newcomer's lane kept: %v (%+v), idle count %d", inMap, nl, dm.IdleLanes)
 	}
 	if s := h.d.Stats(); s.Lanes != 1 || s.Depth != 1 {
 		t.Fatalf("stats: %d lanes, depth %d; want 1, 1", s.Lanes, s.Depth)

@@ -4,24 +4,84 @@ import (
 	"time"
 )
 
-// Leased global tokens: the seam of a shared limiter store (SPEC §10).
+// Leased tokens: the token source of a shared limiter store
+// (docs/shared-quota.md).
 //
-// With SetLeased(true) the global bucket (limits.rate, limits.burst) is no
-// longer this process's: a store client (internal/store) takes tokens from
-// the fleet's shared bucket in small leases, sized by this replica's
-// demand, and hands them over with Grant; the dispatcher spends them under
-// its lock like its own tokens, so no network call ever happens under the
-// lock. A lease is valid for a short time only (its expiry): tokens not
-// spent by then are dropped, which bounds how far admissions can drift from
-// when the shared bucket gave them out. Concurrency caps, tunnel slots,
-// hosts rules and the queue stay per replica.
+// With SetLeased(true) the global bucket (limits.rate, limits.burst) and
+// the bucket of each hosts rule with a rate are no longer this process's:
+// a store client (internal/store) takes tokens from the fleet's shared
+// buckets in small leases, sized by this replica's demand, and hands them
+// over with Grant and GrantRules into leasePools, the tokenSource that
+// SetLeased puts in place of the local buckets (source.go); the
+// dispatcher spends them under its lock like its own tokens, so no network
+// call ever happens under the lock. A lease is valid for a short time only
+// (its expiry): tokens not spent by then are dropped, which bounds how far
+// admissions can drift from when the shared bucket gave them out.
+// Concurrency caps, tunnel slots and the queue stay per replica.
 
 // leaseState is the dispatcher's side of the leases.
 type leaseState struct {
-	on      bool
-	tokens  int       // leased tokens not yet spent
-	expires time.Time // when the unspent ones are dropped
-	wake    chan<- struct{}
+	on   bool
+	pool leasePool // the global tokens leased and not yet spent
+	wake chan<- struct{}
+}
+
+// leasePool holds leased tokens not yet spent, by grant: each Grant's
+// tokens expire on their own, LeaseTTL after the store gave them out. A
+// later grant never extends an earlier one's life: tokens kept past their
+// own lease (behind a concurrency cap, say) and spent at once later would
+// break the shared bucket's rate × t + burst bound (docs/shared-quota.md).
+type leasePool struct {
+	batches []leaseBatch // by expiry, soonest first
+}
+
+type leaseBatch struct {
+	n       int
+	expires time.Time
+}
+
+// grant adds n tokens that expire at expires.
+func (p *leasePool) grant(n int, expires time.Time) {
+	if n <= 0 {
+		return
+	}
+	i := len(p.batches)
+	for i > 0 && p.batches[i-1].expires.After(expires) {
+		i--
+	}
+	if i > 0 && p.batches[i-1].expires.Equal(expires) {
+		p.batches[i-1].n += n
+		return
+	}
+	p.batches = append(p.batches, leaseBatch{})
+	copy(p.batches[i+1:], p.batches[i:])
+	p.batches[i] = leaseBatch{n: n, expires: expires}
+}
+
+// dropExpired forgets the batches whose expiry has come.
+func (p *leasePool) dropExpired(now time.Time) {
+	i := 0
+	for i < len(p.batches) && (!p.batches[i].expires.After(now) || p.batches[i].n <= 0) {
+		i++
+	}
+	if i > 0 {
+		p.batches = append(p.batches[:0], p.batches[i:]...)
+	}
+}
+
+// unspent counts the tokens still valid at now.
+func (p *leasePool) unspent(now time.Time) int {
+	p.dropExpired(now)
+	return p.sum()
+}
+
+// sum counts the tokens held, expired or not.
+func (p *leasePool) sum() int {
+	n := 0
+	for _, b := range p.batches {
+		n += b.n
+	}
+	return n
 }
 
 // SetLeaseWake gives the dispatcher a channel to signal (without blocking)
@@ -65,48 +125,39 @@ type RuleDemand struct {
 	Unspent int // leased rule tokens not yet spent
 }
 
-// sharedRuleLocked reports whether r's bucket is the store's: leases on,
-// and the rule has a rate.
-func (d *Dispatcher) sharedRuleLocked(r *rule) bool {
-	return d.mu.lease.on && r.limit.Rate > 0
+// setRuleSourceLocked points r at its tokens' source: its lease while a
+// shared store serves the buckets and r has a rate (a rule without one
+// limits nothing), else its own bucket.
+func (d *Dispatcher) setRuleSourceLocked(r *rule) {
+	if d.mu.lease.on && r.limit.Rate > 0 {
+		r.src = &r.lease
+	} else {
+		r.src = localTokens{r.bucket}
+	}
 }
 
 // GrantRules adds leased tokens to hosts rules (by match), valid until
-// expires, and admits what they allow.
+// expires, and admits what they allow. A grant for a rule whose tokens are
+// not leased now waits unused in its pool: SetLeased empties it.
 func (d *Dispatcher) GrantRules(grants map[string]int, expires time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.mu.lease.on || len(grants) == 0 {
-		return
-	}
-	now := d.clock.Now()
 	woke := false
 	for _, r := range d.mu.rules {
-		n := grants[r.limit.Match.String()]
-		if n <= 0 || r.limit.Rate <= 0 {
-			continue
-		}
-		if !r.lease.expires.After(now) {
-			r.lease.tokens = 0
-		}
-		r.lease.tokens += n
-		r.lease.expires = expires
-		for _, l := range d.mu.lanes {
-			if l.rule == r && !l.idle && l.state == laneSleeping && !now.Before(l.pausedUntil) {
-				d.readyLocked(l)
-				woke = true
-			}
+		if n := grants[r.limit.Match.String()]; n > 0 {
+			r.lease.grant(n, expires)
+			woke = d.wakeTokenWaitersLocked(r) || woke
 		}
 	}
 	if woke {
-		d.runLocked(now)
+		d.runLocked(d.clock.Now())
 	}
 }
 
-// SetLeased turns leased global tokens on (a shared store serves them)
-// or off (back to the local bucket, e.g. when the store cannot be
-// reached and redis.on_error says local or open). Turning it off drops
-// unspent leases.
+// SetLeased turns leased tokens on (a shared store serves the global
+// bucket and the hosts rules' that have a rate) or off (back to the local
+// buckets, e.g. when the store cannot be reached and redis.on_error says
+// local or open). Either way unspent leases are dropped.
 func (d *Dispatcher) SetLeased(on bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -114,15 +165,16 @@ func (d *Dispatcher) SetLeased(on bool) {
 		return
 	}
 	d.mu.lease = leaseState{on: on, wake: d.mu.lease.wake}
-	for _, r := range d.mu.rules {
-		r.lease.tokens, r.lease.expires = 0, time.Time{}
+	if on {
+		d.mu.global = &d.mu.lease.pool
+	} else {
+		d.mu.global = localTokens{d.mu.rate}
 	}
-	// Lanes asleep until a rule's next grant check their gates again.
-	now := d.clock.Now()
-	for _, l := range d.mu.lanes {
-		if l.rule != nil && l.rule.limit.Rate > 0 && !l.idle && l.state == laneSleeping && !now.Before(l.pausedUntil) {
-			d.readyLocked(l)
-		}
+	for _, r := range d.mu.rules {
+		r.lease = leasePool{}
+		d.setRuleSourceLocked(r)
+		// Lanes asleep for the rule's tokens check their new source.
+		d.wakeTokenWaitersLocked(r)
 	}
 	d.runLocked(d.clock.Now())
 }
@@ -134,22 +186,17 @@ func (d *Dispatcher) Leased() bool {
 	return d.mu.lease.on
 }
 
-// Grant adds n leased tokens, valid until expires (the earlier unspent ones
-// get the new expiry too: they were given out less than one lease ago), and
-// admits what they allow.
+// Grant adds n leased global tokens, valid until expires, and admits what
+// they allow. Earlier unspent tokens keep their own expiry. Tokens granted
+// while leases are off wait unused: SetLeased empties the pool.
 func (d *Dispatcher) Grant(n int, expires time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.mu.lease.on || n <= 0 {
+	if n <= 0 {
 		return
 	}
-	now := d.clock.Now()
-	if !d.mu.lease.expires.After(now) {
-		d.mu.lease.tokens = 0
-	}
-	d.mu.lease.tokens += n
-	d.mu.lease.expires = expires
-	d.runLocked(now)
+	d.mu.lease.pool.grant(n, expires)
+	d.runLocked(d.clock.Now())
 }
 
 // Demand reports the waiting requests by urgency and the unspent leased
@@ -168,26 +215,13 @@ func (d *Dispatcher) Demand() Demand {
 		dm.Waiting = 0
 	}
 	now := d.clock.Now()
-	if d.mu.lease.expires.After(now) {
-		dm.Unspent = d.mu.lease.tokens
-	}
-	var waiting map[*rule]int
+	dm.Unspent = d.mu.lease.pool.unspent(now)
 	for _, r := range d.mu.rules {
 		if r.limit.Rate <= 0 {
 			continue
 		}
-		if waiting == nil {
-			waiting = make(map[*rule]int)
-			for _, l := range d.mu.lanes {
-				if l.rule != nil && !l.idle {
-					waiting[l.rule] += l.q.Len()
-				}
-			}
-		}
-		rd := RuleDemand{Match: r.limit.Match.String(), Rate: r.limit.Rate, Burst: r.limit.Burst, Waiting: waiting[r]}
-		if r.lease.expires.After(now) {
-			rd.Unspent = r.lease.tokens
-		}
+		rd := RuleDemand{Match: r.limit.Match.String(), Rate: r.limit.Rate, Burst: r.limit.Burst, Waiting: r.waiting()}
+		rd.Unspent = r.lease.unspent(now)
 		dm.Rules = append(dm.Rules, rd)
 	}
 	return dm
@@ -202,17 +236,4 @@ func (d *Dispatcher) freeWaitingLocked() int {
 		}
 	}
 	return n
-}
-
-// takeLeasedLocked spends one leased token.
-func (d *Dispatcher) takeLeasedLocked(now time.Time) bool {
-	if d.mu.lease.tokens < 1 {
-		return false
-	}
-	if !d.mu.lease.expires.After(now) {
-		d.mu.lease.tokens = 0
-		return false
-	}
-	d.mu.lease.tokens--
-	return true
 }

@@ -69,3 +69,46 @@ func TestLeasedRuleTokens(t *testing.T) {
 	h.d.SetLeased(false) // the rule's local bucket (1000/s) again
 	h.granted("other", "a", "b")
 }
+
+// Each Grant's tokens expire on their own: a later Grant never extends an
+// earlier one's. Requests held by the concurrency cap while grants keep
+// coming must not find, when the cap opens, tokens leased long ago: spent
+// at once, they would break the shared bucket's rate × t + burst bound
+// (the over-admission after a concurrency raise, issue 22).
+func TestLeaseGrantKeepsEarlierExpiry(t *testing.T) {
+	l := unlimited()
+	l.Concurrency = 1
+	h := newHarness(t, l, 0)
+	h.d.SetLeased(true)
+	h.add("a", 3)
+	h.add("b", 3)
+	h.add("c", 3)
+	h.d.Grant(3, t0.Add(100*time.Millisecond)) // a goes; b and c wait for the slot
+	h.granted("a")
+	h.clk.Advance(60 * time.Millisecond)
+	h.d.Grant(1, h.clk.Now().Add(100*time.Millisecond))
+	if dm := h.d.Demand(); dm.Unspent != 3 {
+		t.Fatalf("unspent %d, want 3", dm.Unspent)
+	}
+	h.clk.Advance(50 * time.Millisecond) // the first grant's two are gone
+	if dm := h.d.Demand(); dm.Unspent != 1 {
+		t.Fatalf("unspent %d at +110ms, want 1: the second grant extended the first", dm.Unspent)
+	}
+	h.release("a") // the cap opens: one token left, b goes, c waits
+	h.granted("b")
+	h.pending("c")
+	// A refund returns the token to its own lease, which still ends at
+	// +160ms.
+	h.tickets["b"].Cancel()
+	delete(h.tickets, "b")
+	h.granted("c")
+	h.tickets["c"].Cancel()
+	delete(h.tickets, "c")
+	if dm := h.d.Demand(); dm.Unspent != 1 {
+		t.Fatalf("unspent %d after the refund, want 1", dm.Unspent)
+	}
+	h.clk.Advance(50 * time.Millisecond)
+	if dm := h.d.Demand(); dm.Unspent != 0 {
+		t.Fatalf("unspent %d at +160ms, want 0: a refund outlived its lease", dm.Unspent)
+	}
+}

@@ -15,6 +15,11 @@
 //     under net/http, and its context is canceled when its client leaves.
 //   - One buffered writer per connection instead of two layers, and a
 //     response header written in one pass.
+//   - A custom reason phrase: SetReason on the ResponseWriter replaces the
+//     status code's standard text (net/http's server always writes that).
+//     The proxy's own answers carry their error, its details and the
+//     setting to change there, which is what most clients print
+//     (docs/operations.md, "Proxy-Status errors").
 //
 // Framing, trailers, Expect: 100-continue, HTTP/1.0 keep-alive, Hijack,
 // header size and time limits, graceful Shutdown follow net/http's server;

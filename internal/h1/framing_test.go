@@ -34,6 +34,10 @@ func (c *rawConn) wantRefused(t *testing.T, status int, details string) {
 	if !strings.HasPrefix(body, fmt.Sprint(status)) {
 		t.Errorf("body %q: want a short text naming %d", body, status)
 	}
+	// The reason phrase, which clients print, names the error too.
+	if reason := strings.TrimPrefix(resp.Status, fmt.Sprint(status)+" "); !strings.HasPrefix(reason, "http_request_error: "+details[:min(len(details), 40)]) {
+		t.Errorf("reason phrase %q, want http_request_error and the details", reason)
+	}
 	if !c.closed(t) {
 		t.Error("connection kept after a refusal")
 	}

@@ -40,6 +40,7 @@ type response struct {
 	trailers      []string
 	named         []string // the fields the handler's Connection names
 	failed        error    // a write to the client failed
+	reason        string   // the final status line's reason phrase (SetReason); "" = the standard one
 }
 
 func (w *response) Header() http.Header {
@@ -75,7 +76,7 @@ func (w *response) WriteHeader(code int) {
 	}
 	if code < 200 && code != http.StatusSwitchingProtocols {
 		// An interim response goes out at once; the final one follows.
-		w.writeStatus(code)
+		w.writeStatus(code, "")
 		w.header.WriteSubset(w.conn.bw, nil) //nolint:errcheck // bw errors surface at Flush
 		w.conn.bw.WriteString("\r\n")
 		if err := w.conn.bw.Flush(); err != nil {
@@ -180,6 +181,29 @@ func (w *response) FlushError() error {
 }
 
 func (w *response) Flush() { _ = w.FlushError() }
+
+// SetReason makes reason the reason phrase of the final response's status
+// line instead of the status code's standard text: the proxy's own
+// answers carry their error and its details there, which is what clients
+// print (docs/operations.md, "Proxy-Status errors"). It must be called
+// before the header is sent. A byte that a reason-phrase may not carry
+// (RFC 9112 §4: HTAB, SP, VCHAR, obs-text; no CR or LF) becomes '?', and
+// so does any byte beyond ASCII (clients decode the phrase as Latin-1 or
+// not at all); an empty reason keeps the standard text. HTTP/2 has no
+// reason phrase: a handler that may run under either server checks for
+// the method.
+func (w *response) SetReason(reason string) {
+	if w.sent || w.hijacked {
+		return
+	}
+	b := []byte(reason)
+	for i, c := range b {
+		if c != '\t' && (c < 0x20 || c > 0x7e) {
+			b[i] = '?'
+		}
+	}
+	w.reason = string(b)
+}
 
 // WatchClient starts watching the connection for the client going away
 // now, rather than once the request has run for Server.WatchAfter: a
@@ -288,7 +312,7 @@ func (w *response) send(final bool) {
 		h["Connection"] = []string{"keep-alive"}
 	}
 	bw := w.conn.bw
-	w.writeStatus(w.status)
+	w.writeStatus(w.status, w.reason)
 	if _, ok := h["Date"]; !ok {
 		bw.WriteString("Date: ")
 		bw.Write(time.Now().UTC().AppendFormat(w.conn.scratch[:0], http.TimeFormat))
@@ -327,12 +351,16 @@ func (w *response) excluded() map[string]bool {
 	return ex
 }
 
-func (w *response) writeStatus(code int) {
+// writeStatus writes the status line; reason "" is the code's standard
+// text.
+func (w *response) writeStatus(code int, reason string) {
 	bw := w.conn.bw
 	b := append(w.conn.scratch[:0], "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(code), 10)
 	b = append(b, ' ')
-	if text := http.StatusText(code); text != "" {
+	if reason != "" {
+		b = append(b, reason...)
+	} else if text := http.StatusText(code); text != "" {
 		b = append(b, text...)
 	} else {
 		b = append(b, "status code "...)

@@ -426,10 +426,22 @@ func (c *conn) reject(status int, why string) {
 	if len(why) > 120 {
 		why = strings.ToValidUTF8(why[:120], "") + "..." // parse errors quote the offending line
 	}
+	// The reason phrase carries the error too, as the proxy's own answers
+	// do: it is what most clients print (docs/operations.md, "Proxy-Status
+	// errors"). A parse error may quote bytes a phrase may not carry.
+	reason := []byte(headers.ErrorTypeHTTPRequestError + ": " + why)
+	if len(reason) > 120 {
+		reason = append(reason[:117], "..."...)
+	}
+	for i, ch := range reason {
+		if ch != '\t' && (ch < 0x20 || ch > 0x7e) {
+			reason[i] = '?'
+		}
+	}
 	body := strconv.Itoa(status) + " " + http.StatusText(status) + ": " + why + "\n"
 	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\nProxy-Status: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"+
 		"X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
-		status, http.StatusText(status), headers.ProxyStatus(headers.ErrorTypeHTTPRequestError, why), len(body), body)
+		status, reason, headers.ProxyStatus(headers.ErrorTypeHTTPRequestError, why), len(body), body)
 	if c.bw.Flush() == nil {
 		c.drainBeforeClose()
 	}

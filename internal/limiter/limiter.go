@@ -62,9 +62,9 @@ func (b *Bucket) Rate() float64 { return b.limit }
 // Burst returns the bucket size.
 func (b *Bucket) Burst() int { return b.burst }
 
-// Token is a taken token; give it back with Refund. Its zero value (what
-// an unlimited bucket hands out) refunds nothing.
-type Token struct{ taken bool }
+// Token is what a Take took; give it back with Refund. Its zero value
+// (what an unlimited bucket hands out) refunds nothing.
+type Token struct{ n int }
 
 // tokensAt trims the credit to what the bucket can hold at now and returns
 // the limiter's tokens and the credit. The limiter's tokens may be below
@@ -80,49 +80,63 @@ func (b *Bucket) tokensAt(now time.Time) (have, credit float64) {
 // Take takes one token at now. When none is available it takes nothing and
 // returns how long until one will be (math.MaxInt64 when never: burst 0).
 func (b *Bucket) Take(now time.Time) (tok Token, ok bool, wait time.Duration) {
-	return b.TakeLeaving(now, 0)
+	return b.TakeN(now, 1, 0)
 }
 
 // TakeLeaving takes one token at now only if keep more stay in the bucket
-// after it: the dispatcher's headroom for more urgent arrivals. keep is
-// capped at burst-1, so a token is always reachable. When the token cannot
-// be taken it returns how long until it can.
+// after it (TakeN of one token).
 func (b *Bucket) TakeLeaving(now time.Time, keep int) (tok Token, ok bool, wait time.Duration) {
-	if b.Unlimited() {
-		return Token{}, true, 0
-	}
-	k := float64(min(keep, b.burst-1))
-	if k < 0 {
-		k = 0
-	}
-	have, credit := b.tokensAt(now)
-	switch {
-	case b.burst < 1:
-		return Token{}, false, time.Duration(math.MaxInt64)
-	case have+credit < 1+k:
-		// Not enough yet: how long until there is, below.
-	case credit >= 1:
-		b.credit--
-		return Token{taken: true}, true, 0
-	default:
-		// The limiter pays, going below zero by at most the fraction of a
-		// token that the credit holds; their sum stays >= 0.
-		b.lim.ReserveN(now, 1)
-		return Token{taken: true}, true, 0
-	}
-	// Round up so that a wake-up at now+wait finds the token there (a float
-	// shortfall at that instant only costs one more short wait).
-	secs := (1 + k - have - credit) / b.limit
-	return Token{}, false, max(time.Duration(math.Ceil(secs*1e9)), time.Nanosecond)
+	return b.TakeN(now, 1, keep)
 }
 
-// Refund gives a token taken at or before now back: the bucket holds one
-// more token, up to burst, however long ago it was taken.
+// TakeN takes n tokens at now only if keep more stay in the bucket after
+// them: the dispatcher's headroom for more urgent arrivals. keep is capped
+// at burst-n, so n tokens are always reachable when n <= burst. When the
+// tokens cannot be taken it takes nothing and returns how long until they
+// can be (math.MaxInt64 when never: n above burst). n < 1 takes nothing
+// and succeeds.
+func (b *Bucket) TakeN(now time.Time, n, keep int) (tok Token, ok bool, wait time.Duration) {
+	wait = b.CheckN(now, n, keep)
+	if wait > 0 || b.Unlimited() || n < 1 {
+		return Token{}, wait == 0, wait
+	}
+	if b.credit >= float64(n) {
+		b.credit -= float64(n)
+	} else {
+		// The limiter pays, going below zero by at most what the credit
+		// holds; their sum stays >= 0.
+		b.lim.ReserveN(now, n)
+	}
+	return Token{n: n}, true, 0
+}
+
+// CheckN reports how long until TakeN(now, n, keep) would succeed: 0 when
+// it would now, math.MaxInt64 when never. It takes nothing.
+func (b *Bucket) CheckN(now time.Time, n, keep int) time.Duration {
+	if b.Unlimited() || n < 1 {
+		return 0
+	}
+	if n > b.burst {
+		return time.Duration(math.MaxInt64)
+	}
+	k := float64(max(0, min(keep, b.burst-n)))
+	have, credit := b.tokensAt(now)
+	short := float64(n) + k - have - credit
+	if short <= 0 {
+		return 0
+	}
+	// Round up so that a wake-up at now+wait finds the tokens there (a
+	// float shortfall at that instant only costs one more short wait).
+	return max(time.Duration(math.Ceil(short/b.limit*1e9)), time.Nanosecond)
+}
+
+// Refund gives tokens taken at or before now back: the bucket holds that
+// many more, up to burst, however long ago they were taken.
 func (b *Bucket) Refund(tok Token, now time.Time) {
-	if !tok.taken || b.Unlimited() {
+	if tok.n <= 0 || b.Unlimited() {
 		return
 	}
-	b.credit++
+	b.credit += float64(tok.n)
 	b.tokensAt(now) // cap at burst
 }
 

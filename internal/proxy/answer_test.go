@@ -223,7 +223,7 @@ func TestUpstreamTimeouts(t *testing.T) {
 				e.block(r, nil) // never answers; returns when the proxy gives up
 			})
 			r := e.req(http.MethodGet, o.URL+"/slow", nil, tt.hdr...)
-			wantAnswer(t, e.do(r), 504, proxyStatus("http_response_timeout", ""), false)
+			wantAnswer(t, e.do(r), 504, `proxyd; error=http_response_timeout; details="no response headers within *`, false)
 			recv(t, arrived, "the request at the upstream")
 			rec := e.wantRecord(idOf(r), proxy.OutcomeError, 504)
 			if rec.Upstream <= 0 {

@@ -35,6 +35,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -73,7 +74,9 @@ type setup struct {
 	authority *mitm.Authority
 	// users, when set, are auth.htpasswd's: every request must authenticate.
 	users *auth.Users
-	t     testing.TB
+	// tracer, when set, traces requests (proxy.Deps.Tracer).
+	tracer trace.TracerProvider
+	t      testing.TB
 }
 
 // allowLoopback lets a test proxy reach the loopback upstreams every test
@@ -126,15 +129,11 @@ func newEnv(t *testing.T, opts ...func(*setup)) *env {
 	if err := s.cfg.Validate(); err != nil {
 		t.Fatalf("test configuration is invalid: %v", err)
 	}
-	hosts, err := dispatch.HostLimitsOf(s.cfg.Hosts)
+	dcfg, err := dispatch.ConfigOf(s.cfg) // as the app builds it
 	if err != nil {
 		t.Fatal(err)
 	}
-	disp := dispatch.New(dispatch.Config{
-		Limits: dispatch.LimitsOf(s.cfg.Limits),
-		Hosts:  hosts,
-		Aging:  s.cfg.Priority.Aging,
-	}, dispatch.Deps{})
+	disp := dispatch.New(dcfg, dispatch.Deps{})
 	pol, err := egress.New(s.cfg.Egress)
 	if err != nil {
 		t.Fatal(err)
@@ -163,6 +162,7 @@ func newEnv(t *testing.T, opts ...func(*setup)) *env {
 		Users:      s.users,
 		Logger:     zap.New(core),
 		Observe:    e.observe,
+		Tracer:     s.tracer,
 	})
 	if err != nil {
 		disp.Close()

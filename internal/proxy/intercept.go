@@ -39,6 +39,10 @@ type tunnelInfo struct {
 	host, port string    // the CONNECT target; host lower-case, no brackets
 	id         string    // the CONNECT's request id
 	client     *clientID // the CONNECT's (authenticated) client
+	// defaults are the CONNECT's priority and timeout headers: a request
+	// read from the tunnel that has none of its own takes them
+	// (policy.urgency, policy.budget). nil: none.
+	defaults http.Header
 }
 
 type tunnelKey struct{}
@@ -144,10 +148,11 @@ func (h *Handler) intercept(w http.ResponseWriter, r *http.Request, rec *Record,
 		// pins its certificates, or is not speaking TLS.
 		rec.HandshakeFailed = true
 		rec.Err = fmt.Errorf("TLS handshake with the client: %w", err)
-		h.log.Warn("tls_handshake_failed", zap.String("request_id", rec.ID), zap.String("host", r.Host), zap.Error(err))
+		h.log.Warn("tls_handshake_failed", zap.String("request_id", rec.ID), zap.String("host", r.Host), zap.Error(err),
+			zap.String("hint", clientHandshakeHint(err)))
 		return nil
 	}
-	ti := &tunnelInfo{host: leafHost, port: port, id: rec.ID, client: rec.client}
+	ti := &tunnelInfo{host: leafHost, port: port, id: rec.ID, client: rec.client, defaults: pol.connectDefaults(r.Header)}
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !r.URL.IsAbs() {
 			r.URL.Scheme, r.URL.Host = "https", net.JoinHostPort(ti.host, ti.port)

@@ -321,7 +321,7 @@ func TestInterceptBadUpstreamCertificate(t *testing.T) {
 	c := e.interceptClient(false)
 	req := e.req(http.MethodGet, o.URL+"/x", nil)
 	res := roundTrip(c, req)
-	wantAnswer(t, res, 502, proxyStatus("tls_certificate_error", ""), false)
+	wantAnswer(t, res, 502, proxyStatus("tls_certificate_error", "x509: certificate signed by unknown authority"), false)
 	e.wantRecord(idOf(req), proxy.OutcomeError, 502)
 	o.never("/x")
 }

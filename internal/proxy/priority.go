@@ -124,24 +124,19 @@ func compilePolicy(cfg config.Config) (*policy, error) {
 // RFC 9218 Priority header's u (when trusted; an invalid one is ignored as
 // RFC 9218 §4 says), the first matching rule, the default. An invalid
 // custom header is an error (a 400), but only when headers are trusted.
+// In an intercepted tunnel, the CONNECT's priority headers come after the
+// request's own (docs/tls-interception.md): they are the tunnel's default.
 //
 // dest is the request's destination "host:port"; rules match its host and
 // port as hosts rules do.
 func (p *policy) urgency(r *http.Request, dest, path, user string) (int, error) {
 	if p.trust {
-		if vals := r.Header.Values(p.header); len(vals) > 0 {
-			if len(vals) > 1 {
-				return 0, badHeader(p.header + ": more than one value")
-			}
-			u, err := headers.ParseUrgency(vals[0])
-			if err != nil {
-				return 0, badHeader(p.header + ": " + err.Error())
-			}
-			return u, nil
+		if u, ok, err := p.headerUrgency(r.Header, ""); ok {
+			return u, err
 		}
-		if vals := r.Header.Values("Priority"); len(vals) > 0 {
-			if u, _, ok := headers.ParsePriorityValues(vals); ok {
-				return u, nil
+		if ti := tunnelOf(r); ti != nil && ti.defaults != nil {
+			if u, ok, err := p.headerUrgency(ti.defaults, " (sent on the CONNECT)"); ok {
+				return u, err
 			}
 		}
 	}
@@ -159,6 +154,50 @@ func (p *policy) urgency(r *http.Request, dest, path, user string) (int, error) 
 		}
 	}
 	return p.defaultUrgency, nil
+}
+
+// headerUrgency reads the urgency from the priority headers of h (trusted):
+// ok is false when they set none. where follows the header's name in an
+// error ("X-Priority (sent on the CONNECT): …").
+func (p *policy) headerUrgency(h http.Header, where string) (u int, ok bool, err error) {
+	if vals := h.Values(p.header); len(vals) > 0 {
+		if len(vals) > 1 {
+			return 0, true, badHeader(p.header + where + ": more than one value")
+		}
+		u, err := headers.ParseUrgency(vals[0])
+		if err != nil {
+			return 0, true, badHeader(p.header + where + ": " + err.Error())
+		}
+		return u, true, nil
+	}
+	if vals := h.Values("Priority"); len(vals) > 0 {
+		if u, _, ok := headers.ParsePriorityValues(vals); ok {
+			return u, true, nil
+		}
+	}
+	return 0, false, nil
+}
+
+// connectDefaults keeps the CONNECT's priority and timeout headers, the
+// defaults of the requests in its intercepted tunnel; nil when it has
+// none.
+func (p *policy) connectDefaults(h http.Header) http.Header {
+	var d http.Header
+	for _, k := range []string{p.header, "Priority", p.timeoutHeader} {
+		if vv := h.Values(k); len(vv) > 0 {
+			if d == nil {
+				d = make(http.Header, 3)
+			}
+			d[k] = append([]string(nil), vv...)
+		}
+	}
+	return d
+}
+
+// tunnelOf is the intercepted tunnel r was read from, or nil.
+func tunnelOf(r *http.Request) *tunnelInfo {
+	ti, _ := r.Context().Value(tunnelKey{}).(*tunnelInfo)
+	return ti
 }
 
 func (c *rule) matches(r *http.Request, host string, port int, path string, client netip.Addr, user string) bool {
@@ -198,19 +237,25 @@ func stripPort(hostport string) string {
 	return strings.Trim(hostport, "[]")
 }
 
-// budget reads the caller's whole budget from the timeout header: 0 when
+// budget reads the caller's whole budget from the timeout header (in an
+// intercepted tunnel, the CONNECT's when the request has none): 0 when
 // absent, capped by max_timeout.
 func (p *policy) budget(r *http.Request) (time.Duration, error) {
-	vals := r.Header.Values(p.timeoutHeader)
+	vals, where := r.Header.Values(p.timeoutHeader), ""
+	if len(vals) == 0 {
+		if ti := tunnelOf(r); ti != nil && ti.defaults != nil {
+			vals, where = ti.defaults.Values(p.timeoutHeader), " (sent on the CONNECT)"
+		}
+	}
 	if len(vals) == 0 {
 		return 0, nil
 	}
 	if len(vals) > 1 {
-		return 0, badHeader(p.timeoutHeader + ": more than one value")
+		return 0, badHeader(p.timeoutHeader + where + ": more than one value")
 	}
 	d, err := headers.ParseTimeout(vals[0])
 	if err != nil {
-		return 0, badHeader(p.timeoutHeader + ": " + err.Error())
+		return 0, badHeader(p.timeoutHeader + where + ": " + err.Error())
 	}
 	return min(d, p.maxTimeout), nil
 }

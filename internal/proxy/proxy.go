@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/proxyd/proxyd/internal/auth"
@@ -52,6 +53,9 @@ type Deps struct {
 	// Observe, when set, is called once per request with its record, after
 	// the access log line (metrics hook it here).
 	Observe func(*Record)
+	// Tracer traces requests (trace.go); nil or a no-op provider: no
+	// tracing, at no cost.
+	Tracer trace.TracerProvider
 }
 
 // Handler is the proxy's http.Handler. Create it with New.
@@ -63,6 +67,7 @@ type Handler struct {
 	clock   clock.Clock
 	log     *zap.Logger
 	obs     func(*Record)
+	tr      *tracer // nil: tracing off
 	policy  atomic.Pointer[policy]
 	// authority is the CA of TLS interception (nil: none).
 	authority atomic.Pointer[mitm.Authority]
@@ -121,7 +126,7 @@ func New(cfg config.Config, deps Deps) (*Handler, error) {
 		return nil, errors.New("proxy: Dispatcher and Forwarder are required")
 	}
 	h := &Handler{disp: deps.Dispatcher, fwd: deps.Forwarder, gateway: deps.Gateway, egress: deps.Egress,
-		clock: deps.Clock, log: deps.Logger, obs: deps.Observe}
+		clock: deps.Clock, log: deps.Logger, obs: deps.Observe, tr: newTracer(deps.Tracer)}
 	if h.gateway == nil {
 		h.gateway = h.fwd
 	}
@@ -189,6 +194,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// with the old ones.
 	pol := h.policy.Load()
 	rec := &Record{Start: start, Method: r.Method, ID: h.ids.next(r), Priority: -1}
+	r = h.traceRequest(r, rec)
 	w.Header().Set("X-Request-Id", rec.ID)
 	var err error
 	// Deferred so that a response cut mid-body (panic(http.ErrAbortHandler))
@@ -279,6 +285,7 @@ func (h *Handler) finish(w http.ResponseWriter, rec *Record, pol *policy, err er
 		rec.Err = err
 	}
 	rec.Duration = h.clock.Now().Sub(rec.Start)
+	h.traceFinish(rec)
 	h.logRecord(rec)
 	if h.obs != nil {
 		h.obs(rec)
@@ -316,7 +323,9 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, rec *Record, pol
 		deadline = rec.Start.Add(budget)
 	}
 	req.Urgency, req.Deadline = u, deadline
+	qs := h.traceQueue()
 	p, err := h.acquire(w, r, req)
+	h.traceQueued(r.Context(), qs, req, p, err)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -337,6 +346,14 @@ func (h *Handler) acquire(w http.ResponseWriter, r *http.Request, req dispatch.R
 	ctx := r.Context()
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if req.NoToken {
+		// An intercepted CONNECT needs only a tunnel slot: a free one is
+		// taken at once, even with the queue full, and evicts nobody
+		// (docs/tls-interception.md).
+		if p, ok := h.disp.AcquireFree(req); ok {
+			return p, nil
+		}
 	}
 	t, err := h.disp.Enqueue(req)
 	if err != nil {
@@ -431,6 +448,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, p
 		if cb != nil {
 			out.Body = cb
 		}
+		as := h.traceAttempt(r.Context(), out, attempt)
 		sent := h.clock.Now()
 		resp, err := fwd.RoundTrip(out, h.upstreamTimeout(pol, deadline))
 		if err != nil && cb != nil {
@@ -438,6 +456,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, p
 				err = bodyError(r.Context(), berr)
 			}
 		}
+		as.end(resp, err)
 		now := h.clock.Now()
 		rec.Upstream = now.Sub(sent)
 		var pauseUntil time.Time
@@ -464,9 +483,12 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, p
 				if !h.sleep(r.Context(), wait) {
 					return context.Canceled
 				}
-				p, err = h.acquire(w, r, dispatch.Request{
+				req := dispatch.Request{
 					Urgency: rec.Priority, Kind: dispatch.HTTP, Deadline: deadline, Dest: dest, Arrival: arrival, Seq: seq,
-				})
+				}
+				qs := h.traceQueue()
+				p, err = h.acquire(w, r, req)
+				h.traceQueued(r.Context(), qs, req, p, err)
 				if err != nil {
 					p = nil
 					return err

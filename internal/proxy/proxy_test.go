@@ -449,15 +449,16 @@ func TestUpstreamErrors(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	t.Run("connection refused", func(t *testing.T) {
-		r := e.req(http.MethodGet, "http://"+freeAddr(t)+"/x", nil)
-		wantAnswer(t, e.do(r), 502, proxyStatus("connection_refused", ""), false)
+		addr := freeAddr(t)
+		r := e.req(http.MethodGet, "http://"+addr+"/x", nil)
+		wantAnswer(t, e.do(r), 502, proxyStatus("connection_refused", "dial tcp "+addr+": connect: connection refused"), false)
 		if rec := e.wantRecord(idOf(r), proxy.OutcomeError, 502); rec.Err == nil || rec.Priority != 3 {
 			t.Errorf("Record err %v priority %d, want an error and 3", rec.Err, rec.Priority)
 		}
 	})
 	t.Run("dns failure", func(t *testing.T) {
 		r := e.req(http.MethodGet, "http://nonexistent.invalid/x", nil)
-		wantAnswer(t, e.do(r), 502, proxyStatus("dns_error", ""), false)
+		wantAnswer(t, e.do(r), 502, `proxyd; error=dns_error; details="lookup nonexistent.invalid: *`, false)
 		if rec := e.wantRecord(idOf(r), proxy.OutcomeError, 502); rec.Host != "nonexistent.invalid" {
 			t.Errorf("Record host %q", rec.Host)
 		}

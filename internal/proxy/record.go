@@ -3,6 +3,7 @@ package proxy
 import (
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -53,7 +54,8 @@ type Record struct {
 	AuthFailed  string
 
 	client *clientID
-	wrote  bool // the response (or tunnel) started: no error answer possible
+	wrote  bool       // the response (or tunnel) started: no error answer possible
+	span   trace.Span // the request's server span (trace.go); nil: tracing off
 }
 
 // logRecord writes the access-log line (SPEC §7).
@@ -98,6 +100,11 @@ func (h *Handler) logRecord(rec *Record) {
 	}
 	if rec.ClientWriteTimeout {
 		fields = append(fields, zap.Bool("client_write_timeout", true))
+	}
+	if rec.span != nil {
+		if sc := rec.span.SpanContext(); sc.IsSampled() {
+			fields = append(fields, zap.String("trace_id", sc.TraceID().String()))
+		}
 	}
 	if rec.Err != nil {
 		fields = append(fields, zap.Error(rec.Err))

@@ -51,8 +51,10 @@ func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, rec *Record, po
 	// budget as well as the dial timeout.
 	sent := h.clock.Now()
 	dctx, cancel := context.WithTimeout(r.Context(), h.upstreamTimeout(pol, deadline))
+	ds := h.traceDial(r.Context(), r.Host)
 	up, err := h.fwd.Dial(dctx, r.Host)
 	cancel()
+	ds.end(nil, err)
 	rec.Upstream = h.clock.Now().Sub(sent)
 	if err != nil {
 		return err

@@ -94,6 +94,7 @@ func TestConnectRefusedRequests(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	echo := e.echoServer()
+	closed := freeAddr(t)
 	tests := []struct {
 		name, target string
 		hdr          []string
@@ -105,7 +106,7 @@ func TestConnectRefusedRequests(t *testing.T) {
 		{"port 0", "127.0.0.1:0", nil, 400, proxyStatus("http_request_error", "") + "*", proxy.OutcomeDenied},
 		{"port out of range", "127.0.0.1:65536", nil, 400, proxyStatus("http_request_error", "") + "*", proxy.OutcomeDenied},
 		{"no host", ":443", nil, 400, proxyStatus("http_request_error", "") + "*", proxy.OutcomeDenied},
-		{"closed port", freeAddr(t), nil, 502, proxyStatus("connection_refused", ""), proxy.OutcomeError},
+		{"closed port", closed, nil, 502, proxyStatus("connection_refused", "dial tcp "+closed+": connect: connection refused"), proxy.OutcomeError},
 		{"loop", echo, []string{"Via: 1.1 proxyd"}, 508, proxyStatus("proxy_loop_detected", ""), proxy.OutcomeDenied},
 		{"bad priority", echo, []string{"X-Priority: banana"}, 400, proxyStatus("http_request_error", "") + "*", proxy.OutcomeDenied},
 		{"bad timeout", echo, []string{"X-Proxy-Timeout: 0"}, 400, proxyStatus("http_request_error", "") + "*", proxy.OutcomeDenied},

@@ -19,19 +19,22 @@
 // rule that has a rate, for the requests waiting under it
 // (dispatch.Dispatcher.GrantRules).
 //
-// A replica asks for at most its waiting requests less its unspent
-// tokens, and at most rate × 4 × Interval (at least 1): leases stay small,
-// so little is dropped when demand moves.
+// A replica asks for its waiting requests less its unspent tokens, and
+// never holds more than rate × 4 × Interval (at least 1) unspent
+// (leaseWant): leases stay small, so little is dropped when demand moves,
+// and requests held by a concurrency cap do not pile tokens up.
 //
 // # Accuracy
 //
-// Every token admitted by any replica left the shared bucket, whose
-// outflow over any window of length t is at most rate × t + burst (Redis
-// time). A token is spent at most LeaseTTL after it left the bucket, so
-// measured at the upstream the total over any window t stays within
-// rate × t + burst + replicas × maxLease, maxLease = max(1, rate × 4 ×
-// Interval) (2 tokens per replica at rate 100/s). Tokens dropped unspent
-// (demand that vanished within 100 ms) are the only loss below the rate.
+// Every token admitted by any replica left the shared bucket. Each call
+// records the tokens the replica holds (unspent plus granted), and the
+// script refills the bucket only up to burst less the tokens held
+// (records younger than LeaseTTL; a replica's tokens expire LeaseTTL after
+// the call that leased them). The bucket and the leases together never
+// exceed burst, so the total admitted over any window t stays within
+// rate × t + burst, however long a replica keeps its tokens. Tokens
+// dropped unspent (demand that vanished within 100 ms) are the only loss
+// below the rate.
 //
 // # Priority across replicas
 //
@@ -49,20 +52,27 @@
 //
 // # Fleet-wide limits
 //
-// {prefix}:limits holds rate, burst and a version. SetLimits (a PATCH or a
-// reload on any replica) writes them and bumps the version; every call's
-// reply carries them, so every replica applies a change within one
-// IdleInterval (100 ms) through Hooks.Limits. At start a replica writes its
-// configured limits only when the fleet has none yet.
+// {prefix}:limits holds rate, burst, a version and an epoch. SetLimits (a
+// PATCH or a reload on any replica) writes them and bumps the version;
+// every call's reply carries them, so every replica applies a change
+// within one IdleInterval (100 ms) through Hooks.Limits. A reply that may
+// predate a write of this replica's (one in flight or done since the call
+// was sent) is not read for limits, so a replica never reports its own
+// change as another's. At start a replica writes its configured limits
+// only when the fleet has none yet. The process owns the configured
+// limits; the store never sets one on the dispatcher.
 //
 // # When Redis fails
 //
 // A call that fails or takes longer than redis.timeout switches the
-// replica to redis.on_error at once, logged once: local (a local bucket at
-// rate / replicas, replicas as last seen), open (a local bucket at the full
-// rate) or closed (nothing is admitted; requests wait, then time out as
-// usual). The goroutine keeps calling every Interval; the first call that
-// succeeds switches back (within 1 s of Redis answering again).
+// replica to redis.on_error at once, logged once: local (the local bucket
+// at the share 1 / replicas of the configured rate, replicas as last seen:
+// Dispatcher.SetLocalShare), open (share 1) or closed (leases stay on and
+// none come: nothing is admitted; requests wait, then time out as usual).
+// The goroutine keeps calling every Interval; the first call that
+// succeeds switches back (within 1 s of Redis answering again). A limit
+// change meanwhile (SetLimits → ErrPending) is written by that call before
+// anything else.
 package store
 
 import (
@@ -104,15 +114,17 @@ type Dispatcher interface {
 	GrantRules(grants map[string]int, expires time.Time)
 	SetLeased(on bool)
 	SetLeaseWake(ch chan<- struct{})
+	// SetLocalShare sets the share of the configured rate that the local
+	// bucket admits while leases are off (redis.on_error: local).
+	SetLocalShare(share float64)
 }
 
 // Hooks are the Store's calls back into the process, from its goroutine.
 type Hooks struct {
-	// Limits applies a fleet-wide rate and burst set by another replica.
+	// Limits applies a fleet-wide rate and burst set by another replica:
+	// the process owns the configured limits, the store only reports the
+	// fleet's. It is never called for a change this replica wrote.
 	Limits func(rate float64, burst int)
-	// LocalRate sets the local bucket's rate while the store is down
-	// (on_error local or open), and back to the fleet's when it is up.
-	LocalRate func(rate float64)
 }
 
 // Status is the store's state for GET /api/v1/store.
@@ -140,10 +152,14 @@ type Store struct {
 	mu struct {
 		sync.Mutex
 		status     Status
-		rate       float64 // the fleet's, as last seen
+		rate       float64 // the fleet's, as last seen (or this replica's pending change)
 		burst      int
-		version    int64
-		loggedDown bool // on_error applies (and was logged)
+		version    int64  // of the fleet's limits, as last seen or written here
+		epoch      string // of the limits hash that version counts in (scripts.go)
+		writes     int    // SetLimits calls in flight: replies meanwhile may predate them
+		written    uint64 // SetLimits calls done: a reply to a call sent before one may predate it
+		pending    bool   // rate and burst were set here while the store was down: written on recovery
+		loggedDown bool   // on_error applies (and was logged)
 	}
 }
 
@@ -253,21 +269,83 @@ func (s *Store) Status() Status {
 	return s.mu.status
 }
 
+// ErrPending is SetLimits's answer when the store cannot be reached: the
+// change is kept and written when the store answers again.
+var ErrPending = errors.New("the shared limiter store cannot be reached: the change applies here at once and is written to the store when it answers again")
+
 // SetLimits makes rate and burst the fleet's (a PATCH or a reload here).
+// When the store cannot be reached the change is kept pending (ErrPending)
+// and written by the first call that succeeds, before the fleet's limits
+// are read again: a change made during an outage is never replaced by the
+// limits from before it (docs/shared-quota.md).
 func (s *Store) SetLimits(ctx context.Context, rate float64, burst int) error {
-	var ver int64
-	err := s.call(ctx, func(ctx context.Context) error {
-		v, err := setScript.Run(ctx, s.rdb, s.keys, strconv.FormatFloat(rate, 'g', -1, 64), burst).Int64()
-		ver = v
-		return err
-	})
+	s.mu.Lock()
+	s.mu.rate, s.mu.burst = rate, burst
+	s.mu.writes++
+	s.mu.Unlock()
+	ver, epoch, err := s.writeLimits(ctx, rate, burst)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.writes--
+	s.mu.written++
 	if err != nil {
-		return fmt.Errorf("shared limits not written to the store: %w", err)
+		s.mu.pending = true
+		return fmt.Errorf("%w (%v)", ErrPending, err)
+	}
+	s.wroteLocked(rate, burst, ver, epoch)
+	return nil
+}
+
+// wroteLocked records a successful write of rate and burst as version ver.
+func (s *Store) wroteLocked(rate float64, burst int, ver int64, epoch string) {
+	if epoch != s.mu.epoch || ver > s.mu.version {
+		s.mu.version, s.mu.epoch = ver, epoch
+	}
+	if s.mu.rate == rate && s.mu.burst == burst {
+		s.mu.pending = false
+	}
+}
+
+// writeLimits writes rate and burst to the store and returns their
+// version and epoch.
+func (s *Store) writeLimits(ctx context.Context, rate float64, burst int) (ver int64, epoch string, err error) {
+	err = s.call(ctx, func(ctx context.Context) error {
+		res, err := setScript.Run(ctx, s.rdb, s.keys, strconv.FormatFloat(rate, 'g', -1, 64), burst).Slice()
+		if err != nil {
+			return err
+		}
+		if len(res) != 2 {
+			return fmt.Errorf("set script: %d values, want 2", len(res))
+		}
+		ver, _ = res[0].(int64)
+		epoch = fmt.Sprint(res[1])
+		return nil
+	})
+	return ver, epoch, err
+}
+
+// writePending writes a change kept while the store was down; false when
+// the store still fails.
+func (s *Store) writePending(ctx context.Context) bool {
+	s.mu.Lock()
+	if !s.mu.pending || s.mu.writes > 0 {
+		s.mu.Unlock()
+		return true
+	}
+	rate, burst := s.mu.rate, s.mu.burst
+	s.mu.Unlock()
+	ver, epoch, err := s.writeLimits(ctx, rate, burst)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.down(err)
+		}
+		return false
 	}
 	s.mu.Lock()
-	s.mu.rate, s.mu.burst, s.mu.version = rate, burst, ver
+	s.wroteLocked(rate, burst, ver, epoch)
 	s.mu.Unlock()
-	return nil
+	s.log.Info("fleet-wide limits set during the store outage written to the store", zap.Float64("rate", rate), zap.Int("burst", burst))
+	return true
 }
 
 // call runs f with the store's deadline, timing and counting it.
@@ -323,29 +401,33 @@ func (s *Store) loop(ctx context.Context) {
 // lease makes one call: this replica's demand in, a grant and the fleet's
 // limits out. It reports whether requests wait (call again soon).
 func (s *Store) lease(ctx context.Context) bool {
+	if !s.writePending(ctx) {
+		return true
+	}
 	dm := s.disp.Demand()
 	s.mu.Lock()
 	rate := s.mu.rate
+	written := s.mu.written
 	s.mu.Unlock()
-	want := max(0, dm.Waiting-dm.Unspent)
-	if rate > 0 {
-		// Small leases: little is dropped when demand moves.
-		want = min(want, max(1, int(math.Ceil(rate*4*Interval.Seconds()))))
-	}
+	want := leaseWant(dm.Waiting, dm.Unspent, rate)
 	demand := make([]string, len(dm.ByPriority))
 	for u, n := range dm.ByPriority {
 		demand[u] = strconv.Itoa(n)
 	}
 	keys := s.keys
-	args := []any{s.id, want, strings.Join(demand, ","), FreshDemand.Microseconds(), (2 * time.Second).Microseconds(), len(dm.Rules)}
+	args := []any{s.id, want, strings.Join(demand, ","), FreshDemand.Microseconds(), (2 * time.Second).Microseconds(), len(dm.Rules),
+		dm.Unspent, LeaseTTL.Microseconds()}
 	if len(dm.Rules) > 0 {
 		keys = slices.Clone(s.keys)
 		for _, r := range dm.Rules {
-			rmax := max(1, int(math.Ceil(r.Rate*4*Interval.Seconds())))
 			keys = append(keys, s.keys[0]+":rule:"+r.Match)
-			args = append(args, r.Match, strconv.FormatFloat(r.Rate, 'g', -1, 64), r.Burst, min(max(0, r.Waiting-r.Unspent), rmax))
+			args = append(args, r.Match, strconv.FormatFloat(r.Rate, 'g', -1, 64), r.Burst, leaseWant(r.Waiting, r.Unspent, r.Rate))
 		}
 	}
+	// Tokens expire LeaseTTL after the call was sent: never later than
+	// LeaseTTL after the store gave them out, which is how long it counts
+	// them as held.
+	expires := s.now().Add(LeaseTTL)
 	var res []any
 	err := s.call(ctx, func(ctx context.Context) error {
 		var err error
@@ -382,7 +464,7 @@ func (s *Store) lease(ctx context.Context) bool {
 	}
 	s.upAgain(int(replicas))
 	if granted > 0 {
-		s.disp.Grant(int(granted), s.now().Add(LeaseTTL))
+		s.disp.Grant(int(granted), expires)
 	}
 	if len(res) > 5 && len(dm.Rules) > 0 {
 		rg, _ := res[5].([]any)
@@ -393,12 +475,23 @@ func (s *Store) lease(ctx context.Context) bool {
 			}
 		}
 		if len(grants) > 0 {
-			s.disp.GrantRules(grants, s.now().Add(LeaseTTL))
+			s.disp.GrantRules(grants, expires)
 		}
 	}
+	epoch := ""
+	if len(res) > 6 {
+		epoch = fmt.Sprint(res[6])
+	}
 	s.mu.Lock()
-	changed := ver != s.mu.version
-	s.mu.rate, s.mu.burst, s.mu.version = fleetRate, int(burst), ver
+	// A version other than the one this replica last saw or wrote is
+	// another replica's change, unless this reply may predate a write of
+	// ours (one in flight, or done since the call was sent): the next
+	// call tells.
+	raced := s.mu.writes > 0 || s.mu.written != written || s.mu.pending
+	changed := !raced && (ver != s.mu.version || epoch != s.mu.epoch)
+	if changed {
+		s.mu.rate, s.mu.burst, s.mu.version, s.mu.epoch = fleetRate, int(burst), ver, epoch
+	}
 	s.mu.Unlock()
 	if changed && s.hooks.Limits != nil {
 		s.hooks.Limits(fleetRate, int(burst))
@@ -417,22 +510,18 @@ func (s *Store) down(err error) {
 	s.mu.status.Up = false
 	s.mu.status.Since = s.now()
 	replicas := max(1, s.mu.status.Replicas)
-	rate := s.mu.rate
 	s.mu.Unlock()
 	s.up.Set(0)
 	s.log.Error("shared limiter store unreachable; redis.on_error applies", zap.String("on_error", s.cfg.OnError),
 		zap.String("redis", s.cfg.RedactedURL()), zap.Int("replicas_last_seen", replicas), zap.Error(err))
 	switch s.cfg.OnError {
 	case config.OnErrorLocal:
+		// The share first: the local bucket never runs at the full rate.
+		s.disp.SetLocalShare(1 / float64(replicas))
 		s.disp.SetLeased(false)
-		if s.hooks.LocalRate != nil {
-			s.hooks.LocalRate(rate / float64(replicas))
-		}
 	case config.OnErrorOpen:
+		s.disp.SetLocalShare(1)
 		s.disp.SetLeased(false)
-		if s.hooks.LocalRate != nil {
-			s.hooks.LocalRate(rate)
-		}
 	case config.OnErrorClosed:
 		s.disp.SetLeased(true) // and no grants: nothing is admitted
 	}
@@ -450,7 +539,6 @@ func (s *Store) upAgain(replicas int) {
 	}
 	outage := s.mu.loggedDown
 	s.mu.loggedDown = false
-	rate := s.mu.rate
 	s.mu.Unlock()
 	s.replicas.Set(float64(replicas))
 	if was {
@@ -458,13 +546,27 @@ func (s *Store) upAgain(replicas int) {
 	}
 	s.up.Set(1)
 	s.disp.SetLeased(true)
-	if s.hooks.LocalRate != nil {
-		s.hooks.LocalRate(rate)
-	}
+	s.disp.SetLocalShare(1)
 	if outage {
 		s.log.Info("shared limiter store answers again; limits are shared", zap.String("redis", s.cfg.RedactedURL()), zap.Int("replicas", replicas))
 	}
 }
+
+// leaseWant is how many tokens a replica asks for: what its waiting
+// requests need beyond the tokens it holds, and never so many that it
+// would hold more than maxLease(rate). Leases stay small (little is
+// dropped when demand moves), and requests held by something else than
+// the token (a concurrency cap) never pile tokens up.
+func leaseWant(waiting, unspent int, rate float64) int {
+	if rate > 0 {
+		waiting = min(waiting, maxLease(rate))
+	}
+	return max(0, waiting-unspent)
+}
+
+// maxLease is the most tokens of a bucket at rate that a replica holds:
+// rate × 4 × Interval, at least 1.
+func maxLease(rate float64) int { return max(1, int(math.Ceil(rate*4*Interval.Seconds()))) }
 
 // setRedisLogger sets go-redis's process-wide logger once (the first
 // Store's), before any of its goroutines reads it.

@@ -22,13 +22,36 @@ type fakeDisp struct {
 	demand  dispatch.Demand
 	granted int
 	leased  bool
+	share   float64
+	// hold: granted tokens are never spent (Demand reports them unspent),
+	// as behind a concurrency cap.
+	hold    bool
+	onGrant func() // called (without mu) after each Grant
 }
 
-func (f *fakeDisp) Demand() dispatch.Demand { f.mu.Lock(); defer f.mu.Unlock(); return f.demand }
-func (f *fakeDisp) Grant(n int, _ time.Time) {
+func (f *fakeDisp) Demand() dispatch.Demand {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	dm := f.demand
+	if f.hold {
+		dm.Unspent = f.granted
+	}
+	return dm
+}
+func (f *fakeDisp) Grant(n int, _ time.Time) {
+	f.mu.Lock()
 	f.granted += n
+	g := f.onGrant
+	f.mu.Unlock()
+	if g != nil {
+		g()
+	}
+}
+func (f *fakeDisp) SetLocalShare(v float64) { f.mu.Lock(); defer f.mu.Unlock(); f.share = v }
+func (f *fakeDisp) state() (leased bool, share float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.leased, f.share
 }
 func (f *fakeDisp) GrantRules(map[string]int, time.Time) {}
 func (f *fakeDisp) SetLeased(on bool)                    { f.mu.Lock(); defer f.mu.Unlock(); f.leased = on }

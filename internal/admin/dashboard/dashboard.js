@@ -191,12 +191,14 @@
     return e;
   }
 
-  function bar(v, max) {
+  // bar shows v against max; against a cap (cap true) a full bar turns
+  // orange (the legends say so), against a mere maximum it does not.
+  function bar(v, max, cap) {
     const b = el("div", "bar");
     const f = el("div");
     const frac = max > 0 ? Math.min(1, v / max) : 0;
     f.style.width = (frac * 100).toFixed(1) + "%";
-    if (max > 0 && v >= max) b.classList.add("full");
+    if (cap && max > 0 && v >= max) b.classList.add("full");
     b.appendChild(f);
     return b;
   }
@@ -375,13 +377,17 @@
       const p50 = usable ? quantile(0.5, bounds, h, usable) : null;
       const p99 = usable ? quantile(0.99, bounds, h, usable) : null;
       const adm = rate(cur, rOld, (x) => x.queue_wait.by_priority[k].count);
+      // The oldest wait of the requests waiting now: p50/p99 see a request
+      // only once it leaves the queue, so they stay "–" for a priority
+      // whose requests all wait or time out.
+      const oldest = n > 0 ? (s.oldest_wait_seconds_by_priority || {})[k] : null;
       const sw = el("span", "swatch");
       sw.style.background = PRIO_COLORS[p];
       const label = el("span");
       label.append(sw, k);
       const tr = row([
-        { node: label }, { text: String(n), cls: "waiting" }, { node: bar(n, maxDepth) },
-        { text: fmtDur(p50), cls: "p50" }, { text: fmtDur(p99), cls: "p99" }, { text: fmtNum(adm), cls: "rate" },
+        { node: label }, { text: String(n), cls: "waiting" }, { node: bar(n, maxDepth, false) },
+        { text: fmtDur(oldest), cls: "oldest" }, { text: fmtDur(p50), cls: "p50" }, { text: fmtDur(p99), cls: "p99" }, { text: fmtNum(adm), cls: "rate" },
       ]);
       tr.dataset.priority = k;
       return tr;
@@ -440,7 +446,7 @@
     const rows = shown.map(({ h, r }) => {
       const tr = row([
         { text: h.match, cls: "match", title: h.match }, { text: String(h.in_flight), cls: "inflight" },
-        { text: fmtLimit(h.concurrency), cls: "cap" }, { node: bar(h.in_flight, h.concurrency) },
+        { text: fmtLimit(h.concurrency), cls: "cap" }, { node: bar(h.in_flight, h.concurrency, true) },
         { text: String(h.waiting), cls: "waiting" }, { text: fmtNum(r), cls: "rate" },
         { text: fmtLimit(h.rate), cls: "limit" }, { text: String(h.burst), cls: "burst" },
       ]);
