@@ -27,16 +27,15 @@ type tokenSource interface {
 	refund(t taken, now time.Time)
 }
 
-// taken is a take's receipt, for a refund. The zero value (nothing
-// taken: an unlimited bucket, a free request) refunds nothing.
+// taken is a take's receipt, for a refund; it is kept small (two of
+// them live in every Permit). The zero value (nothing taken: an unlimited
+// bucket, a free request) refunds nothing.
 type taken struct {
 	src tokenSource // where the tokens go back to; nil: nowhere
-	// tok is a local bucket's receipt.
-	tok limiter.Token
-	// n tokens of a leased pool, which expire at expires (the soonest
-	// expiry among them): a refund never outlives its lease.
-	n       int
-	expires time.Time
+	n   int32       // tokens taken
+	// expires, for leased tokens, is the soonest expiry among them (Unix
+	// nanoseconds): a refund never outlives its lease.
+	expires int64
 }
 
 // giveBack refunds t to its source.
@@ -63,7 +62,10 @@ func (s localTokens) take(now time.Time, n, keep int) (taken, bool, time.Time) {
 	if !ok {
 		return taken{}, false, retryAt(now, wait)
 	}
-	return taken{src: s, tok: tok}, true, time.Time{}
+	if tok == (limiter.Token{}) {
+		return taken{}, true, time.Time{} // unlimited: nothing to give back
+	}
+	return taken{src: s, n: int32(n)}, true, time.Time{}
 }
 
 func (s localTokens) check(now time.Time, n int) (bool, time.Time) {
@@ -74,7 +76,7 @@ func (s localTokens) check(now time.Time, n int) (bool, time.Time) {
 	return false, retryAt(now, wait)
 }
 
-func (s localTokens) refund(t taken, now time.Time) { s.b.Refund(t.tok, now) }
+func (s localTokens) refund(t taken, now time.Time) { s.b.RefundN(int(t.n), now) }
 
 // retryAt is now+wait, or the zero time when wait is never (a take of
 // more than burst: only a limit change helps, and it runs admission).
@@ -93,9 +95,9 @@ func (p *leasePool) take(now time.Time, n, _ int) (taken, bool, time.Time) {
 	if ok, _ := p.check(now, n); !ok {
 		return taken{}, false, time.Time{}
 	}
-	t := taken{src: p, n: n}
+	t := taken{src: p, n: int32(n)}
 	if n > 0 {
-		t.expires = p.batches[0].expires
+		t.expires = p.batches[0].expires.UnixNano()
 	}
 	for n > 0 {
 		b := &p.batches[0]
@@ -121,7 +123,7 @@ func (p *leasePool) check(now time.Time, n int) (bool, time.Time) {
 
 // refund gives tokens taken with take back, unless their lease has ended.
 func (p *leasePool) refund(t taken, now time.Time) {
-	if t.expires.After(now) {
-		p.grant(t.n, t.expires)
+	if expires := time.Unix(0, t.expires); t.n > 0 && expires.After(now) {
+		p.grant(int(t.n), expires)
 	}
 }

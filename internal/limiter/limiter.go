@@ -132,11 +132,15 @@ func (b *Bucket) CheckN(now time.Time, n, keep int) time.Duration {
 
 // Refund gives tokens taken at or before now back: the bucket holds that
 // many more, up to burst, however long ago they were taken.
-func (b *Bucket) Refund(tok Token, now time.Time) {
-	if tok.n <= 0 || b.Unlimited() {
+func (b *Bucket) Refund(tok Token, now time.Time) { b.RefundN(tok.n, now) }
+
+// RefundN gives back n tokens that a TakeN took at or before now (a
+// caller that keeps the count rather than the Token).
+func (b *Bucket) RefundN(n int, now time.Time) {
+	if n <= 0 || b.Unlimited() {
 		return
 	}
-	b.credit += float64(tok.n)
+	b.credit += float64(n)
 	b.tokensAt(now) // cap at burst
 }
 

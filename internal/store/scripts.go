@@ -44,9 +44,12 @@ return {redis.call('HINCRBY', KEYS[2], 'ver', 1), redis.call('HGET', KEYS[2], 'e
 // admissions over any window t stay within rate × t + burst, however long
 // a replica keeps its tokens before it spends them (docs/shared-quota.md).
 //
-// Then, for each hosts rule (ARGV[6] of them: match, rate, burst, want,
-// from ARGV[9]; their buckets KEYS[4 …]), it refills the rule's bucket and
-// grants up to want. Returns {granted, rate (string), burst, version, replicas,
+// Then, for each hosts rule (ARGV[6] of them: match, rate, burst, want and
+// this replica's unspent tokens of the rule, from ARGV[9]; their buckets
+// KEYS[4 …]), it does the same for the rule's bucket: records the rule's
+// tokens this replica holds (a field held:<replica id> of the bucket's
+// hash, "time,tokens"), refills the bucket up to burst less the rule's
+// tokens held by all replicas, and grants up to want. Returns {granted, rate (string), burst, version, replicas,
 // {rule grants}, epoch}; version -1 when the fleet has no limits (an
 // empty Redis). A rule's rate and burst come from the asking replica's
 // configuration: keep hosts rules the same on every replica.
@@ -103,20 +106,48 @@ for i = 1, #all, 2 do
   end
 end
 
--- hosts rules: ARGV[6] = n, then match, rate, burst, want per rule;
--- their buckets are KEYS[4 ..].
+-- hosts rules: ARGV[6] = n, then match, rate, burst, want, unspent per
+-- rule; their buckets are KEYS[4 ..]. As for the global bucket, a rule's
+-- refill stops at burst less the rule's tokens that replicas hold.
 local rules = {}
 local n = tonumber(ARGV[6] or '0') or 0
+local me = 'held:' .. ARGV[1]
 for i = 1, n do
-  local base = 8 + (i - 1) * 4
+  local base = 8 + (i - 1) * 5
   local rrate, rburst, rwant = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  local runspent = tonumber(ARGV[base + 5] or '0') or 0
   local key = KEYS[3 + i]
-  local tok = tonumber(redis.call('HGET', key, 'tokens') or '') or rburst
-  local rts = tonumber(redis.call('HGET', key, 'ts') or '') or now
-  if now > rts then tok = math.min(rburst, tok + (now - rts) * rrate / 1000000) end
+  local h = redis.call('HGETALL', key)
+  local tok, rts, rheld = rburst, now, runspent
+  for j = 1, #h, 2 do
+    local f, v = h[j], h[j + 1]
+    if f == 'tokens' then
+      tok = tonumber(v) or rburst
+    elseif f == 'ts' then
+      rts = tonumber(v) or now
+    elseif string.sub(f, 1, 5) == 'held:' then
+      local at, c = string.match(v, '([^,]+),([^,]+)')
+      local age = now - (tonumber(at) or 0)
+      if age > 10 * alive then
+        redis.call('HDEL', key, f)
+      elseif age <= ttl then
+        if f == me then
+          rheld = rheld + math.max(0, (tonumber(c) or 0) - runspent)
+        else
+          rheld = rheld + (tonumber(c) or 0)
+        end
+      end
+    end
+  end
+  if now > rts then
+    local refilled = tok + (now - rts) * rrate / 1000000
+    local cap = rburst - rheld
+    if refilled > cap then refilled = math.max(tok, cap) end
+    tok = refilled
+  end
   local g = 0
   if rwant > 0 and tok >= 1 then g = math.min(rwant, math.floor(tok)) end
-  redis.call('HSET', key, 'tokens', tostring(tok - g), 'ts', tostring(math.max(now, rts)))
+  redis.call('HSET', key, 'tokens', tostring(tok - g), 'ts', tostring(math.max(now, rts)), me, now .. ',' .. tostring(runspent + g))
   redis.call('PEXPIRE', key, 3600000)
   rules[i] = g
 end

@@ -32,7 +32,9 @@
 // (records younger than LeaseTTL; a replica's tokens expire LeaseTTL after
 // the call that leased them). The bucket and the leases together never
 // exceed burst, so the total admitted over any window t stays within
-// rate × t + burst, however long a replica keeps its tokens. Tokens
+// rate × t + burst, however long a replica keeps its tokens. Each hosts
+// rule's bucket does the same with the rule's tokens held (recorded in the
+// rule's bucket hash, per replica). Tokens
 // dropped unspent (demand that vanished within 100 ms) are the only loss
 // below the rate.
 //
@@ -421,7 +423,7 @@ func (s *Store) lease(ctx context.Context) bool {
 		keys = slices.Clone(s.keys)
 		for _, r := range dm.Rules {
 			keys = append(keys, s.keys[0]+":rule:"+r.Match)
-			args = append(args, r.Match, strconv.FormatFloat(r.Rate, 'g', -1, 64), r.Burst, leaseWant(r.Waiting, r.Unspent, r.Rate))
+			args = append(args, r.Match, strconv.FormatFloat(r.Rate, 'g', -1, 64), r.Burst, leaseWant(r.Waiting, r.Unspent, r.Rate), r.Unspent)
 		}
 	}
 	// Tokens expire LeaseTTL after the call was sent: never later than
