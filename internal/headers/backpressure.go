@@ -13,25 +13,30 @@ import (
 const epochThreshold = 1e9 * time.Second
 
 // Backpressure reads an upstream's back-pressure signals from a response
-// (SPEC §4, "Upstream back-pressure") and returns the time until which
-// requests to that destination should be held back. ok is false when the
-// response carries no usable signal.
+// (docs/shaping.md, "Upstream back-pressure" and "Provider rate-limit
+// headers") and returns the time until which requests to that destination
+// should be held back. ok is false when the response carries no usable
+// signal.
 //
 // The signals, all optional and all considered:
 //
 //   - status 429 or 503 with Retry-After: delay-seconds or an HTTP-date
-//     (RFC 9110 §10.2.3; all three date formats, see http.ParseTime);
-//   - any status with X-RateLimit-Remaining: 0 and X-RateLimit-Reset: a
-//     Unix time in seconds, or a delay in seconds when below 10^9; fractional
-//     seconds are accepted;
-//   - any status with RateLimit-Remaining: 0 and RateLimit-Reset: a delay
-//     in seconds (draft-ietf-httpapi-ratelimit-headers up to -06, RFC 8941
-//     Integers or Decimals, parameters ignored);
-//   - any status with a RateLimit field in either draft form: the newer
-//     List of policies with parameters, `"default";r=0;t=30` (r remaining,
-//     t seconds until reset; every exhausted policy counts), or the older
-//     Dictionary `limit=100, remaining=0, reset=30`. Several RateLimit lines
-//     are combined with ", " first.
+//     (RFC 9110 §10.2.3; all three date formats, see http.ParseTime), and
+//     retry-after-ms: milliseconds, fractions accepted. When both are
+//     present and within a second of each other, they are one delay at two
+//     precisions and retry-after-ms is used; otherwise the later wins;
+//   - any status with a quota dimension whose remaining count is 0 and
+//     whose reset is known, as ProviderSignals reads them: X-RateLimit-*
+//     (GitHub: reset a Unix time in seconds, or a delay in seconds when
+//     below 10^9, fractions accepted); OpenAI x-ratelimit-remaining-
+//     {requests,tokens} with x-ratelimit-reset-* durations ("1.5s",
+//     "6m0s"); Anthropic anthropic-ratelimit-{requests,tokens,input-tokens,
+//     output-tokens}-remaining with RFC 3339 resets; RateLimit-Remaining
+//     with RateLimit-Reset (delay seconds, RFC 8941 Integers or Decimals,
+//     parameters ignored); RateLimit in either draft form, the newer List
+//     of policies `"default";r=0;t=30` (every exhausted policy counts) or
+//     the older Dictionary `limit=100, remaining=0, reset=30`, several
+//     lines combined with ", " first. RateLimit-Policy alone never pauses.
 //
 // A remaining count pauses only when it is exactly 0. A value that is
 // malformed, negative, NaN, or too large for a time.Duration makes that
@@ -51,36 +56,14 @@ func Backpressure(status int, h http.Header, now time.Time, maxPause time.Durati
 	}
 
 	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
-		if t, found := retryAfter(first(h, "Retry-After"), now); found {
-			consider(t)
+		retryAfterBoth(h, now, consider)
+	}
+	exhausted := func(s Signal) {
+		if s.exhausted() {
+			consider(s.Reset)
 		}
 	}
-
-	if isZeroCount(first(h, "X-Ratelimit-Remaining")) {
-		if d, found := plainSeconds(first(h, "X-Ratelimit-Reset")); found {
-			if d < epochThreshold {
-				consider(now.Add(d))
-			} else {
-				consider(time.Unix(0, int64(d)))
-			}
-		}
-	}
-
-	if remaining, err := parseItem(first(h, "Ratelimit-Remaining")); err == nil {
-		if n, isInt := remaining.value.integer(); isInt && n == 0 {
-			if reset, err := parseItem(first(h, "Ratelimit-Reset")); err == nil {
-				if d, found := itemSeconds(reset.value); found {
-					consider(now.Add(d))
-				}
-			}
-		}
-	}
-
-	if vals := h["Ratelimit"]; len(vals) > 0 {
-		for _, d := range rateLimitResets(vals) {
-			consider(now.Add(d))
-		}
-	}
+	visitFamilies(h, now, true, exhausted)
 
 	if !ok {
 		return time.Time{}, false
@@ -121,12 +104,6 @@ func retryAfter(v string, now time.Time) (time.Time, bool) {
 	return t, true
 }
 
-// isZeroCount reports whether v is a count of zero ("0", "00").
-func isZeroCount(v string) bool {
-	v = trimOWS(v)
-	return v != "" && strings.Trim(v, "0") == ""
-}
-
 // plainSeconds parses a non-negative number of seconds written as digits
 // with an optional fraction ("30", "1700000000.25").
 func plainSeconds(v string) (time.Duration, bool) {
@@ -149,54 +126,6 @@ func itemSeconds(b bareItem) (time.Duration, bool) {
 		return time.Duration(b.num) * time.Millisecond, true // thousandths
 	}
 	return 0, false
-}
-
-// rateLimitResets returns the delays until reset of every exhausted quota
-// in a RateLimit field (lines combined with ", "). It tries the newer List
-// form first, where each member has parameters r (remaining) and t (reset);
-// when that does not parse, the older Dictionary form, whose remaining and
-// reset members describe one quota (and whose members may carry r and t
-// too). An invalid field yields nothing.
-func rateLimitResets(vals []string) []time.Duration {
-	field := joinLines(vals)
-	var resets []time.Duration
-	fromParams := func(m member) {
-		r, hasR := m.param("r")
-		t, hasT := m.param("t")
-		if !hasR || !hasT {
-			return
-		}
-		if n, isInt := r.integer(); !isInt || n != 0 {
-			return
-		}
-		if d, ok := itemSeconds(t); ok {
-			resets = append(resets, d)
-		}
-	}
-	if err := parseList(field, fromParams); err == nil {
-		return resets
-	}
-
-	resets = resets[:0]
-	var remaining, reset bareItem
-	err := parseDictionary(field, func(key string, m member) {
-		switch key {
-		case "remaining":
-			remaining = m.value
-		case "reset":
-			reset = m.value
-		}
-		fromParams(m)
-	})
-	if err != nil {
-		return nil
-	}
-	if n, isInt := remaining.integer(); isInt && n == 0 {
-		if d, ok := itemSeconds(reset); ok {
-			resets = append(resets, d)
-		}
-	}
-	return resets
 }
 
 // joinLines combines field lines with ", " (RFC 9110 §5.3), leaving out

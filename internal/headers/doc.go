@@ -12,9 +12,17 @@
 //   - ParseUrgency: the custom urgency header (X-Priority), an integer 0..7.
 //   - ParseTimeout: the caller's budget (X-Proxy-Timeout), a Go duration or
 //     plain seconds, positive and finite.
-//   - Backpressure: Retry-After (RFC 9110 §10.2.3), X-RateLimit-*,
-//     RateLimit-* and RateLimit (draft-ietf-httpapi-ratelimit-headers, both
-//     the Dictionary and the List-of-policies forms), SPEC §4.
+//   - Backpressure: Retry-After (RFC 9110 §10.2.3) and retry-after-ms on a
+//     429 or 503, and every exhausted quota dimension ProviderSignals reads
+//     (docs/shaping.md, "Upstream back-pressure").
+//   - ProviderSignals (provider.go): each quota dimension a response
+//     states, one parser per family: X-RateLimit-* (GitHub), OpenAI's
+//     x-ratelimit-*-{requests,tokens} (durations, ParseResetDuration),
+//     Anthropic's anthropic-ratelimit-* (RFC 3339), and the IETF RateLimit
+//     fields (draft-ietf-httpapi-ratelimit-headers, the Dictionary and the
+//     List-of-policies forms). Field names are pre-scanned once
+//     (familiesIn) so that a response without them costs no lookups.
+//   - RateLimitPolicies: the IETF RateLimit-Policy field (q, qu, w).
 //
 // Write side: ProxyStatus (RFC 9209 §2, with details as an RFC 8941 §4.1.6
 // String), RetryAfterSeconds (RFC 9110 §10.2.3 delay-seconds, rounded up)
@@ -36,5 +44,8 @@
 // value in 0..7 or an error wrapping ErrInvalidUrgency; ProxyStatus always
 // yields printable ASCII that parses back as an RFC 8941 List whose details
 // parameter is a String; Backpressure's time, when ok, lies in
-// (now, now+maxPause].
+// (now, now+maxPause], and it pauses exactly on the exhausted Signals;
+// a Signal's counts are -1 or non-negative and its reset unknown or after
+// now; reset durations, RFC 3339 resets and RateLimit-Policy members
+// round-trip.
 package headers

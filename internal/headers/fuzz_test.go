@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -236,6 +237,211 @@ func FuzzStructuredField(f *testing.F) {
 			if err != nil || again != canonical {
 				t.Fatalf("%s %q: canonical %q reparses as %q, %v", parse.name, s, canonical, again, err)
 			}
+		}
+	})
+}
+
+// checkSignals checks what every Signal promises: counts are -1 or
+// non-negative, a reset is unknown or after now, and something is known.
+// It also checks that Backpressure pauses exactly on the exhausted ones.
+func checkSignals(t *testing.T, h http.Header, now time.Time) []Signal {
+	t.Helper()
+	ss := ProviderSignals(h, now)
+	const maxPause = time.Hour
+	var latest time.Time
+	for _, s := range ss {
+		if s.Remaining < -1 || s.Limit < -1 || (!s.Reset.IsZero() && !s.Reset.After(now)) || !s.known() {
+			t.Fatalf("bad signal %s", fmtSignals([]Signal{s}))
+		}
+		if s.Family < FamilyXRateLimit || s.Family > FamilyIETF || s.Unit < UnitRequests || s.Unit > UnitOther {
+			t.Fatalf("bad family or unit %s", fmtSignals([]Signal{s}))
+		}
+		if s.exhausted() && s.Reset.After(latest) {
+			latest = s.Reset
+		}
+	}
+	// Status 200: no Retry-After; only the quota dimensions pause.
+	until, ok := Backpressure(200, h, now, maxPause)
+	switch {
+	case latest.IsZero() && ok:
+		t.Fatalf("Backpressure pauses %v with no exhausted signal in %s", until.Sub(now), fmtSignals(ss))
+	case !latest.IsZero() && !ok:
+		t.Fatalf("Backpressure does not pause for %s", fmtSignals(ss))
+	case ok && latest.After(now.Add(maxPause)) && !until.Equal(now.Add(maxPause)):
+		t.Fatalf("Backpressure %v, want the cap", until.Sub(now))
+	case ok && !latest.After(now.Add(maxPause)) && !until.Equal(latest):
+		t.Fatalf("Backpressure %v, want %v", until.Sub(now), latest.Sub(now))
+	}
+	return ss
+}
+
+// retry-after-ms: never negative, exact for whole milliseconds (which
+// round-trip through strconv), and Backpressure pauses exactly that long
+// (capped) on a 429.
+func FuzzRetryAfterMs(f *testing.F) {
+	for _, s := range []string{"1500", "0", "12.5", " 7 ", "-1", "1e3", "NaN", "", "9223372036854775807", "99999999999999999999", ".5", "5."} {
+		f.Add(s, int64(time.Minute))
+	}
+	f.Fuzz(func(t *testing.T, s string, maxPauseNs int64) {
+		d, ok := retryAfterMs(s)
+		if !ok {
+			if d != 0 {
+				t.Fatalf("retryAfterMs(%q) = %v, not ok", s, d)
+			}
+			return
+		}
+		if d < 0 {
+			t.Fatalf("retryAfterMs(%q) = %v: negative", s, d)
+		}
+		if n, err := strconv.ParseInt(trimOWS(s), 10, 64); err == nil && n <= int64(math.MaxInt64/time.Millisecond) && d != time.Duration(n)*time.Millisecond {
+			t.Fatalf("retryAfterMs(%q) = %v, want %d ms", s, d, n)
+		}
+		if d2, ok2 := retryAfterMs(strconv.FormatInt(d.Milliseconds(), 10)); !ok2 || d2 != d.Truncate(time.Millisecond) {
+			t.Fatalf("round trip of %v: %v, %v", d, d2, ok2)
+		}
+		now := time.Unix(1_700_000_000, 0)
+		maxPause := time.Duration(maxPauseNs % int64(24*time.Hour))
+		until, paused := Backpressure(429, http.Header{"Retry-After-Ms": {s}}, now, maxPause)
+		want := min(d, maxPause)
+		if paused != (want > 0) || paused && until.Sub(now) != want {
+			t.Fatalf("Backpressure with retry-after-ms %q (max %v) = %v, %v; want %v", s, maxPause, until.Sub(now), paused, want)
+		}
+	})
+}
+
+// OpenAI reset durations: never negative, exactly time.ParseDuration where
+// accepted, and Duration.String output always parses back.
+func FuzzResetDuration(f *testing.F) {
+	for _, s := range []string{"6m0s", "1.5s", "12ms", "1h2m3.5s", "0s", "0", "-1s", "+1s", "1d", "1m 2s", "7µs", "2562047h47m16.854775808s", "1..5s", ""} {
+		f.Add(s, int64(1500*time.Millisecond))
+	}
+	f.Fuzz(func(t *testing.T, s string, n int64) {
+		d, ok := ParseResetDuration(s)
+		if ok {
+			want, err := time.ParseDuration(trimOWS(s))
+			if d < 0 || err != nil || want != d {
+				t.Fatalf("ParseResetDuration(%q) = %v; time.ParseDuration: %v, %v", s, d, want, err)
+			}
+		}
+		if n < 0 {
+			n = -(n + 1)
+		}
+		if back, ok := ParseResetDuration(time.Duration(n).String()); !ok || back != time.Duration(n) {
+			t.Fatalf("ParseResetDuration(%q) = %v, %v; want %d ns", time.Duration(n).String(), back, ok, n)
+		}
+		checkSignals(t, http.Header{"X-Ratelimit-Remaining-Requests": {"0"}, "X-Ratelimit-Reset-Requests": {s},
+			"X-Ratelimit-Remaining-Tokens": {s}, "X-Ratelimit-Reset-Tokens": {time.Duration(n).String()}}, time.Unix(1_700_000_000, 0))
+	})
+}
+
+// Anthropic resets: an accepted RFC 3339 time round-trips through
+// RFC3339Nano, and a past one is never reported.
+func FuzzAnthropicReset(f *testing.F) {
+	for _, s := range []string{"2025-01-02T03:04:09Z", "2025-01-02T04:04:08.5+01:00", "2025-01-02T03:04:09", "garbage", "", "2025-13-02T03:04:09Z", "9999-12-31T23:59:59.999999999Z"} {
+		f.Add(s, "0", int64(1_735_787_045))
+	}
+	f.Fuzz(func(t *testing.T, reset, remaining string, nowSec int64) {
+		tm, ok := parseRFC3339(reset)
+		if ok {
+			back, ok2 := parseRFC3339(tm.Format(time.RFC3339Nano))
+			if !ok2 || !back.Equal(tm) {
+				t.Fatalf("parseRFC3339(%q) = %v; its RFC3339Nano form parses as %v, %v", reset, tm, back, ok2)
+			}
+		}
+		now := time.Unix(nowSec%(1<<35), 0)
+		h := http.Header{}
+		for _, k := range anthropicKeys {
+			h.Set(k.remaining, remaining)
+			h.Set(k.reset, reset)
+		}
+		for _, s := range checkSignals(t, h, now) {
+			if ok && !tm.After(now) && (!s.Reset.IsZero() || s.Remaining != -1) {
+				t.Fatalf("past reset %v (now %v) reported: %s", tm, now, fmtSignals([]Signal{s}))
+			}
+		}
+	})
+}
+
+// RateLimit-Policy and RateLimit: never a negative quota or window, and
+// accepted policies round-trip through their canonical serialization.
+func FuzzRateLimitPolicy(f *testing.F) {
+	f.Add(`"default";q=100;w=60`, `"default";r=0;t=30`)
+	f.Add(`"a";q=10;w=1, b;q=5000;w=3600;qu="content-bytes"`, `"a";r=3;t=1, b;r=0;t=2.5`)
+	f.Add(`100;w=60`, `limit=100, remaining=0, reset=30`)
+	f.Add(`"a";q=-1;w=-1, "b";q=1.5`, `"a";r=-1;t=-1, x`)
+	f.Add(`,`, `(1 2);r=0;t=7`)
+	f.Fuzz(func(t *testing.T, policy, rateLimit string) {
+		h := http.Header{"Ratelimit-Policy": {policy}}
+		ps := RateLimitPolicies(h)
+		var canon []string
+		for _, p := range ps {
+			if p.Quota < 0 || p.Window < 0 || p.Unit < UnitRequests || p.Unit > UnitOther {
+				t.Fatalf("RateLimitPolicies(%q): bad policy %+v", policy, p)
+			}
+			canon = append(canon, formatPolicy(p))
+		}
+		if len(canon) > 0 {
+			back := RateLimitPolicies(http.Header{"Ratelimit-Policy": canon})
+			if !reflect.DeepEqual(back, ps) {
+				t.Fatalf("RateLimitPolicies(%q) = %+v; canonical %q gives %+v", policy, ps, canon, back)
+			}
+		}
+		h["Ratelimit"] = []string{rateLimit}
+		checkSignals(t, h, time.Unix(1_700_000_000, 0))
+	})
+}
+
+// formatPolicy serializes p as a named RateLimit-Policy member.
+func formatPolicy(p RateLimitPolicy) string {
+	s := dumpBare(bareItem{kind: kindString, str: p.Name}) + ";q=" + strconv.FormatInt(p.Quota, 10)
+	switch p.Unit {
+	case UnitTokens:
+		s += `;qu="tokens"`
+	case UnitOther:
+		s += `;qu="other"`
+	}
+	if p.Window > 0 {
+		s += ";w=" + dumpBare(bareItem{kind: kindDecimal, num: p.Window.Milliseconds()})
+	}
+	return s
+}
+
+// Every family together: the Signal invariants and Backpressure's
+// agreement with them, whatever the values.
+func FuzzProviderSignals(f *testing.F) {
+	f.Add("0", "20", "60", "0", "2s", "0", "2025-01-02T03:04:07Z", `"d";r=0;t=3`, int64(1_735_787_045))
+	f.Add("00", "1735787065", "x", "59", "6m0s", "49", "2025-01-02T03:04:00Z", "remaining=0, reset=1", int64(1_735_787_045))
+	f.Add("-1", "NaN", "99999999999999999999", "", "1h2m3.5s", " 0 ", "garbage", `"a";r=0`, int64(0))
+	f.Fuzz(func(t *testing.T, xRem, xReset, xLim, oRem, oReset, aRem, aReset, rl string, nowSec int64) {
+		h := http.Header{}
+		set := func(k, v string) {
+			if v != "" {
+				h.Set(k, v)
+			}
+		}
+		set("X-Ratelimit-Remaining", xRem)
+		set("X-Ratelimit-Reset", xReset)
+		set("X-Ratelimit-Limit", xLim)
+		set("X-Ratelimit-Remaining-Tokens", oRem)
+		set("X-Ratelimit-Reset-Tokens", oReset)
+		set("X-Ratelimit-Limit-Tokens", xLim)
+		set("Anthropic-Ratelimit-Output-Tokens-Remaining", aRem)
+		set("Anthropic-Ratelimit-Output-Tokens-Reset", aReset)
+		set("Ratelimit", rl)
+		set("Ratelimit-Remaining", oRem)
+		set("Ratelimit-Reset", xReset)
+		now := time.Unix(nowSec%(1<<33), 0)
+		got := checkSignals(t, h, now)
+		// The pre-scan of field names (familiesIn) skips no family that
+		// has something to say.
+		var all []Signal
+		add := func(s Signal) { all = append(all, s) }
+		xRateLimitSignals(h, now, false, add)
+		openAISignals(h, now, false, add)
+		anthropicSignals(h, now, false, add)
+		ietfSignals(h, now, false, add)
+		if !equalSignals(got, all) {
+			t.Fatalf("ProviderSignals %s, every parser %s", fmtSignals(got), fmtSignals(all))
 		}
 	})
 }
