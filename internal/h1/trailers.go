@@ -5,6 +5,8 @@ import (
 	"net/textproto"
 	"slices"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // notTrailers are the fields a trailer section may not carry, whatever the
@@ -77,7 +79,7 @@ var notTrailers = map[string]bool{
 // and not one of named (the fields the message's Connection header names,
 // hop-by-hop too).
 func trailerAllowed(k string, named []string) bool {
-	if !validFieldName(k) {
+	if !httpguts.ValidHeaderFieldName(k) { // an RFC 9110 §5.1 token
 		return false
 	}
 	k = textproto.CanonicalMIMEHeaderKey(k)
@@ -105,21 +107,4 @@ func connectionNamed(h http.Header) []string {
 		}
 	}
 	return named
-}
-
-// validFieldName reports whether k is an RFC 9110 §5.1 token.
-func validFieldName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
