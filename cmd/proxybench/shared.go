@@ -1,9 +1,10 @@
 package main
 
 // Scenario 6: one quota shared by three proxyd replicas through Redis
-// (SPEC §10): accuracy at 2× overload, priority across replicas, and what
-// the store costs (Redis calls per admitted request, call latency, and the
-// queue wait it adds under light load against a memory-store proxyd).
+// (docs/shared-quota.md): accuracy at 2× overload, priority across
+// replicas, and what the store costs (Redis calls per admitted request,
+// call latency, and the queue wait it adds under light load against a
+// memory-store proxyd).
 
 import (
 	"context"
@@ -469,7 +470,7 @@ func runShared(ctx context.Context, e *env, o sharedOpts) error {
 		fmt.Sprintf("%d–%d", ws.secMin, ws.secMax), fmt.Sprint(ws.maxWindow), fmt.Sprintf("%.0f (+%.0f lease slack: %.0f)", bound, slack, bound+slack),
 		strings.Join(perReplica, " / "), fmt.Sprint(rejected), queueCell(&loadgen.ClassResult{ServerTiming: queueAll}),
 		fmtNum(ms(acc.res.Lag.Quantile(0.99))), noisyFlag(acc.share))
-	accTbl.notes = append(accTbl.notes, fmt.Sprintf("Counted at the upstream, which records every arrival's time: admitted/s and the per-second counts between %v and %v after the start; the 1 s window slides over every arrival of the run, its first second and its end included. The bound is SPEC §10's rate × t + burst for t = 1 s; the store's package doc allows %.0f more at the upstream (a lease of up to %.0f tokens per replica, spent up to 100 ms after it left the bucket). Replicas: limits.store redis, rate %g, burst %d, queue_size %d, max_wait %v, concurrency unlimited; one %s (no persistence) and one upstream answering at once, all on loopback. Rejected are 503/429 answers (queue full or max_wait).",
+	accTbl.notes = append(accTbl.notes, fmt.Sprintf("Counted at the upstream, which records every arrival's time: admitted/s and the per-second counts between %v and %v after the start; the 1 s window slides over every arrival of the run, its first second and its end included. The bound is docs/shared-quota.md's rate × t + burst for t = 1 s; the store's package doc allows %.0f more at the upstream (a lease of up to %.0f tokens per replica, spent up to 100 ms after it left the bucket). Replicas: limits.store redis, rate %g, burst %d, queue_size %d, max_wait %v, concurrency unlimited; one %s (no persistence) and one upstream answering at once, all on loopback. Rejected are 503/429 answers (queue full or max_wait).",
 		o.skip, o.accuracy, slack, slack/n, o.rate, o.burst, o.queueSize, o.maxWait, redisVersion))
 	m := measurement{Scenario: "shared", Kind: "run", Target: "proxyd ×3 (redis)", Class: "accuracy", Limit: o.rate,
 		OfferedRPS: round3(float64(offered) / o.accuracy.Seconds()), AdmittedRPS: round3(admitted), LagP99: ms(acc.res.Lag.Quantile(0.99)),

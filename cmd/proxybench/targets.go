@@ -114,12 +114,14 @@ type proxydConf struct {
 	Upstream    string        // gateway route "/" goes here
 	TLS         *proxydTLS    // nil: no tls section (every CONNECT spliced)
 	// Store is limits.store: "" (memory, the default) or "redis", with
-	// RedisURL and RedisPrefix (redis.url, redis.key_prefix; SPEC §10).
+	// RedisURL and RedisPrefix (redis.url, redis.key_prefix:
+	// docs/configuration.md, "Shared quota: `limits.store`, `redis`").
 	Store, RedisURL, RedisPrefix string
 }
 
-// proxydTLS is proxyd's tls section (SPEC §9): the hosts whose CONNECT
-// tunnels it decrypts, its signing CA, and the upstream's certificate.
+// proxydTLS is proxyd's tls section (docs/configuration.md, "TLS
+// interception: `tls`"): the hosts whose CONNECT tunnels it decrypts, its
+// signing CA, and the upstream's certificate.
 type proxydTLS struct {
 	Intercept     []string
 	CACert, CAKey string

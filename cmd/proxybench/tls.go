@@ -1,9 +1,9 @@
 package main
 
-// Scenario tls: what TLS interception costs. Plain HTTP through proxyd
-// (the throughput scenario's forward baseline), HTTPS through a CONNECT
-// tunnel that proxyd splices, and HTTPS through a tunnel that proxyd
-// decrypts (SPEC §9), side by side in one run, same closed loop.
+// Scenario tls: what TLS interception costs. Plain HTTP through proxyd (the
+// throughput scenario's forward baseline), HTTPS through a CONNECT tunnel
+// that proxyd splices, and HTTPS through a tunnel that proxyd decrypts
+// (docs/tls-interception.md), side by side in one run, same closed loop.
 
 import (
 	"context"

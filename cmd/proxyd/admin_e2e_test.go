@@ -19,6 +19,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/proxyd/proxyd/internal/testnet"
 )
 
 // queueState reads GET /api/v1/queue.
@@ -115,7 +117,7 @@ func TestRequestsTotalMatchesTraffic(t *testing.T) {
 		_, _ = io.WriteString(w, "ok")
 	}))
 	defer up.Close()
-	refused := "http://" + closedAddr(t) + "/"
+	refused := "http://" + testnet.FreeAddr(t) + "/"
 
 	p := startWithConfig(t, "limits:\n  concurrency: 1\n  queue_size: 3\n")
 	c := p.client()

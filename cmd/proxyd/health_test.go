@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/proxyd/proxyd/internal/testnet"
 )
 
 // oneLine fails unless s is exactly one newline-terminated line.
@@ -74,7 +76,7 @@ func TestHealthFailures(t *testing.T) {
 	defer close(hold)
 	redirect := httptest.NewServer(http.RedirectHandler("http://example.com/healthz", http.StatusFound))
 	defer redirect.Close()
-	closed := closedAddr(t)
+	closed := testnet.FreeAddr(t)
 
 	for _, tc := range []struct {
 		name string
@@ -325,7 +327,7 @@ func TestBinaryAsTheImageBuildsIt(t *testing.T) {
 	if code, out := health(p.admin); code != 0 {
 		t.Errorf("built binary: health against a running proxyd: exit %d: %s", code, out)
 	}
-	if code, out := health(closedAddr(t)); code != 1 {
+	if code, out := health(testnet.FreeAddr(t)); code != 1 {
 		t.Errorf("built binary: health against a closed port: exit %d, want 1: %s", code, out)
 	}
 }

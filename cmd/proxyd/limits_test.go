@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/proxyd/proxyd/internal/testnet"
 )
 
 // cli runs proxyd with args and env through run, as main would.
@@ -27,18 +29,6 @@ func startLimitsProxyd(t *testing.T, body string) *proc {
 	cfg := filepath.Join(t.TempDir(), "proxyd.yaml")
 	writeFile(t, cfg, body)
 	return startProxyd(t, "--config", cfg)
-}
-
-// closedAddr returns a loopback address that nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 const limitsYAML = `limits:
@@ -189,7 +179,7 @@ func TestLimitsQueue(t *testing.T) {
 // TestLimitsUsage: usage errors exit 2 before any request is sent (the
 // address is closed, so a request would exit 1).
 func TestLimitsUsage(t *testing.T) {
-	addr := closedAddr(t)
+	addr := testnet.FreeAddr(t)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -224,7 +214,7 @@ func TestLimitsUsage(t *testing.T) {
 }
 
 func TestLimitsUnreachable(t *testing.T) {
-	addr := closedAddr(t)
+	addr := testnet.FreeAddr(t)
 	want := "proxyd: admin API at http://" + addr + ": connection refused (is proxyd running? set --admin-url or PROXYD_ADMIN_LISTEN)\n"
 	for _, tc := range []struct {
 		name string
@@ -276,7 +266,7 @@ func TestLimitsAddressAndToken(t *testing.T) {
 		{"env address and token", nil, []string{"PROXYD_ADMIN_LISTEN=" + p.admin, "PROXYD_ADMIN_TOKEN=" + token}, 0, ""},
 		{"first env entry wins", nil, []string{"PROXYD_ADMIN_LISTEN=" + p.admin, "PROXYD_ADMIN_TOKEN=" + token, "PROXYD_ADMIN_TOKEN=wrong"}, 0, ""},
 		{"wildcard env address", nil, []string{"PROXYD_ADMIN_LISTEN=0.0.0.0:" + port, "PROXYD_ADMIN_TOKEN=" + token}, 0, ""},
-		{"admin-listen flag", []string{"--admin-listen", p.admin}, []string{"PROXYD_ADMIN_LISTEN=" + closedAddr(t), "PROXYD_ADMIN_TOKEN=" + token}, 0, ""},
+		{"admin-listen flag", []string{"--admin-listen", p.admin}, []string{"PROXYD_ADMIN_LISTEN=" + testnet.FreeAddr(t), "PROXYD_ADMIN_TOKEN=" + token}, 0, ""},
 		{"bare admin-url", []string{"--admin-url", p.admin, "--token", token}, nil, 0, ""},
 		{"config file address and token", []string{"--config", clientCfg}, nil, 0, ""},
 		{"token with newline", []string{"--admin-url", url}, []string{"PROXYD_ADMIN_TOKEN=" + token + "\n"}, 2, "the token from PROXYD_ADMIN_TOKEN contains control characters (a trailing newline?)\n"},

@@ -1,5 +1,6 @@
-// Package auth implements proxy authentication (SPEC §12): an htpasswd file
-// of bcrypt hashes, checked against the Basic credentials of a request's
+// Package auth implements proxy authentication (docs/configuration.md,
+// "Clients: `auth`, `clients`, `fairness`"): an htpasswd file of bcrypt
+// hashes, checked against the Basic credentials of a request's
 // Proxy-Authorization header (RFC 9110 §11.7.1, RFC 7617).
 //
 // # File format

@@ -1,4 +1,5 @@
-// Package egress decides which destinations the proxy may reach (SPEC §11).
+// Package egress decides which destinations the proxy may reach
+// (docs/configuration.md, "Egress policy: `egress`").
 //
 // A Policy is compiled from config.Egress and holds the default deny set
 // (loopback, private and shared, link-local, unspecified, multicast,

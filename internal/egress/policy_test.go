@@ -90,7 +90,8 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return a
 }
 
-// The ranges SPEC §11 names, by the reason label they must carry.
+// The ranges the default deny set must hold, by the reason label they must
+// carry (docs/configuration.md, "Egress policy: `egress`").
 func TestSpecRanges(t *testing.T) {
 	g := guard(t, defaults())
 	tests := []struct{ addr, reason, detail string }{

@@ -28,11 +28,12 @@ func r(cidr, name, reason string) deniedRange {
 	return deniedRange{netip.MustParsePrefix(cidr), name, reason}
 }
 
-// defaultDenied is the default deny set of SPEC §11, after the IANA IPv4
+// defaultDenied is the default deny set (docs/configuration.md, "Egress
+// policy: `egress`", whose table lists it by reason), after the IANA IPv4
 // and IPv6 Special-Purpose Address Registries (RFC 6890 and updates).
 // Ranges the registries mark globally reachable (6to4, Teredo, NAT64's
-// well-known prefix) are not in it. More specific ranges come first so
-// that the name shown is the most precise one.
+// well-known prefix) are not in it. More specific ranges come first so that
+// the name shown is the most precise one.
 var defaultDenied = []deniedRange{
 	// IPv4
 	r("255.255.255.255/32", "broadcast", ReasonSpecial),

@@ -846,6 +846,13 @@ func (cr *connReader) startLocked() {
 	go cr.backgroundRead()
 }
 
+// testHookBackgroundRead, set only by tests (export_test.go), is called by
+// the watch's background read with the connection it reads: parked true
+// just before it blocks in Read (bytes the client sends from then on are
+// the watch's to read), false once it has stopped. An atomic load per read
+// is all it costs when unset.
+var testHookBackgroundRead atomic.Pointer[func(nc net.Conn, parked bool)]
+
 func (cr *connReader) backgroundRead() {
 	cr.mu.Lock()
 	for cr.running && !cr.aborted {
@@ -859,6 +866,9 @@ func (cr *connReader) backgroundRead() {
 			break // a byte of what follows the body: the client is there
 		}
 		cr.mu.Unlock()
+		if hook := testHookBackgroundRead.Load(); hook != nil {
+			(*hook)(cr.conn.rwc, true)
+		}
 		n, err := cr.conn.rwc.Read(p)
 		cr.mu.Lock()
 		cr.ahead = cr.ahead[:len(cr.ahead)+n]
@@ -873,6 +883,9 @@ func (cr *connReader) backgroundRead() {
 	cr.inRead = false
 	cr.mu.Unlock()
 	cr.cond.Broadcast()
+	if hook := testHookBackgroundRead.Load(); hook != nil {
+		(*hook)(cr.conn.rwc, false)
+	}
 }
 
 // abortLocked stops the background read and waits for it.

@@ -570,7 +570,7 @@ func TestClientGoneCancelsContext(t *testing.T) {
 func TestWatchClientAtOnce(t *testing.T) {
 	ended := make(chan error, 1)
 	s := start(t, func(w http.ResponseWriter, r *http.Request) {
-		w.(interface{ WatchClient() }).WatchClient()
+		w.(h1.ClientWatcher).WatchClient()
 		select {
 		case <-r.Context().Done():
 			ended <- r.Context().Err()
@@ -586,22 +586,79 @@ func TestWatchClientAtOnce(t *testing.T) {
 	}
 }
 
+// readWatch follows the watch's background reads on one connection
+// (h1.OnBackgroundRead), so that a test sends bytes only once the watch is
+// there to read them, and goes on only once it has: without it, a loaded
+// machine lets the bytes arrive first, and the test passes without testing
+// the watch at all.
+type readWatch struct {
+	parked  chan struct{} // a read is about to block
+	stopped chan struct{} // the background read has stopped
+	mu      sync.Mutex
+	peer    string // the client's address, as the server sees it
+}
+
+func newReadWatch(t *testing.T) *readWatch {
+	rw := &readWatch{parked: make(chan struct{}, 1), stopped: make(chan struct{}, 1)}
+	h1.OnBackgroundRead(t, func(nc net.Conn, parked bool) {
+		rw.mu.Lock()
+		peer := rw.peer
+		rw.mu.Unlock()
+		if nc.RemoteAddr().String() != peer {
+			return
+		}
+		ch := rw.stopped
+		if parked {
+			ch = rw.parked
+		}
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	})
+	return rw
+}
+
+// follow makes rw follow the server's end of c.
+func (rw *readWatch) follow(c *rawConn) {
+	rw.mu.Lock()
+	rw.peer = c.LocalAddr().String()
+	rw.mu.Unlock()
+}
+
+// wait reports whether ch got a value within waitLimit.
+func (rw *readWatch) wait(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	case <-time.After(waitLimit):
+		return false
+	}
+}
+
 // A watched request that the client follows with a pipelined one is not
 // canceled, and the next request arrives intact.
 func TestWatchKeepsPipelinedBytes(t *testing.T) {
+	reads := newReadWatch(t)
 	s := start(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
-			select {
-			case <-r.Context().Done():
+			// The watch read the next request's first byte and stopped:
+			// had it taken that for the client going away, the context
+			// would be canceled by now.
+			if !reads.wait(reads.stopped) {
+				t.Errorf("the watch did not read the pipelined request within %v", waitLimit)
+			} else if r.Context().Err() != nil {
 				t.Error("context canceled by a pipelined request")
-			case <-time.After(100 * time.Millisecond):
 			}
 		}
 		io.WriteString(w, r.URL.Path)
 	}, func(s *h1.Server) { s.WatchAfter = -1 })
 	c := dial(t, s.addr)
+	reads.follow(c)
 	c.send(t, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-	time.Sleep(20 * time.Millisecond) // let the watch start before the next bytes
+	if !reads.wait(reads.parked) {
+		t.Fatalf("the watch did not start reading within %v", waitLimit)
+	}
 	c.send(t, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
 	for _, want := range []string{"/slow", "/next"} {
 		if _, body := c.response(t, "GET"); body != want {
@@ -612,9 +669,13 @@ func TestWatchKeepsPipelinedBytes(t *testing.T) {
 
 func TestHijack(t *testing.T) {
 	done := make(chan struct{})
+	reads := newReadWatch(t)
 	s := start(t, func(w http.ResponseWriter, r *http.Request) {
 		defer close(done)
-		time.Sleep(20 * time.Millisecond) // the watch runs, and gets the early bytes
+		// The watch has read the early bytes: Hijack must hand them over.
+		if !reads.wait(reads.stopped) {
+			t.Errorf("the watch did not read the early bytes within %v", waitLimit)
+		}
 		conn, brw, err := w.(http.Hijacker).Hijack()
 		if err != nil {
 			t.Errorf("Hijack: %v", err)
@@ -626,15 +687,26 @@ func TestHijack(t *testing.T) {
 		}
 		brw.WriteString("HTTP/1.1 200 Connection established\r\n\r\n")
 		brw.Flush()
-		line, err := brw.ReadString('\n')
+		// Read as the proxy's tunnel does (internal/proxy/splice.go): what
+		// the reader holds, then the connection itself.
+		early := make([]byte, brw.Reader.Buffered())
+		io.ReadFull(brw, early)
+		rest, err := bufio.NewReader(conn).ReadString('\n')
 		if err != nil {
 			t.Errorf("reading the tunnel: %v", err)
 		}
-		io.WriteString(conn, "echo "+line)
+		io.WriteString(conn, "echo "+string(early)+rest)
 	}, func(s *h1.Server) { s.WatchAfter = -1 })
 	c := dial(t, s.addr)
+	reads.follow(c)
 	// The client speaks before the 200: those bytes must reach the handler.
-	c.send(t, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\nearly\n")
+	// They follow the header once the watch reads the connection, so that
+	// the watch takes them, not the read of the header.
+	c.send(t, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+	if !reads.wait(reads.parked) {
+		t.Fatalf("the watch did not start reading within %v", waitLimit)
+	}
+	c.send(t, "early\n")
 	if head := c.head(t); !strings.HasPrefix(head, "HTTP/1.1 200 Connection established") {
 		t.Errorf("head %q", head)
 	}

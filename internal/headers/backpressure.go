@@ -9,7 +9,7 @@ import (
 
 // epochThreshold separates the two readings of X-RateLimit-Reset: values
 // below 10^9 seconds (about 31.7 years) are a delay, others a Unix time
-// (SPEC §4).
+// (docs/shaping.md, "2. Upstream back-pressure").
 const epochThreshold = 1e9 * time.Second
 
 // Backpressure reads an upstream's back-pressure signals from a response

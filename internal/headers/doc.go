@@ -26,7 +26,7 @@
 //
 // Write side: ProxyStatus (RFC 9209 §2, with details as an RFC 8941 §4.1.6
 // String), RetryAfterSeconds (RFC 9110 §10.2.3 delay-seconds, rounded up)
-// and ServerTiming (W3C Server Timing, SPEC §2).
+// and ServerTiming (W3C Server Timing; docs/clients.md, "When proxyd says no").
 //
 // Structured fields are handled by a small, complete RFC 8941 parser (sf.go)
 // that follows the §4.2 algorithms: Dictionaries, Lists, Inner Lists,

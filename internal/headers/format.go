@@ -10,7 +10,7 @@ import (
 // ProxyName is the proxy's name in Proxy-Status (RFC 9209 §2) and Via.
 const ProxyName = "proxyd"
 
-// Proxy-Status error types, RFC 9209 §2.3: those SPEC §5 names and a few
+// Proxy-Status error types, RFC 9209 §2.3: those docs/operations.md ("Proxy-Status errors") names and a few
 // close relatives. ProxyStatus accepts any other valid token as well.
 const (
 	ErrorTypeDNSTimeout              = "dns_timeout"
@@ -109,7 +109,7 @@ func RetryAfterSeconds(d time.Duration) string {
 }
 
 // ServerTiming formats the Server-Timing field value proxyd adds to every
-// forwarded response (SPEC §2):
+// forwarded response (docs/clients.md, "When proxyd says no"):
 //
 //	queue;dur=0.125, upstream;dur=12.5
 //

@@ -66,7 +66,7 @@ func checkProxyStatusParses(t testing.TB, v string) member {
 }
 
 func TestSPECProxyStatusExamples(t *testing.T) {
-	// SPEC §5, spelled out.
+	// docs/operations.md, "Proxy-Status errors", spelled out.
 	for errType, details := range map[string]string{
 		"connection_limit_reached": "queue full",
 		"proxy_internal_response":  "draining",

@@ -24,7 +24,8 @@ const (
 	caKeyName  = "ca-key.pem"
 )
 
-// caValidity is how long a CA from InitCA lasts (SPEC §9: 10 years).
+// caValidityYears is how long a CA from InitCA lasts
+// (docs/tls-interception.md, "Set it up": 10 years).
 const caValidityYears = 10
 
 // InitCA writes dir/ca.pem and dir/ca-key.pem: a new ECDSA P-256 CA

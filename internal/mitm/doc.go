@@ -1,5 +1,5 @@
 // Package mitm is proxyd's own certificate authority for TLS interception
-// of CONNECT tunnels (SPEC §9).
+// of CONNECT tunnels (docs/tls-interception.md).
 //
 // InitCA creates the signing CA that `proxyd ca init` writes (ECDSA P-256,
 // CA:true with path length 0, valid 10 years) and TrustInstructions says

@@ -18,7 +18,8 @@ import (
 	"github.com/proxyd/proxyd/internal/upstream"
 )
 
-// Outcomes, the values of the outcome label and log field (SPEC §7).
+// Outcomes, the values of the outcome label and log field (docs/metrics.md,
+// "Outcomes").
 const (
 	OutcomeForwarded    = "forwarded"
 	OutcomeRejected     = "rejected"

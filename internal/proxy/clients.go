@@ -70,8 +70,9 @@ func (c *clientPolicies) find(user string, addr netip.Addr) *clientPolicy {
 	return nil
 }
 
-// clientID is who sent a request (SPEC §12): its authenticated user, else
-// its source address; and the clients entry that applies, if any.
+// clientID is who sent a request (docs/configuration.md, "Clients: `auth`,
+// `clients`, `fairness`"): its authenticated user, else its source address;
+// and the clients entry that applies, if any.
 type clientID struct {
 	user string // authenticated user, "" without auth
 	key  string // user, else the source address: the access log's client, fairness and queue_size

@@ -42,10 +42,11 @@ func basic(user, pass string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
 }
 
-// SPEC §12: without valid credentials, 407 with Proxy-Authenticate; with
-// them, forwarded, and the credentials never reach the upstream; CONNECT
-// is authenticated the same way, and so are the requests of an
-// intercepted tunnel (by their CONNECT).
+// docs/configuration.md, "Clients: `auth`, `clients`, `fairness`": without
+// valid credentials, 407 with Proxy-Authenticate; with them, forwarded, and
+// the credentials never reach the upstream; CONNECT is authenticated the
+// same way, and so are the requests of an intercepted tunnel (by their
+// CONNECT).
 func TestProxyAuthentication(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, withUsers("alice", "s3cret", "bob", "pa:ss"), intercepting("127.0.0.1"))

@@ -10,8 +10,9 @@
 //
 //  1. Loop check (Via names proxyd → 508), target resolution
 //     (absolute-form, CONNECT authority-form; origin-form is gateway mode).
-//  2. Urgency (priority.go, SPEC §3) and the caller's budget from the
-//     timeout header; a bad value of either is a 400 and is not forwarded.
+//  2. Urgency (priority.go; docs/configuration.md, "Priority") and the
+//     caller's budget from the timeout header; a bad value of either is a
+//     400 and is not forwarded.
 //  3. dispatch.Acquire with the client connection's context: the request
 //     waits in the queue; a client that leaves is removed at once.
 //  4. Forward with a header timeout of the remaining budget (or

@@ -8,7 +8,8 @@ import (
 	"github.com/proxyd/proxyd/internal/config"
 )
 
-// route is a compiled gateway route (SPEC §2, gateway mode).
+// route is a compiled gateway route (docs/configuration.md, "Gateway mode:
+// `routes`"; docs/shaping.md, "4. Gateway routes").
 type route struct {
 	prefix   string // decoded, as configured
 	upstream *url.URL

@@ -80,8 +80,8 @@ type setup struct {
 }
 
 // allowLoopback lets a test proxy reach the loopback upstreams every test
-// runs (127.0.0.1 and ::1, any port; CONNECT to any port), which SPEC §11
-// denies by default. Every test environment starts with it; the egress
+// runs (127.0.0.1 and ::1, any port; CONNECT to any port), which the egress
+// policy denies by default (docs/configuration.md, "Egress policy: `egress`"). Every test environment starts with it; the egress
 // tests undo it with defaultEgress.
 func allowLoopback(c *config.Config) {
 	c.Egress.Allow = []string{"127.0.0.1", "::1"}
@@ -445,10 +445,10 @@ func wantStatus(t testing.TB, res result, status int) {
 	}
 }
 
-// wantAnswer checks one of the proxy's own answers (SPEC §5): status,
-// Proxy-Status (exactly, or as a prefix when want ends with "*"), a short
-// text body, and Retry-After in whole seconds >= 1 when retry (absent
-// otherwise).
+// wantAnswer checks one of the proxy's own answers (docs/operations.md,
+// "Proxy-Status errors"): status, Proxy-Status (exactly, or as a prefix
+// when want ends with "*"), a short text body, and Retry-After in whole
+// seconds >= 1 when retry (absent otherwise).
 func wantAnswer(t testing.TB, res result, status int, want string, retry bool) {
 	t.Helper()
 	wantStatus(t, res, status)
@@ -683,18 +683,6 @@ func (e *env) rawUpstream(response string) string {
 	})
 }
 
-// freeAddr returns a 127.0.0.1 address nothing listens on.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // ---- CONNECT ----
 
 // tunnelConn is the client end of a CONNECT.
@@ -827,5 +815,6 @@ func curl(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// serverTiming is SPEC §2's Server-Timing value.
+// serverTiming is the Server-Timing value of every forwarded response
+// (docs/clients.md, "When proxyd says no").
 var serverTiming = regexp.MustCompile(`^queue;dur=\d+(\.\d{1,3})?, upstream;dur=\d+(\.\d{1,3})?$`)

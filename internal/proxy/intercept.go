@@ -94,10 +94,11 @@ func sameHost(host, tunnel string) bool {
 	return strings.EqualFold(strings.TrimSuffix(host, "."), strings.TrimSuffix(tunnel, "."))
 }
 
-// intercept serves a CONNECT to an intercepted host (SPEC §9): a tunnel
-// slot but no rate token, 200, a TLS handshake with a leaf for host, then
-// every request read from the tunnel (HTTP/1.1 or HTTP/2) goes through
-// ServeHTTP like a plain one, to https://host:port.
+// intercept serves a CONNECT to an intercepted host
+// (docs/tls-interception.md, "What happens to a request"): a tunnel slot
+// but no rate token, 200, a TLS handshake with a leaf for host, then every
+// request read from the tunnel (HTTP/1.1 or HTTP/2) goes through ServeHTTP
+// like a plain one, to https://host:port.
 func (h *Handler) intercept(w http.ResponseWriter, r *http.Request, rec *Record, pol *policy, hj http.Hijacker, auth *mitm.Authority, host, port string) error {
 	rec.Intercepted = true
 	p, _, err := h.admit(w, r, rec, pol, dispatch.Request{Kind: dispatch.Tunnel, Dest: strings.ToLower(r.Host), NoToken: true}, "")

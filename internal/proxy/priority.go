@@ -120,12 +120,13 @@ func compilePolicy(cfg config.Config) (*policy, error) {
 	return pol, nil
 }
 
-// urgency resolves a request's urgency (SPEC §3): the custom header, the
-// RFC 9218 Priority header's u (when trusted; an invalid one is ignored as
-// RFC 9218 §4 says), the first matching rule, the default. An invalid
-// custom header is an error (a 400), but only when headers are trusted.
-// In an intercepted tunnel, the CONNECT's priority headers come after the
-// request's own (docs/tls-interception.md): they are the tunnel's default.
+// urgency resolves a request's urgency (docs/configuration.md, "Priority"):
+// the custom header, the RFC 9218 Priority header's u (when trusted; an
+// invalid one is ignored as RFC 9218 §4 says), the first matching rule, the
+// default. An invalid custom header is an error (a 400), but only when
+// headers are trusted. In an intercepted tunnel, the CONNECT's priority
+// headers come after the request's own (docs/tls-interception.md): they are
+// the tunnel's default.
 //
 // dest is the request's destination "host:port"; rules match its host and
 // port as hosts rules do.

@@ -14,7 +14,8 @@ import (
 
 func ptr[T any](v T) *T { return &v }
 
-// Urgency from the request's own headers (SPEC §3), headers trusted.
+// Urgency from the request's own headers (docs/configuration.md,
+// "Priority"), headers trusted.
 func TestPriorityFromHeaders(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

@@ -232,7 +232,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rec.Host = r.URL.Host
 		}
 	case ti != nil:
-		// Read from a decrypted tunnel (SPEC §9): the same path as a plain
+		// Read from a decrypted tunnel (docs/tls-interception.md, "What happens to a request"): the same path as a plain
 		// request, to https://<CONNECT host:port><path>.
 		rec.Host, rec.Tunnel, rec.Intercepted = r.URL.Host, ti.id, true
 		if err = ti.check(r); err == nil {
@@ -341,7 +341,7 @@ type clientWatcher interface{ WatchClient() }
 
 // acquire waits for a permit. A request that cannot be admitted at once
 // has its client watched while it waits, so that a client that leaves
-// takes it out of the queue at once (SPEC §4).
+// takes it out of the queue at once (docs/operations.md, "Framing and header limits").
 func (h *Handler) acquire(w http.ResponseWriter, r *http.Request, req dispatch.Request) (*dispatch.Permit, error) {
 	ctx := r.Context()
 	if err := ctx.Err(); err != nil {
@@ -626,7 +626,7 @@ func (h *Handler) writeResponse(w http.ResponseWriter, rec *Record, resp *http.R
 	case err == nil:
 		return nil
 	case errors.Is(err, upstream.ErrBodyCut):
-		// SPEC §5: the stream is cut, logged and counted. The response is
+		// docs/metrics.md (proxyd_responses_cut_total): the stream is cut, logged and counted. The response is
 		// forwarded (its headers went out); the error shows in the log.
 		rec.Err = err
 		rec.Cut = true

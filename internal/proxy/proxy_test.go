@@ -16,6 +16,7 @@ import (
 
 	"github.com/proxyd/proxyd/internal/dispatch"
 	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/testnet"
 	"github.com/proxyd/proxyd/internal/upstream"
 )
 
@@ -171,8 +172,9 @@ func TestRequestBodyStreams(t *testing.T) {
 	e.wantRecord(idOf(r), proxy.OutcomeForwarded, 200)
 }
 
-// Hop-by-hop fields (SPEC §2) and proxyd's own headers never reach the
-// upstream; end-to-end ones, the standard Priority header included, do.
+// Hop-by-hop fields and proxyd's own headers (docs/clients.md, "What proxyd
+// changes on the way") never reach the upstream; end-to-end ones, the
+// standard Priority header included, do.
 func TestHopByHopRequestHeaders(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -449,7 +451,7 @@ func TestUpstreamErrors(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	t.Run("connection refused", func(t *testing.T) {
-		addr := freeAddr(t)
+		addr := testnet.FreeAddr(t)
 		r := e.req(http.MethodGet, "http://"+addr+"/x", nil)
 		wantAnswer(t, e.do(r), 502, proxyStatus("connection_refused", "dial tcp "+addr+": connect: connection refused"), false)
 		if rec := e.wantRecord(idOf(r), proxy.OutcomeError, 502); rec.Err == nil || rec.Priority != 3 {
@@ -511,7 +513,8 @@ func TestForwardAbsoluteHTTPS(t *testing.T) {
 	e.wantRecord("abs-https-bad", proxy.OutcomeError, 502)
 }
 
-// One access-log line per request (SPEC §7), with the fixed field names.
+// One access-log line per request, with the fixed field names
+// (docs/metrics.md, "Access log").
 func TestAccessLog(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/headers"
+	"github.com/proxyd/proxyd/internal/testnet"
 )
 
 // rawAnswer sends request on a fresh connection to the proxy and reads the
@@ -182,7 +183,7 @@ func TestAnswersExplainThemselves(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, tc.opts...)
-			addr := freeAddr(t)
+			addr := testnet.FreeAddr(t)
 			request := strings.ReplaceAll(tc.prepare(e), "{addr}", addr)
 			type answer struct {
 				line string

@@ -37,18 +37,20 @@ type Record struct {
 	// EgressDenied is the egress.Denial reason of a destination the egress
 	// policy refused ("private", "self", …), else empty.
 	EgressDenied string
-	// Intercepted is set on a CONNECT whose tunnel was decrypted (SPEC §9)
-	// and on every request read from such a tunnel; Tunnel is then, on the
-	// requests, the request id of their CONNECT.
+	// Intercepted is set on a CONNECT whose tunnel was decrypted
+	// (docs/tls-interception.md) and on every request read from such a
+	// tunnel; Tunnel is then, on the requests, the request id of their
+	// CONNECT.
 	Intercepted bool
 	Tunnel      string
 	// HandshakeFailed: the client's TLS handshake in an intercepted tunnel
 	// failed (it does not trust proxyd's CA, or pins certificates).
 	HandshakeFailed bool
-	// Client is who sent the request (SPEC §12): the authenticated user,
-	// else the source address; ClientLabel is its metric label (a clients
-	// entry's name, or ClientOther). AuthFailed is AuthMissing or
-	// AuthInvalid when the request was refused 407.
+	// Client is who sent the request (docs/configuration.md, "Clients:
+	// `auth`, `clients`, `fairness`"): the authenticated user, else the
+	// source address; ClientLabel is its metric label (a clients entry's
+	// name, or ClientOther). AuthFailed is AuthMissing or AuthInvalid when
+	// the request was refused 407.
 	Client      string
 	ClientLabel string
 	AuthFailed  string
@@ -58,7 +60,7 @@ type Record struct {
 	span   trace.Span // the request's server span (trace.go); nil: tracing off
 }
 
-// logRecord writes the access-log line (SPEC §7).
+// logRecord writes the access-log line (docs/metrics.md, "Access log").
 func (h *Handler) logRecord(rec *Record) {
 	lvl := zapcore.InfoLevel
 	ce := h.log.Check(lvl, "request")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/testnet"
 )
 
 // A request keeps the policy it was read with: a reload while it waits
@@ -61,7 +62,7 @@ func panicDial(boom string) func(ctx context.Context, network, addr string) (net
 // proxy goes on serving.
 func TestPanicBeforeResponse(t *testing.T) {
 	t.Parallel()
-	boom := freeAddr(t)
+	boom := testnet.FreeAddr(t)
 	e := newEnv(t, func(s *setup) { s.fwd.DialContext = panicDial(boom) })
 	// A bodiless GET dials in the request's goroutine (the pooled fast
 	// path); net/http's transport would dial in one of its own.

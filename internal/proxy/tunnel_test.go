@@ -12,6 +12,7 @@ import (
 
 	"github.com/proxyd/proxyd/internal/dispatch"
 	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/testnet"
 )
 
 // https through CONNECT with Go's client: the TLS session is end to end,
@@ -94,7 +95,7 @@ func TestConnectRefusedRequests(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	echo := e.echoServer()
-	closed := freeAddr(t)
+	closed := testnet.FreeAddr(t)
 	tests := []struct {
 		name, target string
 		hdr          []string

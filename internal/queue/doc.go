@@ -22,8 +22,9 @@
 // client as soon as none of its items waits, so that state is bounded by
 // the items waiting.
 //
-// With SetFairness(true) (fairness: client, SPEC §12) the tiebreak among
-// items of equal rank is a virtual tag instead of the arrival sequence:
+// With SetFairness(true) (fairness: client; docs/configuration.md,
+// "Clients: `auth`, `clients`, `fairness`") the tiebreak among items of
+// equal rank is a virtual tag instead of the arrival sequence:
 // start-time fair queuing per urgency level. An item of client c at level
 // u gets tag = max(c's previous tag at u, V(u)) + 1, V(u) being the tag of
 // the last item popped at level u; ties between clients' equal tags go by

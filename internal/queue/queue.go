@@ -290,9 +290,10 @@ func (q *Queue) Push(l *Lane, it *Item, capacity int) (evicted *Item, err error)
 	}
 	it.rank = q.rankOf(it)
 	if q.n >= capacity {
-		// Only a strictly more urgent item evicts (SPEC §4): by rank alone,
-		// for a retry re-enters with its old sequence number and would
-		// otherwise push out an equal that came after it.
+		// Only a strictly more urgent item evicts (docs/configuration.md,
+		// "Global limits", limits.queue_size): by rank alone, for a retry
+		// re-enters with its old sequence number and would otherwise push
+		// out an equal that came after it.
 		victim := q.Last()
 		if victim == nil || !moreUrgent(it, victim) {
 			return nil, ErrFull

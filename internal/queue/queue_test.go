@@ -390,8 +390,9 @@ func checkInvariants(t *testing.T, q *Queue, live []*Item) {
 
 // TestRetryDoesNotEvictEqualUrgency: a retry re-enters with its old
 // sequence number, which sorts before every newer item of its urgency; on a
-// full queue it must still not evict one of them (SPEC §4: only a strictly
-// more urgent request evicts), with strict priority or aging.
+// full queue it must still not evict one of them (only a strictly more
+// urgent request evicts: docs/configuration.md, "Global limits",
+// limits.queue_size), with strict priority or aging.
 func TestRetryDoesNotEvictEqualUrgency(t *testing.T) {
 	for _, aging := range []time.Duration{0, time.Second} {
 		q := New(aging, t0)

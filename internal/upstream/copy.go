@@ -43,7 +43,7 @@ func CopyResponse(w http.ResponseWriter, resp *http.Response, extra func(http.He
 
 	// resp.Header is ours (RoundTrip's): a writer that can take it over
 	// saves copying it. resp.Header and w.Header() are then one map.
-	if a, ok := w.(headerAdopter); !ok || !a.AdoptHeader(resp.Header) {
+	if a, ok := w.(HeaderAdopter); !ok || !a.AdoptHeader(resp.Header) {
 		h := w.Header()
 		for k, vv := range resp.Header {
 			h[k] = append(h[k], vv...)
@@ -98,9 +98,10 @@ func CopyResponse(w http.ResponseWriter, resp *http.Response, extra func(http.He
 	return n, nil
 }
 
-// headerAdopter is a ResponseWriter that can take over a header map
-// (internal/h1's): see CopyResponse.
-type headerAdopter interface {
+// HeaderAdopter is a ResponseWriter that can take over a header map
+// (internal/h1's, checked against h1.HeaderAdopter in
+// internal/proxy/contracts.go): see CopyResponse.
+type HeaderAdopter interface {
 	AdoptHeader(http.Header) bool
 }
 

@@ -50,8 +50,9 @@
 //     first every field named in Connection, then the fixed list
 //     (Connection, Proxy-Connection, Keep-Alive, Proxy-Authenticate,
 //     Proxy-Authorization, TE, Trailer, Transfer-Encoding, Upgrade).
-//     "TE: trailers" is not re-added (httputil does, for gRPC): the spec
-//     lists TE as removed, and a forward proxy carries gRPC inside CONNECT.
+//     "TE: trailers" is not re-added (httputil does, for gRPC): TE is
+//     removed (docs/clients.md, "What proxyd changes on the way"), and a
+//     forward proxy carries gRPC inside CONNECT.
 //     Upgrade being removed means protocol upgrades (WebSocket) are not
 //     proxied in absolute form; clients use CONNECT for them.
 //   - Every outbound request carries a Via entry naming this proxy

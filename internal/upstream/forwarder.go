@@ -29,8 +29,8 @@ type Config struct {
 	// pooled per destination. 0 means 64.
 	MaxIdleConnsPerHost int `mapstructure:"max_idle_conns_per_host"`
 	// TLSClientConfig is used for https upstreams; it is cloned. nil means
-	// the defaults (system roots). An addition to the spec'd Config: tests
-	// need it to trust their own upstreams, and TLS interception will too.
+	// the defaults (system roots). Not a configuration key: tests (and
+	// proxybench) need it to trust their own upstreams.
 	TLSClientConfig *tls.Config `mapstructure:"-"`
 	// DialContext opens the TCP connections (pooled ones and tunnels'). nil
 	// means a net.Dialer with DialTimeout. It is the seam for dial-time

@@ -15,11 +15,12 @@ import (
 const Pseudonym = "proxyd"
 
 // hopHeaders are removed from requests and responses whatever Connection
-// says (RFC 9110 §7.6.1; the list is SPEC §2's). Proxy-Connection and
-// Keep-Alive are pre-RFC 7230 relics some clients still send. Trailer is
-// not hop-by-hop in RFC 9110, but it describes the framing of this hop's
-// message: the transport and the server regenerate it from the Trailer maps
-// (see CopyResponse), so a stale copy must not pass.
+// says (RFC 9110 §7.6.1; the list is docs/clients.md's, "What proxyd
+// changes on the way"). Proxy-Connection and Keep-Alive are pre-RFC 7230
+// relics some clients still send. Trailer is not hop-by-hop in RFC 9110,
+// but it describes the framing of this hop's message: the transport and the
+// server regenerate it from the Trailer maps (see CopyResponse), so a stale
+// copy must not pass.
 var hopHeaders = []string{
 	"Connection",
 	"Proxy-Connection",

@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -77,18 +76,6 @@ func proxyTo(f *Forwarder, target *url.URL, copyErr chan<- error) http.HandlerFu
 func newProxy(t testing.TB, f *Forwarder, target string, copyErr chan<- error) *httptest.Server {
 	t.Helper()
 	return newUpstream(t, proxyTo(f, mustURL(t, target), copyErr))
-}
-
-// freeAddr returns a 127.0.0.1 address nothing listens on.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // sentinels lists the classification sentinels, for "exactly one" checks.

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/proxyd/proxyd/internal/testnet"
 )
 
 // Tests of RoundTrip's fast path (pool.go): bodiless plain-http requests
@@ -726,7 +728,7 @@ func TestPoolTimeouts(t *testing.T) {
 
 	t.Run("refused", func(t *testing.T) {
 		f, _ := poolForwarder(t, Config{})
-		_, err := f.RoundTrip(get(t, context.Background(), "http://"+freeAddr(t)+"/"), time.Second)
+		_, err := f.RoundTrip(get(t, context.Background(), "http://"+testnet.FreeAddr(t)+"/"), time.Second)
 		wantClass(t, err, ErrConnRefused)
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Errorf("%q does not wrap ECONNREFUSED", err)

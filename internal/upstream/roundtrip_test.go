@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/proxyd/proxyd/internal/testnet"
 )
 
 func get(t testing.TB, ctx context.Context, target string) *http.Request {
@@ -83,7 +85,7 @@ func TestRoundTripErrors(t *testing.T) {
 		also    error         // the cause that must be wrapped too, if any
 	}{
 		{"dns", "http://nonexistent.invalid/", 0, ErrDNS, nil},
-		{"refused", "http://" + freeAddr(t) + "/", 0, ErrConnRefused, syscall.ECONNREFUSED},
+		{"refused", "http://" + testnet.FreeAddr(t) + "/", 0, ErrConnRefused, syscall.ECONNREFUSED},
 		{"response timeout", blocked.URL, headerTimeout, ErrResponseTimeout, context.DeadlineExceeded},
 		{"reset before headers", reset.URL, 0, ErrUpstream, nil},
 		{"malformed response", "http://" + garbage + "/", 0, ErrUpstream, nil},
@@ -220,7 +222,7 @@ func TestRoundTripHTTP2(t *testing.T) {
 
 func TestProxyIgnoresEnvironment(t *testing.T) {
 	// A proxy variable pointing at a dead port must not be used.
-	dead := "http://" + freeAddr(t)
+	dead := "http://" + testnet.FreeAddr(t)
 	t.Setenv("HTTP_PROXY", dead)
 	t.Setenv("http_proxy", dead)
 	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "direct") })

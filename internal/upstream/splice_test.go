@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/proxyd/proxyd/internal/testnet"
 )
 
 // echoServer echoes each connection, passes the client's half-close on,
@@ -300,10 +302,10 @@ func TestDialErrors(t *testing.T) {
 		want error // nil: context.Canceled
 	}{
 		{"dns", context.Background(), "nonexistent.invalid:443", ErrDNS},
-		{"refused", context.Background(), freeAddr(t), ErrConnRefused},
+		{"refused", context.Background(), testnet.FreeAddr(t), ErrConnRefused},
 		{"bad address", context.Background(), "no-port", ErrUpstream},
-		{"caller deadline", expired, freeAddr(t), ErrConnectTimeout},
-		{"caller canceled", canceled, freeAddr(t), nil},
+		{"caller deadline", expired, testnet.FreeAddr(t), ErrConnectTimeout},
+		{"caller canceled", canceled, testnet.FreeAddr(t), nil},
 	}
 	f := newForwarder(t, Config{})
 	for _, tt := range tests {
