@@ -30,7 +30,7 @@ func writeHtpasswd(t *testing.T, path string, pairs ...string) {
 	writeFile(t, path, b.String())
 }
 
-// SPEC §12 with curl and a Go client: 407 without or with wrong
+// docs/configuration.md ("Clients: `auth`, `clients`, `fairness`") with curl and a Go client: 407 without or with wrong
 // credentials, 200 with them, the header not forwarded, CONNECT
 // authenticated; failures counted; the file reloaded with the config.
 func TestProxyAuthE2E(t *testing.T) {

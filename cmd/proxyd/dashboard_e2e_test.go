@@ -111,7 +111,7 @@ const readPage = `(() => {
 })()`
 
 // TestDashboardInChromium drives /dashboard in a real headless Chromium
-// against a running proxyd with traffic (SPEC §13): the page asks for the
+// against a running proxyd with traffic (docs/admin-api.md, "GET /dashboard"): the page asks for the
 // token, shows the numbers of /api/v1/queue and /api/v1/limits, changes
 // the rate through its form, and is screenshotted (to
 // PROXYD_DASHBOARD_SCREENSHOT when set, else under t.TempDir()).

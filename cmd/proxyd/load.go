@@ -1,7 +1,7 @@
 package main
 
 // Loading the configuration: embedded defaults, then the YAML file, then
-// PROXYD_* environment variables, then command-line flags (SPEC §1). This
+// PROXYD_* environment variables, then command-line flags (docs/configuration.md, "Where values come from"). This
 // is the only place that touches viper, flags and the environment.
 //
 // Decisions where the spec is silent:

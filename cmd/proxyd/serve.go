@@ -163,7 +163,7 @@ func newApp(cfg config.Config, opts loadOptions, logOut io.Writer) (_ *app, err 
 		a.proxyLn.Close()
 		return nil, fmt.Errorf("admin.listen: %w", err)
 	}
-	// SPEC §11: proxyd's own listeners are never reachable through it.
+	// docs/configuration.md, "Egress policy": proxyd's own listeners are never reachable through it.
 	if err := a.egress.SetSelf([]net.Addr{a.proxyLn.Addr(), a.adminLn.Addr()}, nil); err != nil {
 		a.proxyLn.Close()
 		a.adminLn.Close()
@@ -290,13 +290,13 @@ func (a *app) reload() (err error) {
 	if err != nil {
 		return err
 	}
-	// The CA and upstream roots are read again on every reload (SPEC §9),
+	// The CA and upstream roots are read again on every reload (docs/tls-interception.md, "Set it up"),
 	// before anything changes.
 	auth, roots, err := loadTLS(cfg.TLS)
 	if err != nil {
 		return err
 	}
-	users, err := loadUsers(cfg.Auth) // reloaded with the config (SPEC §12)
+	users, err := loadUsers(cfg.Auth) // reloaded with the config (docs/configuration.md, "Clients")
 	if err != nil {
 		return err
 	}
@@ -355,7 +355,7 @@ func (a *app) applyLocked(cfg config.Config) error {
 	return nil
 }
 
-// shutdown drains (SPEC §8): not ready, no new connections, waiting
+// shutdown drains (docs/operations.md, "Graceful shutdown"): not ready, no new connections, waiting
 // requests keep their place and in-flight ones (tunnels too) go on for up
 // to shutdown_timeout; then what still waits is answered "draining" and
 // what is in flight is cut. A second SIGTERM or SIGINT cuts at once; a

@@ -79,7 +79,7 @@ type proc struct {
 }
 
 // loopbackAllow lets proxyd forward to the tests' loopback upstreams,
-// which the egress policy denies by default (SPEC §11).
+// which the egress policy denies by default (docs/configuration.md, "Egress policy").
 var loopbackAllow = []string{"PROXYD_EGRESS_ALLOW=127.0.0.1,::1", "PROXYD_EGRESS_CONNECT_PORTS=[]"}
 
 // startProxyd runs proxyd with args, allowed to reach loopback upstreams.
@@ -207,7 +207,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	}
 }
 
-// TestDrain follows SPEC §8: on SIGTERM readiness turns 503, a request in
+// TestDrain follows docs/operations.md, "Graceful shutdown": on SIGTERM readiness turns 503, a request in
 // flight goes on, one waiting keeps its place until shutdown_timeout and is
 // then answered "draining", and the process exits 0.
 func TestDrain(t *testing.T) {

@@ -163,7 +163,7 @@ func maxInWindow(at []time.Time, w time.Duration) int {
 	return best
 }
 
-// SPEC §10: three replicas, each offered twice its share of a shared rate
+// docs/shared-quota.md ("Accuracy" under "How it works"): three replicas, each offered twice its share of a shared rate
 // of 200/s for 10 s: the upstream sees 200/s (±2%) after the first second,
 // and never more than rate × t + burst in any window.
 func TestSharedRateAcrossReplicas(t *testing.T) {

@@ -16,7 +16,7 @@ import (
 	"github.com/proxyd/proxyd/internal/mitm"
 )
 
-// loadTLS reads the files of the tls section (SPEC §9): the interception
+// loadTLS reads the files of the tls section (docs/configuration.md, "TLS interception"): the interception
 // CA when tls.intercept is set, and the extra upstream roots of
 // tls.upstream_ca. Errors name the key. It runs at start, on reload and in
 // check-config.
@@ -35,7 +35,7 @@ func loadTLS(c config.TLS) (*mitm.Authority, []*x509.Certificate, error) {
 	return auth, roots, nil
 }
 
-// loadUsers reads auth.htpasswd (SPEC §12); nil when it is not set.
+// loadUsers reads auth.htpasswd (docs/configuration.md, "Clients"); nil when it is not set.
 func loadUsers(a config.Auth) (*auth.Users, error) {
 	if a.Htpasswd == "" {
 		return nil, nil

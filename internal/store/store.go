@@ -1,5 +1,5 @@
 // Package store shares the global rate limit across replicas through
-// Redis (SPEC §10).
+// Redis (docs/shared-quota.md).
 //
 // # Design
 //
@@ -202,7 +202,7 @@ func New(cfg config.Redis, d Dispatcher, hooks Hooks, log *zap.Logger, reg prome
 	return s, nil
 }
 
-// Metrics are the store's series (SPEC §10). NewMetrics registers them;
+// Metrics are the store's series (docs/shared-quota.md, "Watching it"). NewMetrics registers them;
 // they exist only with limits.store: redis.
 type Metrics struct {
 	up       prometheus.Gauge
