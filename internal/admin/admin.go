@@ -64,7 +64,7 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	// The page is open (SPEC §13); the data it fetches is under /api/.
+	// The page is open (docs/admin-api.md, "GET /dashboard"); the data it fetches is under /api/.
 	s.mux.HandleFunc("GET /dashboard", s.dashboard)
 	s.mux.HandleFunc("GET /dashboard/{asset}", s.dashboard)
 	if deps.Metrics != nil {

@@ -7,7 +7,7 @@ import (
 	"path"
 )
 
-// dashboardFS holds the dashboard page (SPEC §13): HTML, CSS and
+// dashboardFS holds the dashboard page (docs/admin-api.md, "GET /dashboard"): HTML, CSS and
 // hand-written JavaScript (the charts are plain canvas). Nothing is
 // fetched from anywhere else; the Content-Security-Policy below makes the
 // browser hold the page to that.
@@ -26,7 +26,7 @@ var dashboardTypes = map[string]string{
 
 // dashboard serves GET /dashboard (the page) and GET /dashboard/{asset}.
 // It is open: the page holds no data; what it fetches under /api/ follows
-// the token rule (SPEC §6).
+// the token rule (docs/admin-api.md, "Authentication").
 func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("asset")
 	if name == "" {

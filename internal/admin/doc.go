@@ -1,8 +1,8 @@
-// Package admin serves proxyd's admin listener (SPEC §6): liveness
+// Package admin serves proxyd's admin listener (docs/admin-api.md): liveness
 // (/healthz), readiness (/readyz, 503 while draining), Prometheus metrics
 // (/metrics, a handler it is given), the JSON API under /api/v1/ to read
 // the queue and to read and change the live limits, and the live dashboard
-// (SPEC §13: /dashboard, fed by /api/v1/stats). It takes plain values and
+// (docs/admin-api.md, "GET /dashboard", fed by /api/v1/stats). It takes plain values and
 // interfaces (Config, Deps, Backend); it never reads configuration files or
 // the environment.
 //

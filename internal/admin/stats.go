@@ -10,7 +10,7 @@ import (
 	"github.com/proxyd/proxyd/internal/queue"
 )
 
-// StoreStatus is the shared limiter store's state (SPEC §10), as
+// StoreStatus is the shared limiter store's state (docs/shared-quota.md), as
 // /api/v1/stats reports it. Zero value: not meaningful; a process without a
 // shared store reports none (Deps.Store nil, or returning false).
 type StoreStatus struct {
@@ -21,7 +21,7 @@ type StoreStatus struct {
 }
 
 // statsDoc is GET /api/v1/stats: one snapshot of everything the dashboard
-// shows (SPEC §13). Everything is read when asked; nothing is kept between
+// shows (docs/admin-api.md, "GET /dashboard"). Everything is read when asked; nothing is kept between
 // requests. Rates are left to the reader: the counters are cumulative
 // (*_total), and two snapshots and their time give a rate.
 type statsDoc struct {
@@ -141,7 +141,7 @@ func (s *Server) getStats(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, doc)
 }
 
-// storeStatusDoc is GET /api/v1/store (SPEC §10).
+// storeStatusDoc is GET /api/v1/store (docs/admin-api.md, "GET /api/v1/store").
 type storeStatusDoc struct {
 	Store    string `json:"store"`              // "memory" or "redis"
 	Up       *bool  `json:"up,omitempty"`       // redis: the store answers

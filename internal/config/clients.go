@@ -6,14 +6,14 @@ import (
 	"strings"
 )
 
-// Auth configures proxy authentication (SPEC §12).
+// Auth configures proxy authentication (docs/configuration.md, "Clients").
 type Auth struct {
 	// Htpasswd is a file of name:bcrypt-hash lines (htpasswd -B); when set,
 	// every proxy request needs Proxy-Authorization: Basic.
 	Htpasswd string `mapstructure:"htpasswd" yaml:"htpasswd"`
 }
 
-// Client is a per-client policy (SPEC §12).
+// Client is a per-client policy (docs/configuration.md, "Clients").
 type Client struct {
 	// Name is an authenticated user, or a CIDR (or address) of source
 	// addresses when auth is off.

@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// Egress is the egress policy (SPEC §11): which destinations the proxy may
+// Egress is the egress policy (docs/configuration.md, "Egress policy"): which destinations the proxy may
 // reach beyond its default deny set, which it must not, and which ports a
 // CONNECT may open.
 type Egress struct {

@@ -19,7 +19,7 @@ const (
 	OnErrorClosed = "closed"
 )
 
-// Redis configures the shared limiter store (SPEC §10).
+// Redis configures the shared limiter store (docs/configuration.md, "Shared quota"; docs/shared-quota.md).
 type Redis struct {
 	// URL is redis://[user:password@]host:port/db or rediss:// (TLS);
 	// required with limits.store: redis.

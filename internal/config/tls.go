@@ -2,7 +2,7 @@ package config
 
 import "fmt"
 
-// TLS configures TLS interception of CONNECT tunnels (SPEC §9).
+// TLS configures TLS interception of CONNECT tunnels (docs/tls-interception.md).
 type TLS struct {
 	// Intercept lists the host patterns (hosts[].match syntax; "*" is
 	// every host) whose CONNECT tunnels are decrypted, so that each request

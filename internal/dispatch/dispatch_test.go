@@ -504,7 +504,7 @@ func TestGrantGivenBackLater(t *testing.T) {
 
 // TestRetryDoesNotShedEqual: on a full queue, a retry (its first arrival
 // and sequence number, which sort before a newer equal) does not shed a
-// waiting request of the same urgency; it is refused (SPEC §4).
+// waiting request of the same urgency; it is refused (docs/configuration.md, "Global limits": limits.queue_size).
 func TestRetryDoesNotShedEqual(t *testing.T) {
 	l := unlimited()
 	l.Concurrency, l.QueueSize = 1, 1

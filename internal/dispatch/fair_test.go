@@ -58,7 +58,7 @@ func fairRun(t *testing.T, fair bool, arriveA, arriveB int) (a, b int) {
 	return a, b
 }
 
-// SPEC §12: two clients that both keep a backlog at the same urgency are
+// docs/configuration.md, "Clients" (fairness: client): two clients that both keep a backlog at the same urgency are
 // each admitted half the time (±10%) whatever their arrival ratio (10:1
 // here); without fairness, first come first served gives the heavy one
 // nearly everything.
