@@ -1,6 +1,6 @@
 package main
 
-// The limits subcommand: a small client of the admin API (SPEC §6) that
+// The limits subcommand: a small client of the admin API (docs/admin-api.md, "The `proxyd limits` command") that
 // reads and changes a running proxyd's limits.
 //
 // Decisions where the brief and the spec are silent:
@@ -494,12 +494,40 @@ func printJSON(w io.Writer, format string, data []byte, table func(io.Writer, []
 
 // limitsView is the GET /api/v1/limits answer, for the table.
 type limitsView struct {
-	Hosts []struct {
-		Match       string      `json:"match"`
-		Rate        json.Number `json:"rate"`
-		Burst       json.Number `json:"burst"`
-		Concurrency json.Number `json:"concurrency"`
-	} `json:"hosts"`
+	Quotas []quotaView `json:"quotas"`
+	Hosts  []hostView  `json:"hosts"`
+}
+
+// hostView is a hosts rule in the limits answer.
+type hostView struct {
+	Match       string      `json:"match"`
+	Rate        json.Number `json:"rate"`
+	Burst       json.Number `json:"burst"`
+	Concurrency json.Number `json:"concurrency"`
+	Quotas      []quotaView `json:"quotas"`
+}
+
+// quotaView is a quota in the limits answer.
+type quotaView struct {
+	Limit json.Number `json:"limit"`
+	Per   string      `json:"per"`
+	Unit  string      `json:"unit"`
+}
+
+// quotasCell formats quotas for a table cell: "500/1m, 10000/24h", the
+// unit added when it is not requests; "-" for none.
+func quotasCell(qs []quotaView) string {
+	if len(qs) == 0 {
+		return "-"
+	}
+	cells := make([]string, len(qs))
+	for i, q := range qs {
+		cells[i] = q.Limit.String() + "/" + q.Per
+		if q.Unit != "" && q.Unit != "requests" {
+			cells[i] += " " + q.Unit
+		}
+	}
+	return strings.Join(cells, ", ")
 }
 
 func writeLimitsTable(w io.Writer, data []byte) error {
@@ -513,7 +541,7 @@ func writeLimitsTable(w io.Writer, data []byte) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "KEY\tVALUE")
-	known := []string{"hosts"}
+	known := []string{"hosts", "quotas"}
 	for _, f := range limitsFields {
 		known = append(known, f.key)
 		val := scalar(fields[f.key])
@@ -523,13 +551,26 @@ func writeLimitsTable(w io.Writer, data []byte) error {
 		fmt.Fprintf(tw, "%s\t%s\n", f.key, val)
 	}
 	writeExtra(tw, fields, known)
+	// Quotas show when there are some (docs/configuration.md, "Quotas").
+	if len(v.Quotas) > 0 {
+		fmt.Fprintf(tw, "quotas\t%s\n", quotasCell(v.Quotas))
+	}
+	ruleQuotas := slices.ContainsFunc(v.Hosts, func(h hostView) bool { return len(h.Quotas) > 0 })
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "MATCH\tRATE\tBURST\tCONCURRENCY")
+	if ruleQuotas {
+		fmt.Fprintln(tw, "MATCH\tRATE\tBURST\tCONCURRENCY\tQUOTAS")
+	} else {
+		fmt.Fprintln(tw, "MATCH\tRATE\tBURST\tCONCURRENCY")
+	}
 	if len(v.Hosts) == 0 {
 		fmt.Fprintln(tw, "(none)")
 	}
 	for _, h := range v.Hosts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Match, orDash(h.Rate), orDash(h.Burst), orDash(h.Concurrency))
+		row := fmt.Sprintf("%s\t%s\t%s\t%s", h.Match, orDash(h.Rate), orDash(h.Burst), orDash(h.Concurrency))
+		if ruleQuotas {
+			row += "\t" + quotasCell(h.Quotas)
+		}
+		fmt.Fprintln(tw, row)
 	}
 	return tw.Flush()
 }

@@ -350,6 +350,7 @@ func TestEnvEveryKey(t *testing.T) {
 		"limits.max_tunnels":               "6",
 		"limits.reject_status":             "429",
 		"limits.store":                     "redis",
+		"limits.quotas":                    "[{limit: 60, per: 1m}]",
 		"hosts":                            "[{match: a.example.com}]",
 		"priority.default":                 "7",
 		"priority.header":                  "X-P",
@@ -413,7 +414,7 @@ func TestEnvEveryKey(t *testing.T) {
 	want := config.Config{
 		Listen: "127.0.0.1:1",
 		Admin:  config.Admin{Listen: "127.0.0.1:2", Token: "t", AllowedHosts: []string{"proxyd.internal", "Admin.Example"}},
-		Limits: config.Limits{Rate: 1, Burst: 2, Concurrency: 3, QueueSize: 4, MaxWait: 5 * time.Second, MaxTunnels: 6, RejectStatus: 429, Store: "redis"},
+		Limits: config.Limits{Rate: 1, Burst: 2, Concurrency: 3, QueueSize: 4, MaxWait: 5 * time.Second, MaxTunnels: 6, RejectStatus: 429, Store: "redis", Quotas: []config.Quota{{Limit: 60, Per: time.Minute}}},
 		Hosts:  []config.HostRule{{Match: "a.example.com"}},
 		Priority: config.Priority{Default: 7, Header: "X-P", TrustHeaders: false, Aging: 8 * time.Second, Reserve: 19,
 			Rules: []config.PriorityRule{{Method: "GET", Priority: ptr(0)}}},

@@ -40,7 +40,7 @@ type Backend interface {
 // maxBody bounds an API request body.
 const maxBody = 64 << 10
 
-// limitsDoc is the JSON form of the live limits (SPEC §6): the config's
+// limitsDoc is the JSON form of the live limits (docs/admin-api.md, "The Limits object"): the config's
 // names.
 type limitsDoc struct {
 	Rate        float64           `json:"rate"`
@@ -48,6 +48,7 @@ type limitsDoc struct {
 	Concurrency int               `json:"concurrency"`
 	QueueSize   int               `json:"queue_size"`
 	MaxWait     string            `json:"max_wait"`
+	Quotas      []config.Quota    `json:"quotas"`
 	Hosts       []config.HostRule `json:"hosts"`
 }
 
@@ -55,7 +56,12 @@ func docOf(l config.Limits, hosts []config.HostRule) limitsDoc {
 	if hosts == nil {
 		hosts = []config.HostRule{}
 	}
+	quotas := l.Quotas
+	if quotas == nil {
+		quotas = []config.Quota{}
+	}
 	return limitsDoc{
+		Quotas:      quotas,
 		Rate:        l.Rate,
 		Burst:       l.Burst,
 		Concurrency: l.Concurrency,
@@ -183,11 +189,11 @@ const (
 	maxProblems   = 10  // problems listed; the rest are only counted
 )
 
-// The field names, exactly as SPEC §6 and the configuration file spell
+// The field names, exactly as docs/admin-api.md ("The Limits object") and the configuration file spell
 // them. encoding/json would match them case-insensitively.
 var (
-	limitsFields = []string{"rate", "burst", "concurrency", "queue_size", "max_wait", "hosts"}
-	hostFields   = []string{"match", "rate", "burst", "concurrency"}
+	limitsFields = []string{"rate", "burst", "concurrency", "queue_size", "max_wait", "quotas", "hosts"}
+	hostFields   = []string{"match", "rate", "burst", "concurrency", "quotas"}
 )
 
 // limitsPatch is a decoded PATCH or PUT body: nil fields are absent (or
@@ -196,6 +202,7 @@ type limitsPatch struct {
 	rate                          *float64
 	burst, concurrency, queueSize *int
 	maxWait                       *time.Duration
+	quotas                        *[]config.Quota
 	hosts                         *[]config.HostRule
 	// sent holds every field given with a value other than null, readable
 	// or not: PUT needs them all.
@@ -247,7 +254,7 @@ func readPatch(w http.ResponseWriter, r *http.Request) (p *limitsPatch, status i
 		}
 		return bad(errors.New("body: more than one JSON value"))
 	}
-	// null is not "no change": the body is a JSON object (SPEC §6).
+	// null is not "no change": the body is a JSON object (docs/admin-api.md, "PATCH /api/v1/limits").
 	if k := jsonKind(obj); k != "object" {
 		return bad(fmt.Errorf("body: wrong type: got JSON %s, want a JSON object", k))
 	}
@@ -289,6 +296,9 @@ func (p *limitsPatch) set(name string, v json.RawMessage) error {
 			return fmt.Errorf("max_wait: not a duration: %s (want e.g. \"30s\")", quote(*s))
 		}
 		p.maxWait = &d
+	case "quotas":
+		qs := p.readQuotas(name, v)
+		p.quotas = &qs
 	case "hosts":
 		if k := jsonKind(v); k != "array" {
 			return wrongType(name, v, "an array")
@@ -340,6 +350,8 @@ func (p *limitsPatch) readHosts(v json.RawMessage) ([]config.HostRule, error) {
 				err = readInt(name, m.value, &h.Burst)
 			case "concurrency":
 				err = readInt(name, m.value, &h.Concurrency)
+			case "quotas":
+				h.Quotas = p.readQuotas(name, m.value)
 			}
 			if err != nil {
 				p.problems = append(p.problems, err)
@@ -365,6 +377,9 @@ func (p *limitsPatch) apply(l config.Limits, hosts []config.HostRule) (config.Li
 	}
 	if p.maxWait != nil {
 		l.MaxWait = *p.maxWait
+	}
+	if p.quotas != nil {
+		l.Quotas = *p.quotas
 	}
 	if p.hosts != nil {
 		hosts = *p.hosts

@@ -63,7 +63,7 @@ func (b *fakeBackend) UpdateLimits(change func(*config.Limits, *[]config.HostRul
 	defer b.mu.Unlock()
 	l, hosts := b.l, append([]config.HostRule(nil), b.hosts...)
 	if err := change(&l, &hosts); err != nil {
-		if l != b.l || !slices.EqualFunc(hosts, b.hosts, sameRule) {
+		if !sameLimits(l, b.l) || !slices.EqualFunc(hosts, b.hosts, sameRule) {
 			b.dirty = true
 		}
 		return err
@@ -91,6 +91,9 @@ func (b *fakeBackend) Stats() dispatch.Stats {
 	s := dispatch.Stats{Depth: 3, InFlight: 2, Tunnels: 1, OldestWait: 1500 * time.Millisecond, Limits: toDispatch(b.l)}
 	s.ByPriority[0], s.ByPriority[6] = 1, 2
 	s.Waiting[dispatch.Tunnel] = 1
+	for _, q := range b.l.Quotas {
+		s.Quotas = append(s.Quotas, dispatch.QuotaStats{Quota: dispatch.Quota{Limit: q.Limit, Per: q.Per, Unit: q.UnitOrDefault()}, Used: 1})
+	}
 	return s
 }
 
@@ -137,7 +140,7 @@ func TestGetLimits(t *testing.T) {
 	if code != 200 || h.Get("Content-Type") != "application/json" {
 		t.Fatalf("%d %s", code, h.Get("Content-Type"))
 	}
-	want := `{"rate":100,"burst":10,"concurrency":64,"queue_size":10000,"max_wait":"30s","hosts":[]}` + "\n"
+	want := `{"rate":100,"burst":10,"concurrency":64,"queue_size":10000,"max_wait":"30s","quotas":[],"hosts":[]}` + "\n"
 	if body != want {
 		t.Fatalf("body %s, want %s", body, want)
 	}
@@ -159,7 +162,7 @@ func TestPatchAndPut(t *testing.T) {
 	if s := b.Stats(); s.Limits.Rate != 50 || s.Limits.Concurrency != 8 || s.Limits.MaxWait != 10*time.Second {
 		t.Fatalf("dispatcher limits %+v", s.Limits)
 	}
-	put := `{"rate":5,"burst":2,"concurrency":1,"queue_size":10,"max_wait":"1m","hosts":[{"match":"*.example.com","rate":1,"concurrency":2}]}`
+	put := `{"rate":5,"burst":2,"concurrency":1,"queue_size":10,"max_wait":"1m","quotas":[],"hosts":[{"match":"*.example.com","rate":1,"concurrency":2}]}`
 	code, _, body = call(t, "PUT", srv.URL+"/api/v1/limits", "", put)
 	if code != 200 || !strings.Contains(body, `"hosts":[{"match":"*.example.com","rate":1,"concurrency":2}]`) {
 		t.Fatalf("PUT: %d %s", code, body)
@@ -231,7 +234,7 @@ func TestBadUpdatesChangeNothing(t *testing.T) {
 			if code != tc.status || h.Get("Content-Type") != "application/json" || json.Unmarshal([]byte(body), &e) != nil || !strings.Contains(e["error"], tc.errWant) {
 				t.Fatalf("%d %s, want %d with error containing %q", code, body, tc.status, tc.errWant)
 			}
-			if l, _ := b.Limits(); l != config.Default().Limits {
+			if l, _ := b.Limits(); !sameLimits(l, config.Default().Limits) {
 				t.Fatalf("limits changed: %+v", l)
 			}
 		})
@@ -261,7 +264,7 @@ func TestEveryProblemListed(t *testing.T) {
 		{"wrong types", "PATCH", `{"rate":"fast","burst":1.5,"concurrency":true}`,
 			"rate: wrong type: got JSON string, want a number; burst: wrong type: got JSON number 1.5, want an integer; concurrency: wrong type: got JSON boolean, want an integer"},
 		{"put missing and invalid", "PUT", `{"rate":-1,"burst":1,"concurrency":1,"max_wait":null}`,
-			"queue_size: required by PUT (use PATCH to change some fields); max_wait: required by PUT (use PATCH to change some fields); hosts: required by PUT (use PATCH to change some fields); rate: must be >= 0, got -1"},
+			"queue_size: required by PUT (use PATCH to change some fields); max_wait: required by PUT (use PATCH to change some fields); quotas: required by PUT (use PATCH to change some fields); hosts: required by PUT (use PATCH to change some fields); rate: must be >= 0, got -1"},
 		{"at most ten", "PATCH", `{"hosts":[` + strings.TrimSuffix(strings.Repeat(`{"match":""},`, 15), ",") + `]}`,
 			strings.Repeat("hosts[N].match: must not be empty; ", 10) + "and 5 more problems"},
 	} {
@@ -280,7 +283,7 @@ func TestEveryProblemListed(t *testing.T) {
 			}
 		})
 	}
-	if l, hosts := b.Limits(); l != config.Default().Limits || len(hosts) != 0 || b.sets != 0 || b.dirty {
+	if l, hosts := b.Limits(); !sameLimits(l, config.Default().Limits) || len(hosts) != 0 || b.sets != 0 || b.dirty {
 		t.Fatalf("limits changed: %+v %+v (%d sets)", l, hosts, b.sets)
 	}
 }
@@ -354,7 +357,7 @@ func TestDeclaredTooLarge(t *testing.T) {
 	if w.Code != http.StatusRequestEntityTooLarge {
 		t.Fatalf("declared length %d: %d %s", r.ContentLength, w.Code, w.Body)
 	}
-	if l, _ := b.Limits(); l != config.Default().Limits {
+	if l, _ := b.Limits(); !sameLimits(l, config.Default().Limits) {
 		t.Fatalf("limits changed: %+v", l)
 	}
 }

@@ -49,9 +49,11 @@ const specToken = "s3cret"
 // all.
 func newSpecBackend() *fakeBackend {
 	rate, burst, conc := 10.0, 10, 5
+	l := config.Default().Limits
+	l.Quotas = []config.Quota{{Limit: 10000, Per: 24 * time.Hour}}
 	return &fakeBackend{
-		l:     config.Default().Limits,
-		hosts: []config.HostRule{{Match: "api.example.com", Rate: &rate, Burst: &burst, Concurrency: &conc}},
+		l:     l,
+		hosts: []config.HostRule{{Match: "api.example.com", Rate: &rate, Burst: &burst, Concurrency: &conc, Quotas: []config.Quota{{Limit: 500, Per: time.Minute, Unit: config.QuotaRequests}}}},
 	}
 }
 

@@ -46,6 +46,8 @@ type statsDoc struct {
 	// Hosts are the hosts rules with their live limits and use, in rule
 	// order.
 	Hosts []hostStatsDoc `json:"hosts"`
+	// Quotas are the global quotas (limits.quotas) with their use.
+	Quotas []quotaUseDoc `json:"quotas"`
 	// Store is the shared limiter store; null without one (limits.store:
 	// memory).
 	Store *storeDoc `json:"store"`
@@ -72,6 +74,8 @@ type hostStatsDoc struct {
 	InFlight      int     `json:"in_flight"`
 	Waiting       int     `json:"waiting"`
 	AdmittedTotal uint64  `json:"admitted_total"`
+	// Quotas are the rule's quotas with their use.
+	Quotas []quotaUseDoc `json:"quotas"`
 }
 
 type storeDoc struct {
@@ -131,8 +135,10 @@ func (s *Server) getStats(w http.ResponseWriter, _ *http.Request) {
 			InFlight:      h.InFlight,
 			Waiting:       h.Waiting,
 			AdmittedTotal: h.Admitted,
+			Quotas:        quotaUseDocs(h.Quotas),
 		})
 	}
+	doc.Quotas = quotaUseDocs(st.Quotas)
 	if s.store != nil {
 		if ss, ok := s.store(); ok {
 			doc.Store = &storeDoc{Store: ss.Store, Up: ss.Up, Replicas: ss.Replicas, Since: ss.Since.UTC().Format(time.RFC3339)}

@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/json"
 	"net/http"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -133,8 +134,8 @@ func TestStatsValues(t *testing.T) {
 	if h.Count != 1 || len(h.Buckets) != len(st.QueueWait.Bounds) || len(st.QueueWait.Bounds) == 0 {
 		t.Errorf("queue_wait[3] = %+v with %d bounds, want one observation", h, len(st.QueueWait.Bounds))
 	}
-	want := hostStatsDoc{Match: "api.example.com", Rate: 10, Burst: 10, Concurrency: 5, InFlight: 2, Waiting: 1, AdmittedTotal: 9}
-	if len(st.Hosts) != 1 || st.Hosts[0] != want {
+	want := hostStatsDoc{Match: "api.example.com", Rate: 10, Burst: 10, Concurrency: 5, InFlight: 2, Waiting: 1, AdmittedTotal: 9, Quotas: []quotaUseDoc{}}
+	if len(st.Hosts) != 1 || !reflect.DeepEqual(st.Hosts[0], want) {
 		t.Errorf("hosts = %+v, want [%+v]", st.Hosts, want)
 	}
 	// Without Counts, the counters read as zero but every key is there.

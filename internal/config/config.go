@@ -61,8 +61,11 @@ type Limits struct {
 	RejectStatus int `mapstructure:"reject_status" yaml:"reject_status"`
 	// Store is where the global and hosts-rule buckets live: memory (this
 	// process) or redis (shared by every replica with the same
-	// redis.key_prefix, SPEC §10).
+	// redis.key_prefix, docs/shared-quota.md).
 	Store string `mapstructure:"store" yaml:"store"`
+	// Quotas are per-window quotas every request needs besides the token
+	// bucket (docs/configuration.md, "Quotas").
+	Quotas []Quota `mapstructure:"quotas" yaml:"quotas"`
 }
 
 // HostRule is a per-destination limit. Nil Rate or Concurrency means
@@ -72,9 +75,11 @@ type HostRule struct {
 	Rate        *float64 `mapstructure:"rate" yaml:"rate,omitempty" json:"rate,omitempty"`
 	Burst       *int     `mapstructure:"burst" yaml:"burst,omitempty" json:"burst,omitempty"`
 	Concurrency *int     `mapstructure:"concurrency" yaml:"concurrency,omitempty" json:"concurrency,omitempty"`
+	// Quotas are the rule's per-window quotas, besides its bucket.
+	Quotas []Quota `mapstructure:"quotas" yaml:"quotas,omitempty" json:"quotas,omitempty"`
 }
 
-// Priority configures urgency resolution (SPEC §3).
+// Priority configures urgency resolution (docs/configuration.md, "Priority").
 type Priority struct {
 	Default      int           `mapstructure:"default" yaml:"default"`
 	Header       string        `mapstructure:"header" yaml:"header"`
@@ -141,7 +146,7 @@ type Log struct {
 	Format string `mapstructure:"format" yaml:"format"`
 }
 
-// Default returns the embedded defaults of SPEC §1.
+// Default returns the embedded defaults (docs/configuration.md, "Every key"; configs/proxyd.yaml).
 func Default() Config {
 	return Config{
 		Listen: "127.0.0.1:8080",
@@ -155,6 +160,7 @@ func Default() Config {
 			MaxTunnels:   1024,
 			RejectStatus: 503,
 			Store:        StoreMemory,
+			Quotas:       []Quota{},
 		},
 		Hosts: []HostRule{},
 		Priority: Priority{

@@ -178,6 +178,7 @@ func (l Limits) check(p *problems, prefix string) {
 	if l.RejectStatus != http.StatusServiceUnavailable && l.RejectStatus != http.StatusTooManyRequests {
 		p.add(prefix+"reject_status", "must be 503 or 429, got %d", l.RejectStatus)
 	}
+	checkQuotas(p, prefix+"quotas", l.Quotas, false)
 }
 
 // ValidateHosts checks a hosts list alone, as the admin API does before a
@@ -229,6 +230,7 @@ func checkHosts(p *problems, hosts []HostRule) {
 				p.add(key+"concurrency", "must be <= %d (omit it for unlimited), got %d", maxConcurrency, c)
 			}
 		}
+		checkQuotas(p, key+"quotas", h.Quotas, true)
 	}
 }
 

@@ -409,6 +409,7 @@ func TestKeys(t *testing.T) {
 		"limits.max_tunnels",
 		"limits.reject_status",
 		"limits.store",
+		"limits.quotas",
 		"hosts",
 		"priority.default",
 		"priority.header",

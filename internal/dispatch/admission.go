@@ -37,12 +37,27 @@ func (d *Dispatcher) runLocked(now time.Time) {
 				d.tokenWaitLocked(l, retry)
 				continue
 			}
+			if ok, retry := checkQuotas(r.quotas, now, tokensPerRequest, 0); !ok {
+				// Until enough of the window's admissions leave it, or a
+				// refund for the rule wakes it.
+				if retry.IsZero() {
+					retry = now.Add(time.Hour)
+				}
+				d.tokenWaitLocked(l, retry)
+				continue
+			}
 		}
 		// The global tokens last: without them, nobody goes (but a free
 		// lane, which needs none).
 		var tok taken
 		if !l.key.free {
 			keep := d.keepLocked(l.q.Peek().Urgency, now)
+			// The global quotas bind every request as the global bucket
+			// does: when one is short, nobody goes until it has room.
+			if ok, retry := checkQuotas(d.mu.quotas, now, tokensPerRequest, keep); !ok {
+				wake = retry
+				break
+			}
 			var ok bool
 			var retry time.Time
 			if tok, ok, retry = d.mu.global.take(now, tokensPerRequest, keep); !ok {
@@ -55,9 +70,16 @@ func (d *Dispatcher) runLocked(now time.Time) {
 		w := d.mu.q.Pop(l.q).Value.(*Ticket)
 		d.mu.slots[w.kind].Acquire()
 		w.permit = Permit{w: w, d: d, tok: tok, waited: now.Sub(w.item.Enqueued)}
+		if nq := len(d.mu.quotas) + ruleQuotas(r); !l.key.free && nq > 0 {
+			// One allocation for the receipts of every quota.
+			w.permit.quotaToks = takeQuotas(d.mu.quotas, now, tokensPerRequest, make([]taken, 0, nq))
+		}
 		if r != nil {
 			w.permit.rule = r
 			w.permit.ruleTok, _, _ = r.src.take(now, tokensPerRequest, 0)
+			if len(r.quotas) > 0 {
+				w.permit.quotaToks = takeQuotas(r.quotas, now, tokensPerRequest, w.permit.quotaToks)
+			}
 			if w.kind == HTTP {
 				r.slots.Acquire()
 			}
@@ -273,12 +295,21 @@ func (d *Dispatcher) rejectLocked(w *Ticket, err error, now time.Time) {
 // through: the waiting requests at least as urgent, one more, at the rate.
 //
 // A destination paused by back-pressure cannot be reached before its pause
-// ends, so the estimate is at least that.
+// ends, nor a request sent before its quotas (the global ones and its
+// rule's) have room, so the estimate is at least that.
 func (d *Dispatcher) retryAfterLocked(urgency int, dest string, now time.Time) time.Duration {
 	ra := time.Second
 	if r := d.mu.rate; !r.Unlimited() {
 		need := float64(d.mu.q.CountUpTo(urgency)+1) - r.Tokens(now)
 		ra = max(ra, time.Duration(math.Ceil(need/r.Rate()))*time.Second)
+	}
+	if ok, retry := checkQuotas(d.mu.quotas, now, tokensPerRequest, 0); !ok && !retry.IsZero() {
+		ra = max(ra, retry.Sub(now))
+	}
+	if r := matchRule(d.mu.rules, dest); r != nil && len(r.quotas) > 0 {
+		if ok, retry := checkQuotas(r.quotas, now, tokensPerRequest, 0); !ok && !retry.IsZero() {
+			ra = max(ra, retry.Sub(now))
+		}
 	}
 	if until, ok := d.mu.pauses[dest]; ok && until.After(now) {
 		ra = max(ra, until.Sub(now))

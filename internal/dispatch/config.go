@@ -1,6 +1,8 @@
 package dispatch
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/proxyd/proxyd/internal/clock"
@@ -15,6 +17,9 @@ type Limits struct {
 	QueueSize   int           // waiting requests
 	MaxWait     time.Duration // longest wait
 	MaxTunnels  int           // open CONNECT tunnels
+	// Quotas are per-window quotas every request (but NoToken ones)
+	// needs besides the global bucket (quota.go).
+	Quotas []Quota
 }
 
 // Config configures a Dispatcher.
@@ -64,6 +69,7 @@ func (d *Dispatcher) setLimitsLocked(l Limits, now time.Time) {
 	d.mu.rate.Set(now, l.Rate*d.mu.share, l.Burst)
 	d.mu.slots[HTTP].SetCap(l.Concurrency)
 	d.mu.slots[Tunnel].SetCap(l.MaxTunnels)
+	d.mu.quotas = setQuotas(d.mu.quotas, l.Quotas)
 }
 
 // SetLocalShare sets the share of limits.rate that the local bucket
@@ -157,6 +163,18 @@ func ConfigOf(cfg config.Config) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	if cfg.Limits.Store == config.StoreRedis {
+		// Quotas are this process's own for now: with a shared store,
+		// each replica would admit the whole quota (docs/shared-quota.md).
+		if len(cfg.Limits.Quotas) > 0 {
+			return Config{}, errors.New("limits.quotas: not shared through limits.store: redis yet (docs/shared-quota.md); remove them or use limits.store: memory")
+		}
+		for i, h := range cfg.Hosts {
+			if len(h.Quotas) > 0 {
+				return Config{}, fmt.Errorf("hosts[%d].quotas: not shared through limits.store: redis yet (docs/shared-quota.md); remove them or use limits.store: memory", i)
+			}
+		}
+	}
 	return Config{
 		Limits:   LimitsOf(cfg.Limits),
 		Hosts:    hosts,
@@ -175,5 +193,16 @@ func LimitsOf(l config.Limits) Limits {
 		QueueSize:   l.QueueSize,
 		MaxWait:     l.MaxWait,
 		MaxTunnels:  l.MaxTunnels,
+		Quotas:      limitsQuotas(l.Quotas),
 	}
+}
+
+// limitsQuotas converts limits.quotas, which validation keeps to unit
+// requests.
+func limitsQuotas(qs []config.Quota) []Quota {
+	out := make([]Quota, 0, len(qs))
+	for _, q := range qs {
+		out = append(out, Quota{Limit: q.Limit, Per: q.Per, Unit: q.UnitOrDefault()})
+	}
+	return out
 }

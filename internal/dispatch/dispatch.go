@@ -120,6 +120,8 @@ type Dispatcher struct {
 		share    float64                 // SetLocalShare: the local bucket's share of limits.rate
 		seen     [queue.Levels]time.Time // latest arrival by urgency, for reserve
 		admitted uint64                  // permits granted (Stats.Admitted)
+		// quotas are limits.Quotas' live state (quota.go).
+		quotas []*windowLog
 	}
 }
 
@@ -143,6 +145,7 @@ func New(cfg Config, deps Deps) *Dispatcher {
 	d.mu.slots[HTTP] = limiter.NewSlots(cfg.Limits.Concurrency)
 	d.mu.slots[Tunnel] = limiter.NewSlots(cfg.Limits.MaxTunnels)
 	d.mu.limits = cfg.Limits
+	d.mu.quotas = setQuotas(nil, cfg.Limits.Quotas)
 	d.mu.reserve = max(cfg.Reserve, 0)
 	return d
 }

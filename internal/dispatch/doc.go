@@ -17,6 +17,26 @@
 // slot (HTTP) or tunnel slot (CONNECT); and, when a hosts rule matches its
 // destination, a token from the rule's bucket and (HTTP only) one of the
 // rule's slots. Its destination must not be paused by back-pressure.
+// It also needs a unit of every quota (quota.go): the global ones
+// (Limits.Quotas) and its rule's (HostLimit.Quotas), checked before and
+// taken together with the tokens, all or nothing.
+//
+// # Quotas
+//
+// A quota {Limit, Per} is a windowLog, one more tokenSource: a sliding
+// log of the admissions of the last Per, where admissions within
+// Per/windowGroups of each other share an entry that leaves the window
+// Per after the latest of them. No interval of length Per ever holds more
+// than Limit (an entry never leaves early); under sustained overload at
+// least windowGroups/(windowGroups+1) of Limit goes per Per (a unit comes
+// back at most Per/windowGroups late); memory is O(min(Limit,
+// windowGroups)) per quota. A sliding log was chosen over a bucket sized
+// so that capacity + refill·Per <= Limit because the bucket must keep
+// capacity C >= 1 out of each window, which for small limits (5 per 1s)
+// falls far below the 98% bar. A global quota short of room blocks every
+// lane as the global bucket does (the timer waits for its room); a rule's
+// quota sleeps the lane, as its bucket does, and a refund wakes it.
+// docs/shaping.md ("Quotas") states the bounds; quota_test.go proves them.
 //
 // # No head-of-line blocking
 //
@@ -114,7 +134,7 @@
 // admission.go: the admission pass (runLocked, pick, expire, arm, the
 // reserve). lanes.go: lanes and their heaps. hosts.go: hosts rules.
 // pauses.go: back-pressure pauses. source.go and lease.go: the token
-// sources. config.go: Config, limits and the live setters, Reconfigure.
+// sources; quota.go: per-window quotas. config.go: Config, limits and the live setters, Reconfigure.
 // stats.go and dump.go: Stats for operators, Dump for tests and debugging.
 //
 // Lock: Dispatcher.mu guards everything in mu; methods ending in Locked need

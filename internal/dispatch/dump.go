@@ -30,6 +30,8 @@ type Dump struct {
 	// valid at At.
 	Leased  bool
 	Unspent int
+	// Quotas are the global quotas' use at At.
+	Quotas []QuotaStats
 }
 
 // LaneDump is one lane: the waiting requests of one destination and kind.
@@ -54,6 +56,7 @@ type RuleDump struct {
 	Unspent     int     // leased tokens still valid at At
 	SlotWaiters int     // lanes waiting for one of its slots
 	Admitted    uint64
+	Quotas      []QuotaStats // its quotas' use at At
 }
 
 // Dump returns a copy of the state. It takes the lock and walks every
@@ -70,6 +73,7 @@ func (d *Dispatcher) Dump() Dump {
 		PauseHeap:  len(d.mu.pauseQ),
 		Leased:     d.mu.lease.on,
 		Unspent:    d.mu.lease.pool.unspent(now),
+		Quotas:     quotaStats(d.mu.quotas, now),
 	}
 	out.Lanes = make([]LaneDump, 0, len(d.mu.lanes))
 	for _, l := range d.mu.lanes {
@@ -107,6 +111,7 @@ func (d *Dispatcher) Dump() Dump {
 			Unspent:     r.lease.unspent(now),
 			SlotWaiters: len(r.slotWaiters),
 			Admitted:    r.admitted,
+			Quotas:      quotaStats(r.quotas, now),
 		})
 	}
 	return out

@@ -56,9 +56,11 @@ func (d *Dispatcher) setHostsLocked(hosts []HostLimit, now time.Time) {
 			r.bucket.Set(now, h.Rate, h.Burst)
 			r.slots.SetCap(h.Concurrency)
 			r.limit = h
+			r.quotas = setQuotas(r.quotas, h.Quotas)
 		} else {
 			r = &rule{limit: h, bucket: limiter.NewBucket(h.Rate, h.Burst), slots: limiter.NewSlots(h.Concurrency),
-				slotWaiters: map[*lane]struct{}{}, tokenWaiters: map[*lane]struct{}{}, lanes: map[*lane]struct{}{}}
+				slotWaiters: map[*lane]struct{}{}, tokenWaiters: map[*lane]struct{}{}, lanes: map[*lane]struct{}{},
+				quotas: setQuotas(nil, h.Quotas)}
 		}
 		d.setRuleSourceLocked(r)
 		rules = append(rules, r)
@@ -74,6 +76,7 @@ type HostLimit struct {
 	Rate        float64 // per second; 0 = unlimited
 	Burst       int     // bucket size (>= 1 when Rate > 0)
 	Concurrency int     // HTTP requests in flight; 0 = unlimited
+	Quotas      []Quota // per-window quotas besides the bucket
 }
 
 // rule is a HostLimit's live state.
@@ -81,6 +84,9 @@ type rule struct {
 	limit  HostLimit
 	bucket *limiter.Bucket
 	slots  limiter.Slots
+	// quotas are limit.Quotas' live state, kept across reloads by
+	// window and unit (setQuotas).
+	quotas []*windowLog
 	// slotWaiters are lanes whose head waits for one of this rule's slots;
 	// a release makes them ready again.
 	slotWaiters map[*lane]struct{}
@@ -148,6 +154,9 @@ func HostLimitsOf(rules []config.HostRule) ([]HostLimit, error) {
 		}
 		if r.Concurrency != nil {
 			h.Concurrency = *r.Concurrency
+		}
+		if h.Quotas, err = QuotasOf(fmt.Sprintf("hosts[%d].quotas", i), r.Quotas); err != nil {
+			return nil, err
 		}
 		out = append(out, h)
 	}

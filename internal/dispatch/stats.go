@@ -31,6 +31,8 @@ type Stats struct {
 	// OldestWaitByPriority is, per urgency, how long its oldest waiting
 	// request has waited; 0 when none waits.
 	OldestWaitByPriority [queue.Levels]time.Duration
+	// Quotas are the global quotas' use (limits.quotas), in their order.
+	Quotas []QuotaStats
 }
 
 // HostStats is a hosts rule's live state.
@@ -40,6 +42,7 @@ type HostStats struct {
 	InFlight int       // HTTP requests in flight under the rule
 	Waiting  int       // requests waiting under the rule
 	Admitted uint64    // permits granted under the rule since it was first configured
+	Quotas   []QuotaStats
 }
 
 // Stats returns a snapshot.
@@ -60,6 +63,7 @@ func (d *Dispatcher) Stats() Stats {
 		Admitted:   d.mu.admitted,
 	}
 	s.Limits.Rate *= d.mu.share
+	s.Quotas = quotaStats(d.mu.quotas, now)
 	for u := range s.ByPriority {
 		s.ByPriority[u] = d.mu.q.Count(u)
 	}
@@ -68,7 +72,8 @@ func (d *Dispatcher) Stats() Stats {
 		s.Waiting[l.key.kind] += l.q.Len()
 	}
 	for _, r := range d.mu.rules {
-		s.Hosts = append(s.Hosts, HostStats{Match: r.limit.Match.String(), Limit: r.limit, InFlight: r.slots.InUse(), Waiting: r.waiting(), Admitted: r.admitted})
+		s.Hosts = append(s.Hosts, HostStats{Match: r.limit.Match.String(), Limit: r.limit, InFlight: r.slots.InUse(), Waiting: r.waiting(), Admitted: r.admitted,
+			Quotas: quotaStats(r.quotas, now)})
 	}
 	if it := d.mu.q.Oldest(); it != nil {
 		s.OldestWait = now.Sub(it.Enqueued)

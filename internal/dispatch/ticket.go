@@ -44,7 +44,10 @@ type Permit struct {
 	tok     taken // its global tokens, for a refund
 	rule    *rule // whose slot (HTTP) and tokens it holds, or nil
 	ruleTok taken
-	waited  time.Duration
+	// quotaToks are its units in the global quotas and its rule's, for
+	// a refund; nil without quotas.
+	quotaToks []taken
+	waited    time.Duration
 }
 
 // Waited is how long the request waited before admission.
@@ -147,6 +150,9 @@ func (d *Dispatcher) finish(w *Ticket, refund bool) {
 		// Each token goes back to the source it came from (its bucket
 		// or its lease), whatever the dispatcher's mode is now.
 		p.tok.giveBack(now)
+		for _, t := range p.quotaToks {
+			t.giveBack(now)
+		}
 		if p.rule != nil {
 			p.ruleTok.giveBack(now)
 			// Lanes asleep waiting for this rule's next token may go now

@@ -1,5 +1,5 @@
 // Package metrics turns proxyd's state and request records into Prometheus
-// series (SPEC §7). Counters and histograms are fed one Record per request
+// series (docs/metrics.md, "Series"). Counters and histograms are fed one Record per request
 // (Observe); gauges are read from the dispatcher at scrape time by a
 // collector, so queue depth by priority is exact at any scrape.
 //
@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
 	"github.com/proxyd/proxyd/internal/egress"
 	"github.com/proxyd/proxyd/internal/proxy"
@@ -246,6 +247,7 @@ type stateCollector struct {
 	depth, inflight, tunnels, oldest      *prometheus.Desc
 	rate, burst, conc, queueSize, maxWait *prometheus.Desc
 	maxTunnels, paused                    *prometheus.Desc
+	quotaUsed, quotaLimit                 *prometheus.Desc
 }
 
 func newStateCollector(stats func() dispatch.Stats) *stateCollector {
@@ -265,11 +267,13 @@ func newStateCollector(stats func() dispatch.Stats) *stateCollector {
 		maxWait:    d("proxyd_limit_max_wait_seconds", "Live limits.max_wait."),
 		maxTunnels: d("proxyd_limit_max_tunnels", "Live limits.max_tunnels."),
 		paused:     d("proxyd_paused_destinations", "Destinations currently paused by upstream back-pressure."),
+		quotaUsed:  d("proxyd_quota_used", "Units a quota counts in its window ending now (rule: the hosts match, or global).", "rule", "unit", "per"),
+		quotaLimit: d("proxyd_quota_limit", "A quota's live limit per window (rule: the hosts match, or global).", "rule", "unit", "per"),
 	}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.depth, c.inflight, c.tunnels, c.oldest, c.rate, c.burst, c.conc, c.queueSize, c.maxWait, c.maxTunnels, c.paused} {
+	for _, d := range []*prometheus.Desc{c.depth, c.inflight, c.tunnels, c.oldest, c.rate, c.burst, c.conc, c.queueSize, c.maxWait, c.maxTunnels, c.paused, c.quotaUsed, c.quotaLimit} {
 		ch <- d
 	}
 }
@@ -292,4 +296,15 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	g(c.maxWait, s.Limits.MaxWait.Seconds())
 	g(c.maxTunnels, float64(s.Limits.MaxTunnels))
 	g(c.paused, float64(len(s.Paused)))
+	quotas := func(rule string, qs []dispatch.QuotaStats) {
+		for _, q := range qs {
+			per := config.FormatPer(q.Quota.Per)
+			g(c.quotaUsed, float64(q.Used), rule, q.Quota.Unit, per)
+			g(c.quotaLimit, float64(q.Quota.Limit), rule, q.Quota.Unit, per)
+		}
+	}
+	quotas("global", s.Quotas)
+	for _, h := range s.Hosts {
+		quotas(h.Match, h.Quotas)
+	}
 }

@@ -422,6 +422,12 @@
 
   const MAX_HOST_ROWS = 500; // more are counted, not drawn
 
+  // fmtQuotas: "1234/5000 per 1h" for each quota (used/limit), "–" for none.
+  function fmtQuotas(qs) {
+    if (!qs || qs.length === 0) return "\u2013";
+    return qs.map((q) => q.used + "/" + q.limit + " per " + q.per + (q.unit === "requests" ? "" : " " + q.unit)).join(", ");
+  }
+
   function renderHosts(cur, rOld) {
     const hosts = cur.s.hosts;
     $("hosts-count").textContent = String(hosts.length);
@@ -449,6 +455,7 @@
         { text: fmtLimit(h.concurrency), cls: "cap" }, { node: bar(h.in_flight, h.concurrency, true) },
         { text: String(h.waiting), cls: "waiting" }, { text: fmtNum(r), cls: "rate" },
         { text: fmtLimit(h.rate), cls: "limit" }, { text: String(h.burst), cls: "burst" },
+        { text: fmtQuotas(h.quotas), cls: "quotas" },
       ]);
       tr.dataset.match = h.match;
       return tr;
