@@ -22,6 +22,7 @@ type quotaRun struct {
 	urg    int
 	ticket []*Ticket
 	enq    []time.Time
+	done   map[int]time.Time // admission times of the permits released so far
 }
 
 func newQuotaRun(t *testing.T, global []Quota, hosts ...HostLimit) *quotaRun {
@@ -56,10 +57,15 @@ func (r *quotaRun) admitted() []time.Time {
 		p, err := tk.Poll()
 		switch {
 		case err == nil:
-			out = append(out, r.enq[i].Add(p.Waited()))
+			at := r.enq[i].Add(p.Waited())
+			out = append(out, at)
+			if r.done == nil {
+				r.done = make(map[int]time.Time)
+			}
+			r.done[i] = at
 			p.Release()
 		case errors.Is(err, ErrReleased):
-			out = append(out, r.enq[i].Add(tk.permit.waited))
+			out = append(out, r.done[i])
 		case errors.Is(err, ErrPending):
 		default:
 			r.t.Fatalf("request %d: %v", i, err)
