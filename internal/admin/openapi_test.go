@@ -658,7 +658,8 @@ func TestDocsReferenceDocumentedMetrics(t *testing.T) {
 // every proxyd_ family documented there is exposed.
 func TestRegistryDocumented(t *testing.T) {
 	doc := loadMetricsDoc(t)
-	b := newSpecBackend()
+	// statsBackend: a provider cap too, so that every family is exposed.
+	b := statsBackend{newSpecBackend()}
 	mfs, err := newSpecRegistry(t, b.Stats).Gather()
 	if err != nil {
 		t.Fatal(err)

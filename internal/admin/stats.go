@@ -51,6 +51,18 @@ type statsDoc struct {
 	// Store is the shared limiter store; null without one (limits.store:
 	// memory).
 	Store *storeDoc `json:"store"`
+	// ProviderCaps are what the providers last said is left, per
+	// destination and unit, while it holds (docs/shaping.md, "Provider
+	// rate-limit headers"); soonest reset first.
+	ProviderCaps []providerCapDoc `json:"provider_caps"`
+}
+
+type providerCapDoc struct {
+	Destination string `json:"destination"` // "host:port"
+	Unit        string `json:"unit"`        // requests (enforced) or tokens (recorded)
+	Stated      int64  `json:"stated"`      // the remaining count the last response stated
+	Remaining   int64  `json:"remaining"`   // stated less proxyd's admissions since
+	Reset       string `json:"reset"`       // when the cap ends, RFC 3339
 }
 
 type queueWaitDoc struct {
@@ -139,6 +151,13 @@ func (s *Server) getStats(w http.ResponseWriter, _ *http.Request) {
 		})
 	}
 	doc.Quotas = quotaUseDocs(st.Quotas)
+	doc.ProviderCaps = make([]providerCapDoc, 0, len(st.Caps))
+	for _, c := range st.Caps {
+		doc.ProviderCaps = append(doc.ProviderCaps, providerCapDoc{
+			Destination: c.Dest, Unit: c.Unit.String(), Stated: c.Stated, Remaining: c.Remaining,
+			Reset: c.Until.UTC().Format(time.RFC3339Nano),
+		})
+	}
 	if s.store != nil {
 		if ss, ok := s.store(); ok {
 			doc.Store = &storeDoc{Store: ss.Store, Up: ss.Up, Replicas: ss.Replicas, Since: ss.Since.UTC().Format(time.RFC3339)}

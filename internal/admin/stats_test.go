@@ -30,6 +30,7 @@ func (b statsBackend) Stats() dispatch.Stats {
 	s.Admitted = 17
 	s.Hosts = []dispatch.HostStats{{Match: "api.example.com", Limit: dispatch.HostLimit{Match: p, Rate: 10, Burst: 10, Concurrency: 5}, InFlight: 2, Waiting: 1, Admitted: 9}}
 	s.Paused = []dispatch.Paused{{Dest: "api.example.com:443", Until: statsNow.Add(4 * time.Second)}}
+	s.Caps = []dispatch.ProviderCap{{Dest: "api.openai.com:443", Unit: dispatch.CapRequests, Stated: 3, Remaining: 1, Until: statsNow.Add(2 * time.Second)}}
 	return s
 }
 
@@ -75,6 +76,14 @@ func TestStatsSchema(t *testing.T) {
 			t.Fatalf("hosts = %v, want one", hosts)
 		}
 		sameKeys(t, "HostStats", schemaNamed(t, doc, "HostStats"), hosts[0].(map[string]any))
+		caps := obj["provider_caps"].([]any)
+		if len(caps) != 1 {
+			t.Fatalf("provider_caps = %v, want one", caps)
+		}
+		sameKeys(t, "ProviderCap", schemaNamed(t, doc, "ProviderCap"), caps[0].(map[string]any))
+		if c := caps[0].(map[string]any); c["destination"] != "api.openai.com:443" || c["unit"] != "requests" || c["remaining"] != 1.0 || c["stated"] != 3.0 || c["reset"] != "2026-11-22T01:30:02Z" {
+			t.Errorf("provider_caps[0] = %v", c)
+		}
 		if store {
 			sameKeys(t, "StoreStatus", schemaNamed(t, doc, "StoreStatus"), obj["store"].(map[string]any))
 		} else if v, ok := obj["store"]; !ok || v != nil {

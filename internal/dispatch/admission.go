@@ -22,6 +22,12 @@ func (d *Dispatcher) runLocked(now time.Time) {
 			d.sleepLocked(l, l.pausedUntil)
 			continue
 		}
+		if l.cap.exhausted(now) {
+			// Its provider said nothing more is left until then; a
+			// newer response (Cap) wakes it sooner.
+			d.sleepLocked(l, l.cap.until)
+			continue
+		}
 		r := l.rule
 		if r != nil {
 			if l.key.kind == HTTP && !r.slots.Available() {
@@ -70,6 +76,9 @@ func (d *Dispatcher) runLocked(now time.Time) {
 		w := d.mu.q.Pop(l.q).Value.(*Ticket)
 		d.mu.slots[w.kind].Acquire()
 		w.permit = Permit{w: w, d: d, tok: tok, waited: now.Sub(w.item.Enqueued)}
+		if l.cap != nil {
+			w.permit.cap, w.permit.capGen = takeCapLocked(l, now)
+		}
 		if nq := len(d.mu.quotas) + ruleQuotas(r); !l.key.free && nq > 0 {
 			// One allocation for the receipts of every quota.
 			w.permit.quotaToks = takeQuotas(d.mu.quotas, now, tokensPerRequest, make([]taken, 0, nq))
@@ -124,6 +133,9 @@ func (d *Dispatcher) laneLocked(key laneKey) *lane {
 	l := &lane{key: key, q: d.mu.q.NewLane(), idx: -1}
 	if !key.free {
 		l.rule, l.pausedUntil = matchRule(d.mu.rules, key.dest), d.mu.pauses[key.dest]
+		if key.kind == HTTP {
+			l.cap = d.capOfLocked(key.dest)
+		}
 		if l.rule != nil {
 			l.rule.lanes[l] = struct{}{}
 		}
@@ -268,6 +280,7 @@ func (d *Dispatcher) wakeSleepersLocked(now time.Time) {
 			delete(d.mu.pauses, e.dest)
 		}
 	}
+	d.expireCapsLocked(now)
 }
 
 func (d *Dispatcher) expireLocked(now time.Time) {
@@ -313,6 +326,9 @@ func (d *Dispatcher) retryAfterLocked(urgency int, dest string, now time.Time) t
 	}
 	if until, ok := d.mu.pauses[dest]; ok && until.After(now) {
 		ra = max(ra, until.Sub(now))
+	}
+	if c := d.mu.caps[capKey{dest, CapRequests}]; c.exhausted(now) {
+		ra = max(ra, c.until.Sub(now))
 	}
 	return ra
 }

@@ -122,6 +122,10 @@ type Dispatcher struct {
 		admitted uint64                  // permits granted (Stats.Admitted)
 		// quotas are limits.Quotas' live state (quota.go).
 		quotas []*windowLog
+		// caps are the provider caps (caps.go), capQ their ends (a
+		// min-heap by until, stale entries included).
+		caps map[capKey]*provCap
+		capQ []pauseEntry
 	}
 }
 
@@ -138,6 +142,7 @@ func New(cfg Config, deps Deps) *Dispatcher {
 	d.mu.lanes = make(map[laneKey]*lane)
 	d.mu.sleeping.byWake = true
 	d.mu.pauses = make(map[string]time.Time)
+	d.mu.caps = make(map[capKey]*provCap)
 	d.setHostsLocked(cfg.Hosts, now)
 	d.mu.share = 1
 	d.mu.rate = limiter.NewBucket(cfg.Limits.Rate, cfg.Limits.Burst)

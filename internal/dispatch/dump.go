@@ -24,6 +24,11 @@ type Dump struct {
 	// that orders them, stale ones (left by extended pauses) included.
 	Pauses    int
 	PauseHeap int
+	// Caps counts the provider caps remembered, ended ones not yet
+	// forgotten included; CapHeap the entries of the heap that orders
+	// them, stale ones included.
+	Caps    int
+	CapHeap int
 	// Rules are the hosts rules' state, in rule order.
 	Rules []RuleDump
 	// Leased is SetLeased's state; Unspent the global leased tokens still
@@ -71,6 +76,8 @@ func (d *Dispatcher) Dump() Dump {
 		QueueLanes: d.mu.q.Lanes(),
 		Pauses:     len(d.mu.pauses),
 		PauseHeap:  len(d.mu.pauseQ),
+		Caps:       len(d.mu.caps),
+		CapHeap:    len(d.mu.capQ),
 		Leased:     d.mu.lease.on,
 		Unspent:    d.mu.lease.pool.unspent(now),
 		Quotas:     quotaStats(d.mu.quotas, now),

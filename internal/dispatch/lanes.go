@@ -39,6 +39,9 @@ type lane struct {
 	// pausedUntil caches the destination's pause (Dispatcher.Pause keeps
 	// it current), so that the pick needs no map lookup.
 	pausedUntil time.Time
+	// cap is its destination's provider cap in requests (caps.go), kept
+	// current by Cap; nil for tunnels and free lanes, or without one.
+	cap *provCap
 }
 
 // laneHeap orders lanes by their heads (ready) or by wakeAt (sleeping).

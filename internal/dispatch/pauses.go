@@ -66,8 +66,14 @@ func (d *Dispatcher) compactPausesLocked() {
 	}
 }
 
-func (d *Dispatcher) pushPauseLocked(e pauseEntry) {
-	h := append(d.mu.pauseQ, e)
+func (d *Dispatcher) pushPauseLocked(e pauseEntry) { pushUntil(&d.mu.pauseQ, e) }
+
+func (d *Dispatcher) popPauseLocked() pauseEntry { return popUntil(&d.mu.pauseQ) }
+
+// pushUntil adds e to the min-heap (by until) *q: the pauses' and the
+// provider caps' (caps.go).
+func pushUntil(q *[]pauseEntry, e pauseEntry) {
+	h := append(*q, e)
 	for j := len(h) - 1; j > 0; {
 		i := (j - 1) / 2
 		if !h[j].until.Before(h[i].until) {
@@ -76,11 +82,12 @@ func (d *Dispatcher) pushPauseLocked(e pauseEntry) {
 		h[i], h[j] = h[j], h[i]
 		j = i
 	}
-	d.mu.pauseQ = h
+	*q = h
 }
 
-func (d *Dispatcher) popPauseLocked() pauseEntry {
-	h := d.mu.pauseQ
+// popUntil removes and returns the entry of *q that ends soonest.
+func popUntil(q *[]pauseEntry) pauseEntry {
+	h := *q
 	top := h[0]
 	n := len(h) - 1
 	h[0] = h[n]
@@ -99,7 +106,7 @@ func (d *Dispatcher) popPauseLocked() pauseEntry {
 		h[i], h[c] = h[c], h[i]
 		i = c
 	}
-	d.mu.pauseQ = h
+	*q = h
 	return top
 }
 
@@ -108,6 +115,7 @@ func (d *Dispatcher) popPauseLocked() pauseEntry {
 type pauseEntry struct {
 	dest  string
 	until time.Time
+	unit  CapUnit // a provider cap's unit (capQ); unused in pauseQ
 }
 
 // Paused is a destination held back by upstream back-pressure.

@@ -33,6 +33,8 @@ type Stats struct {
 	OldestWaitByPriority [queue.Levels]time.Duration
 	// Quotas are the global quotas' use (limits.quotas), in their order.
 	Quotas []QuotaStats
+	// Caps are the live provider caps (Cap), soonest end first.
+	Caps []ProviderCap
 }
 
 // HostStats is a hosts rule's live state.
@@ -88,6 +90,7 @@ func (d *Dispatcher) Stats() Stats {
 			s.Paused = append(s.Paused, Paused{Dest: dest, Until: until})
 		}
 	}
+	s.Caps = d.capStatsLocked(now)
 	sort.Slice(s.Paused, func(i, j int) bool {
 		if !s.Paused[i].Until.Equal(s.Paused[j].Until) {
 			return s.Paused[i].Until.Before(s.Paused[j].Until)

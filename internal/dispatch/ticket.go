@@ -47,7 +47,11 @@ type Permit struct {
 	// quotaToks are its units in the global quotas and its rule's, for
 	// a refund; nil without quotas.
 	quotaToks []taken
-	waited    time.Duration
+	// cap is the provider cap it was counted against (caps.go) and
+	// capGen that cap's generation then, for a refund; nil without one.
+	cap    *provCap
+	capGen uint64
+	waited time.Duration
 }
 
 // Waited is how long the request waited before admission.
@@ -152,6 +156,9 @@ func (d *Dispatcher) finish(w *Ticket, refund bool) {
 		p.tok.giveBack(now)
 		for _, t := range p.quotaToks {
 			t.giveBack(now)
+		}
+		if giveBackCap(p.cap, p.capGen, now) && w.lane != nil && !w.lane.idle && w.lane.state == laneSleeping {
+			d.readyLocked(w.lane)
 		}
 		if p.rule != nil {
 			p.ruleTok.giveBack(now)

@@ -248,6 +248,7 @@ type stateCollector struct {
 	rate, burst, conc, queueSize, maxWait *prometheus.Desc
 	maxTunnels, paused                    *prometheus.Desc
 	quotaUsed, quotaLimit                 *prometheus.Desc
+	providerRemaining                     *prometheus.Desc
 }
 
 func newStateCollector(stats func() dispatch.Stats) *stateCollector {
@@ -269,11 +270,13 @@ func newStateCollector(stats func() dispatch.Stats) *stateCollector {
 		paused:     d("proxyd_paused_destinations", "Destinations currently paused by upstream back-pressure."),
 		quotaUsed:  d("proxyd_quota_used", "Units a quota counts in its window ending now (rule: the hosts match, or global).", "rule", "unit", "per"),
 		quotaLimit: d("proxyd_quota_limit", "A quota's live limit per window (rule: the hosts match, or global).", "rule", "unit", "per"),
+		providerRemaining: d("proxyd_provider_remaining",
+			"The fewest units a provider's response left to its destination, less proxyd's admissions since, over the live caps of the destinations under a hosts rule (rule: the match, or other).", "rule", "unit"),
 	}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.depth, c.inflight, c.tunnels, c.oldest, c.rate, c.burst, c.conc, c.queueSize, c.maxWait, c.maxTunnels, c.paused, c.quotaUsed, c.quotaLimit} {
+	for _, d := range []*prometheus.Desc{c.depth, c.inflight, c.tunnels, c.oldest, c.rate, c.burst, c.conc, c.queueSize, c.maxWait, c.maxTunnels, c.paused, c.quotaUsed, c.quotaLimit, c.providerRemaining} {
 		ch <- d
 	}
 }
@@ -306,5 +309,21 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	quotas("global", s.Quotas)
 	for _, h := range s.Hosts {
 		quotas(h.Match, h.Quotas)
+	}
+	// The lowest remaining per rule and unit (docs/metrics.md): never a
+	// raw host, so the label set stays bounded.
+	type ru struct{ rule, unit string }
+	low := map[ru]int64{}
+	for _, cp := range s.Caps {
+		k := ru{cp.Rule, cp.Unit.String()}
+		if k.rule == "" {
+			k.rule = "other"
+		}
+		if v, ok := low[k]; !ok || cp.Remaining < v {
+			low[k] = cp.Remaining
+		}
+	}
+	for k, v := range low {
+		g(c.providerRemaining, float64(v), k.rule, k.unit)
 	}
 }

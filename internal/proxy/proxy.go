@@ -466,6 +466,8 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rec *Record, p
 				pauseUntil = until
 				rec.Pauses++
 			}
+			// What is left caps what goes next (provider.go).
+			h.capProvider(dest, resp.Header, now, pol.maxPause)
 		}
 		if canRetry && attempt < rp.attempts && rp.retryable(resp, err) && r.Context().Err() == nil {
 			wait := rp.backoff(attempt, jitter)
