@@ -43,6 +43,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "arrivals" {
 		os.Exit(serveArrivals(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "quota-origin" {
+		os.Exit(serveQuotaOrigin(os.Args[2:]))
+	}
 	// The load generator holds thousands of connections and goroutines;
 	// collecting garbage less often leaves more CPU to what it measures.
 	debug.SetGCPercent(400)
@@ -51,6 +54,10 @@ func main() {
 
 // scenarios in the order they run.
 var scenarios = []string{"throughput", "tls", "rate", "priority", "scale", "shared"}
+
+// longScenarios run only when named: quota takes its --quota-duration
+// plus a window, more than the rest of "all" together.
+var longScenarios = []string{"quota"}
 
 // options are the command line.
 type options struct {
@@ -70,12 +77,13 @@ type options struct {
 	prio   priorityOpts
 	scale  []int
 	shared sharedOpts
+	quota  quotaOpts
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("proxybench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scen := fs.String("scenario", "all", "scenarios to run, comma-separated: throughput, tls, rate, priority, scale, shared, or all")
+	scen := fs.String("scenario", "all", "scenarios to run, comma-separated: throughput, tls, rate, priority, scale, shared, quota, or all (all but quota)")
 	peerList := fs.String("peers", "all", "peers to run, comma-separated: tinyproxy, squid, haproxy, nginx, all or none (the Go floor always runs)")
 	o := &options{args: args}
 	fs.StringVar(&o.proxyd, "proxyd", "", "a proxyd binary to measure (default: build ./cmd/proxyd from the tree)")
@@ -93,7 +101,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.rate.duration, "rate-duration", 10*time.Second, "rate and priority: length of each open-loop run")
 	fs.DurationVar(&o.rate.skip, "rate-skip", time.Second, "rate and priority: start of each run left out of the admitted rate")
 	scale := fs.String("scale", "10000,100000", "scale: waiting requests to hold")
-	quick := fs.Bool("quick", false, "a short smoke run: 2 rounds of 0.5s, 3s open loops, limits 100 and 1000, 2000 waiting, shared runs of 4s and 3s (flags given explicitly still win)")
+	o.quota = defaultQuotaOpts()
+	fs.DurationVar(&o.quota.duration, "quota-duration", o.quota.duration, "quota: length of the offered load (at least one window, 1m)")
+	quick := fs.Bool("quick", false, "a short smoke run: 2 rounds of 0.5s, 3s open loops, limits 100 and 1000, 2000 waiting, shared runs of 4s and 3s, quota for 70s (flags given explicitly still win)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -114,14 +124,20 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		def("rate-duration", func() { o.rate.duration = 3 * time.Second })
 		def("limits", func() { *limits = "100,1000" })
 		def("scale", func() { *scale = "2000" })
+		def("quota-duration", func() { o.quota.duration = 70 * time.Second })
 	}
 	o.shared = defaultSharedOpts()
 	if *quick {
 		o.shared.quick()
 	}
 	var err error
-	if o.scenarios, err = pickList(*scen, scenarios, "scenario"); err != nil {
+	if *scen == "all" {
+		o.scenarios = slices.Clone(scenarios)
+	} else if o.scenarios, err = pickList(*scen, append(slices.Clone(scenarios), longScenarios...), "scenario"); err != nil {
 		return nil, err
+	}
+	if o.quota.duration < o.quota.per {
+		return nil, fmt.Errorf("--quota-duration %v: at least one window (%v) is needed to measure the quota used", o.quota.duration, o.quota.per)
 	}
 	o.shared.explicit = *scen != "all" && slices.Contains(o.scenarios, "shared")
 	if o.peers, err = pickList(*peerList, knownPeers, "peer"); err != nil {
@@ -319,6 +335,8 @@ func runAll(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			err = runScale(ctx, e, scaleOpts{counts: o.scale, fdLimit: fdLimit, fdWhy: fdWhy})
 		case "shared":
 			err = runShared(ctx, e, o.shared)
+		case "quota":
+			err = runQuota(ctx, e, o.quota)
 		}
 		stopAll()
 		if err != nil {

@@ -117,6 +117,23 @@ type proxydConf struct {
 	// RedisURL and RedisPrefix (redis.url, redis.key_prefix:
 	// docs/configuration.md, "Shared quota: `limits.store`, `redis`").
 	Store, RedisURL, RedisPrefix string
+	// Hosts are per-destination rules (docs/configuration.md, "Per-
+	// destination limits: `hosts`"); only match, rate and quotas are
+	// written.
+	Hosts []proxydHost
+}
+
+// proxydHost is one hosts rule with its per-window quotas.
+type proxydHost struct {
+	Match  string
+	Rate   float64 // 0: none
+	Quotas []proxydQuota
+}
+
+// proxydQuota is one {limit, per} quota in requests.
+type proxydQuota struct {
+	Limit int
+	Per   time.Duration
 }
 
 // proxydTLS is proxyd's tls section (docs/configuration.md, "TLS
@@ -231,6 +248,19 @@ func (e *env) startProxyd(c proxydConf) (*proxydServer, error) {
 		}
 	}
 	fmt.Fprintf(&b, "upstream:\n  max_idle_conns_per_host: %d\n", e.pool)
+	if len(c.Hosts) > 0 {
+		b.WriteString("hosts:\n")
+		for _, h := range c.Hosts {
+			fmt.Fprintf(&b, "  - match: %q\n", h.Match)
+			if h.Rate > 0 {
+				fmt.Fprintf(&b, "    rate: %g\n", h.Rate)
+			}
+			b.WriteString("    quotas:\n")
+			for _, q := range h.Quotas {
+				fmt.Fprintf(&b, "      - {limit: %d, per: %s}\n", q.Limit, q.Per)
+			}
+		}
+	}
 	if c.Upstream != "" {
 		fmt.Fprintf(&b, "routes:\n  - prefix: /\n    upstream: http://%s\n", c.Upstream)
 	}
