@@ -240,6 +240,11 @@ func (a *app) serve(sig <-chan os.Signal) error {
 	errc := make(chan error, 2)
 	go func() { errc <- a.proxySrv.Serve(a.proxyLn) }()
 	go func() { errc <- a.adminSrv.Serve(a.adminLn) }()
+	// Read before the file watch starts: a reload writes a.cfg (under a.mu).
+	if a.cfg.Admin.Token == "" && !isLoopback(a.adminLn.Addr()) {
+		a.log.Warn("the admin API is reachable from other hosts without a token: anyone who can reach it can change the limits; set admin.token (PROXYD_ADMIN_TOKEN)",
+			zap.String("admin_listen", a.adminLn.Addr().String()))
+	}
 	if path := a.configPath(); path != "" {
 		stop, done := make(chan struct{}), make(chan struct{})
 		if err := a.watchConfig(path, stop, done); err != nil {
@@ -247,10 +252,6 @@ func (a *app) serve(sig <-chan os.Signal) error {
 		} else {
 			defer func() { close(stop); <-done }()
 		}
-	}
-	if a.cfg.Admin.Token == "" && !isLoopback(a.adminLn.Addr()) {
-		a.log.Warn("the admin API is reachable from other hosts without a token: anyone who can reach it can change the limits; set admin.token (PROXYD_ADMIN_TOKEN)",
-			zap.String("admin_listen", a.adminLn.Addr().String()))
 	}
 	a.admin.SetReady(true)
 	a.log.Info("proxyd serving",
