@@ -1,3 +1,5 @@
+//go:build unix
+
 package upstream
 
 import (
@@ -6,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -24,29 +27,44 @@ func taggedReply(path string) string {
 	return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 }
 
+// idlePconns returns the connections in f's pool now.
+func idlePconns(f *Forwarder) []*pconn {
+	f.pool.mu.Lock()
+	defer f.pool.mu.Unlock()
+	var out []*pconn
+	for _, l := range f.pool.idle {
+		out = append(out, l...)
+	}
+	return out
+}
+
+// waitReadable waits until pc's socket holds a byte or its end, for at
+// most d, and reports whether it does: the runtime's poller wakes the wait
+// when the kernel has something (the bytes travel through the kernel;
+// nothing else signals their arrival). The test must not use the pool
+// meanwhile.
+func waitReadable(pc *pconn, d time.Duration) bool {
+	pc.conn.SetReadDeadline(time.Now().Add(d))
+	defer pc.conn.SetReadDeadline(time.Time{})
+	var b [1]byte
+	err := pc.peek.raw.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK)
+		return err != syscall.EAGAIN && err != syscall.EWOULDBLOCK // else wait for readability
+	})
+	return err == nil
+}
+
 // waitIdleUnread waits until f's pool holds an idle connection whose
-// socket has bytes waiting: the state the desync needs. It polls (the
-// bytes travel through the kernel; nothing signals their arrival) and
-// fails the test after 5 s.
+// socket has bytes waiting (the state the desync needs), and fails the
+// test after 5 s.
 func waitIdleUnread(t testing.TB, f *Forwarder) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		f.pool.mu.Lock()
-		found := false
-		for _, l := range f.pool.idle {
-			for _, pc := range l {
-				found = found || pc.peek.idle() == connUnread
-			}
-		}
-		f.pool.mu.Unlock()
-		if found {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no idle connection received the upstream's unsolicited bytes")
-		}
-		time.Sleep(time.Millisecond)
+	pcs := idlePconns(f)
+	if len(pcs) != 1 {
+		t.Fatalf("%d idle connections, want the one that gets the stray bytes", len(pcs))
+	}
+	if !waitReadable(pcs[0], 5*time.Second) || pcs[0].peek.idle() != connUnread {
+		t.Fatal("the idle connection did not receive the upstream's unsolicited bytes")
 	}
 }
 

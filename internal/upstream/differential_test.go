@@ -1,3 +1,5 @@
+//go:build unix
+
 package upstream
 
 import (
@@ -326,22 +328,8 @@ func checkScript(t testing.TB, script []step) {
 // waitTainted waits (at most 2 s) until no idle connection of f's pool
 // looks reusable: the origin's stray bytes have reached its socket.
 func waitTainted(f *Forwarder) {
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
-		f.pool.mu.Lock()
-		clean := 0
-		for _, l := range f.pool.idle {
-			for _, pc := range l {
-				if pc.peek.idle() == connIdle {
-					clean++
-				}
-			}
-		}
-		f.pool.mu.Unlock()
-		if clean == 0 {
-			return
-		}
-		time.Sleep(time.Millisecond)
+	for _, pc := range idlePconns(f) {
+		waitReadable(pc, 2*time.Second)
 	}
 }
 
