@@ -234,7 +234,18 @@ var openAIKeys = [...]struct{ name, remaining, reset, limit string }{
 // openAISignals reads x-ratelimit-{remaining,reset,limit}-{requests,tokens},
 // resets as durations (ParseResetDuration).
 func openAISignals(h http.Header, now time.Time, pausing bool, visit func(Signal)) {
-	for i, k := range openAIKeys {
+	dimensionSignals(h, now, pausing, FamilyOpenAI, openAIKeys[:], func(v string) (time.Time, bool) {
+		d, ok := ParseResetDuration(v)
+		return now.Add(d), ok
+	}, visit)
+}
+
+// dimensionSignals reads a family that states each dimension in its own
+// remaining, reset and limit fields (keys; the first dimension counts
+// requests, the others tokens), its resets parsed by parseReset.
+func dimensionSignals(h http.Header, now time.Time, pausing bool, family Family, keys []struct{ name, remaining, reset, limit string },
+	parseReset func(string) (time.Time, bool), visit func(Signal)) {
+	for i, k := range keys {
 		rem := first(h, k.remaining)
 		if pausing && count(rem) != 0 {
 			continue
@@ -243,13 +254,13 @@ func openAISignals(h http.Header, now time.Time, pausing bool, visit func(Signal
 		if rem == "" && reset == "" && lim == "" {
 			continue
 		}
-		s := Signal{Family: FamilyOpenAI, Name: k.name, Unit: UnitRequests, Remaining: count(rem), Limit: count(lim)}
-		if i > 0 {
-			s.Unit = UnitTokens
+		s := Signal{Family: family, Name: k.name, Unit: UnitTokens, Remaining: count(rem), Limit: count(lim)}
+		if i == 0 {
+			s.Unit = UnitRequests
 		}
-		d, resetSeen := ParseResetDuration(reset)
+		t, resetSeen := parseReset(reset)
 		if resetSeen {
-			s.Reset = now.Add(d)
+			s.Reset = t
 		}
 		resolve(s, resetSeen, now, visit)
 	}
@@ -286,23 +297,7 @@ var anthropicKeys = [...]struct{ name, remaining, reset, limit string }{
 // anthropicSignals reads anthropic-ratelimit-{requests,tokens,input-tokens,
 // output-tokens}-{remaining,reset,limit}, resets as RFC 3339 times.
 func anthropicSignals(h http.Header, now time.Time, pausing bool, visit func(Signal)) {
-	for i, k := range anthropicKeys {
-		rem := first(h, k.remaining)
-		if pausing && count(rem) != 0 {
-			continue
-		}
-		reset, lim := first(h, k.reset), first(h, k.limit)
-		if rem == "" && reset == "" && lim == "" {
-			continue
-		}
-		s := Signal{Family: FamilyAnthropic, Name: k.name, Unit: UnitTokens, Remaining: count(rem), Limit: count(lim)}
-		if i == 0 {
-			s.Unit = UnitRequests
-		}
-		t, resetSeen := parseRFC3339(reset)
-		s.Reset = t
-		resolve(s, resetSeen, now, visit)
-	}
+	dimensionSignals(h, now, pausing, FamilyAnthropic, anthropicKeys[:], parseRFC3339, visit)
 }
 
 // parseRFC3339 parses an RFC 3339 date-time ("2025-01-02T03:04:05Z",
