@@ -62,6 +62,11 @@ type dashLimits struct {
 	Concurrency int     `json:"concurrency"`
 }
 
+// providerRow is a row of the page's "Provider limits" table.
+type providerRow struct {
+	Rule, Unit, Remaining, Limit, Reset, State string
+}
+
 // pageView is what the page shows, read from its DOM.
 type pageView struct {
 	Snapshot    string            `json:"snapshot"`
@@ -85,6 +90,8 @@ type pageView struct {
 	Hosts       map[string]string `json:"hosts"` // match -> in flight
 	StoreShown  bool              `json:"storeShown"`
 	FormStatus  string            `json:"formStatus"`
+	// Providers are the "Provider limits" rows, by "destination unit".
+	Providers map[string]providerRow `json:"providers"`
 }
 
 const readPage = `(() => {
@@ -107,13 +114,20 @@ const readPage = `(() => {
     prioLegendBar: bg("#prio-legend .sw-bar"), prioBar: bg("#prio-table .bar > div")};
   document.querySelectorAll("#paused-table tbody tr").forEach((r) => v.paused.push(r.dataset.destination));
   document.querySelectorAll("#hosts-table tbody tr").forEach((r) => { v.hosts[r.dataset.match] = r.querySelector(".inflight").textContent; });
+  v.providers = {};
+  document.querySelectorAll("#providers-table tbody tr").forEach((r) => {
+    const c = (k) => r.querySelector("." + k).textContent;
+    v.providers[r.dataset.destination + " " + r.dataset.unit] = {Rule: c("rule"), Unit: c("unit"), Remaining: c("remaining"), Limit: c("limit"), Reset: c("reset"), State: c("state")};
+  });
   return v;
 })()`
 
 // TestDashboardInChromium drives /dashboard in a real headless Chromium
 // against a running proxyd with traffic (docs/admin-api.md, "GET /dashboard"): the page asks for the
-// token, shows the numbers of /api/v1/queue and /api/v1/limits, changes
-// the rate through its form, and is screenshotted (to
+// token, shows the numbers of /api/v1/queue and /api/v1/limits and what
+// the providers last said is left (an origin answering OpenAI's
+// x-ratelimit-* headers) with its reset counting down, changes the rate
+// through its form, and is screenshotted (to
 // PROXYD_DASHBOARD_SCREENSHOT when set, else under t.TempDir()).
 func TestDashboardInChromium(t *testing.T) {
 	chrome := chromiumPath(t)
@@ -136,15 +150,32 @@ func TestDashboardInChromium(t *testing.T) {
 	t.Cleanup(held.Close)
 	limited := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Retry-After", "60")
+		w.Header().Set("X-Ratelimit-Remaining-Requests", "0")
+		w.Header().Set("X-Ratelimit-Reset-Requests", "60s")
 		w.WriteHeader(http.StatusTooManyRequests)
 	}))
 	t.Cleanup(limited.Close)
+	// An OpenAI-style origin: 3 requests left of 60 until +100 s, and
+	// tokens (recorded, not enforced) until +6 min, capped at max_pause.
+	openai := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		h := w.Header()
+		h.Set("X-Ratelimit-Limit-Requests", "60")
+		h.Set("X-Ratelimit-Remaining-Requests", "3")
+		h.Set("X-Ratelimit-Reset-Requests", "100s")
+		h.Set("X-Ratelimit-Limit-Tokens", "150000")
+		h.Set("X-Ratelimit-Remaining-Tokens", "149000")
+		h.Set("X-Ratelimit-Reset-Tokens", "6m0s")
+		_, _ = w.Write([]byte("ok\n"))
+	}))
+	t.Cleanup(openai.Close)
 	flowing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	}))
 	t.Cleanup(flowing.Close)
 	_, heldPort, _ := net.SplitHostPort(held.Listener.Addr().String())
 	heldRule := "127.0.0.1:" + heldPort
+	openaiDest := openai.Listener.Addr().String()
+	limitedDest := limited.Listener.Addr().String()
 
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "proxyd.yaml")
@@ -154,14 +185,17 @@ limits:
   rate: 1000
   burst: 100
   concurrency: 3
+upstream:
+  max_pause: 2m
 hosts:
   - {match: "%s", rate: 500, concurrency: 2}
+  - {match: "%s", rate: 50}
   - {match: "*.example.com", rate: 10, concurrency: 5}
   - {match: "api.github.com", rate: 80, burst: 20, concurrency: 8}
   - {match: "api.openai.com:443", rate: 50, concurrency: 16}
   - {match: "api.stripe.com", rate: 25}
   - {match: "hooks.slack.com", rate: 1, concurrency: 1}
-`, token, heldRule))
+`, token, heldRule, openaiDest))
 	p := startProxyd(t, "--config", cfg)
 	c := p.client()
 
@@ -174,6 +208,9 @@ hosts:
 	}
 	if st := getStatus(c, limited.URL+"/x"); st != http.StatusTooManyRequests {
 		t.Fatalf("GET limited: %d, want 429", st)
+	}
+	if st := getStatus(c, openai.URL+"/v1/chat/completions"); st != http.StatusOK {
+		t.Fatalf("GET openai: %d", st)
 	}
 	// Held traffic: two in flight (the rule's cap), six waiting at three
 	// urgencies.
@@ -294,7 +331,7 @@ hosts:
 		a, err := strconv.ParseFloat(v.Admitted, 64)
 		n, _ := strconv.Atoi(v.Samples)
 		return n >= 10 && !v.AuthShown && v.State == "live" && err == nil && a > 0 && v.P50["0"] != "–" && v.P50["0"] != "" &&
-			len(v.Paused) == 1 && len(v.Hosts) == 6
+			len(v.Paused) == 1 && len(v.Hosts) == 7 && len(v.Providers) == 3
 	})
 	if v.StoreShown {
 		t.Errorf("the store section is shown without a shared store")
@@ -323,6 +360,40 @@ hosts:
 	}
 	if _, port, _ := net.SplitHostPort(limited.Listener.Addr().String()); v.Paused[0] != "127.0.0.1:"+port {
 		t.Errorf("paused = %v, want 127.0.0.1:%s", v.Paused, port)
+	}
+	// Provider limits: per destination and unit, what the provider last
+	// said, the hosts rule, the limit and the time to the reset; the 429's
+	// destination is also paused.
+	resetIn := regexp.MustCompile(`^([0-9.]+) s$`)
+	for k, want := range map[string]providerRow{
+		openaiDest + " requests":  {Rule: openaiDest, Unit: "requests", Remaining: "3", Limit: "60"},
+		openaiDest + " tokens":    {Rule: openaiDest, Unit: "tokens", Remaining: "149000", Limit: "150000", State: "recorded"},
+		limitedDest + " requests": {Rule: "–", Unit: "requests", Remaining: "0", Limit: "–", State: "paused"},
+	} {
+		got, ok := v.Providers[k]
+		if !ok || !resetIn.MatchString(got.Reset) {
+			t.Errorf("provider limits row %q = %+v (shown %v), want a reset countdown in seconds", k, got, ok)
+			continue
+		}
+		got.Reset = ""
+		if got != want {
+			t.Errorf("provider limits row %q = %+v, want %+v", k, got, want)
+		}
+	}
+	if m := resetIn.FindStringSubmatch(v.Providers[openaiDest+" requests"].Reset); m != nil {
+		first, _ := strconv.ParseFloat(m[1], 64)
+		if first > 100 || first <= 1 {
+			t.Errorf("openai requests reset in %v s, want under the stated 100 s, and ahead", first)
+		}
+		// It counts down with the snapshots.
+		waitPage("the reset counting down", func(v pageView) bool {
+			m := resetIn.FindStringSubmatch(v.Providers[openaiDest+" requests"].Reset)
+			if m == nil {
+				return false
+			}
+			n, err := strconv.ParseFloat(m[1], 64)
+			return err == nil && n <= first-1
+		})
 	}
 
 	shot := os.Getenv("PROXYD_DASHBOARD_SCREENSHOT")

@@ -197,6 +197,7 @@ func TestBadUpdatesChangeNothing(t *testing.T) {
 		{"zero duration", "PATCH", `{"max_wait":"0s"}`, 400, "max_wait: "},
 		{"number duration", "PATCH", `{"max_wait":30}`, 400, "max_wait: wrong type"},
 		{"bad host", "PATCH", `{"hosts":[{"match":"*."}]}`, 400, "hosts[0].match"},
+		{"host match a metrics label", "PATCH", `{"hosts":[{"match":"a.com"},{"match":"other"}]}`, 400, `hosts[1].match: "other" is reserved`},
 		{"put partial", "PUT", `{"rate":5}`, 400, "burst: required"},
 		{"absurd rate", "PATCH", `{"rate":1e12}`, 400, "rate: must be <="},
 		{"absurd queue", "PATCH", `{"queue_size":1000000000000}`, 400, "queue_size: must be <="},

@@ -63,6 +63,15 @@ type providerCapDoc struct {
 	Stated      int64  `json:"stated"`      // the remaining count the last response stated
 	Remaining   int64  `json:"remaining"`   // stated less proxyd's admissions since
 	Reset       string `json:"reset"`       // when the cap ends, RFC 3339
+	// Rule is the match of the hosts rule the destination falls under,
+	// null for none.
+	Rule *string `json:"rule"`
+	// Limit is the quota's size the last response stated, null when it
+	// stated none.
+	Limit *int64 `json:"limit"`
+	// ResetSeconds is the time left until Reset, in seconds (as
+	// queue.paused's remaining_seconds).
+	ResetSeconds float64 `json:"reset_seconds"`
 }
 
 type queueWaitDoc struct {
@@ -153,10 +162,17 @@ func (s *Server) getStats(w http.ResponseWriter, _ *http.Request) {
 	doc.Quotas = quotaUseDocs(st.Quotas)
 	doc.ProviderCaps = make([]providerCapDoc, 0, len(st.Caps))
 	for _, c := range st.Caps {
-		doc.ProviderCaps = append(doc.ProviderCaps, providerCapDoc{
+		pc := providerCapDoc{
 			Destination: c.Dest, Unit: c.Unit.String(), Stated: c.Stated, Remaining: c.Remaining,
-			Reset: c.Until.UTC().Format(time.RFC3339Nano),
-		})
+			Reset: c.Until.UTC().Format(time.RFC3339Nano), ResetSeconds: max(c.Until.Sub(now), 0).Seconds(),
+		}
+		if c.Rule != "" {
+			pc.Rule = &c.Rule
+		}
+		if c.Limit > 0 {
+			pc.Limit = &c.Limit
+		}
+		doc.ProviderCaps = append(doc.ProviderCaps, pc)
 	}
 	if s.store != nil {
 		if ss, ok := s.store(); ok {

@@ -30,7 +30,10 @@ func (b statsBackend) Stats() dispatch.Stats {
 	s.Admitted = 17
 	s.Hosts = []dispatch.HostStats{{Match: "api.example.com", Limit: dispatch.HostLimit{Match: p, Rate: 10, Burst: 10, Concurrency: 5}, InFlight: 2, Waiting: 1, Admitted: 9}}
 	s.Paused = []dispatch.Paused{{Dest: "api.example.com:443", Until: statsNow.Add(4 * time.Second)}}
-	s.Caps = []dispatch.ProviderCap{{Dest: "api.openai.com:443", Unit: dispatch.CapRequests, Stated: 3, Remaining: 1, Until: statsNow.Add(2 * time.Second)}}
+	s.Caps = []dispatch.ProviderCap{
+		{Dest: "api.openai.com:443", Rule: "api.openai.com", Unit: dispatch.CapRequests, Stated: 3, Remaining: 1, Limit: 60, Until: statsNow.Add(2 * time.Second)},
+		{Dest: "other.example:443", Unit: dispatch.CapTokens, Stated: 900, Remaining: 900, Until: statsNow.Add(3500 * time.Millisecond)},
+	}
 	return s
 }
 
@@ -77,12 +80,21 @@ func TestStatsSchema(t *testing.T) {
 		}
 		sameKeys(t, "HostStats", schemaNamed(t, doc, "HostStats"), hosts[0].(map[string]any))
 		caps := obj["provider_caps"].([]any)
-		if len(caps) != 1 {
-			t.Fatalf("provider_caps = %v, want one", caps)
+		if len(caps) != 2 {
+			t.Fatalf("provider_caps = %v, want two", caps)
 		}
-		sameKeys(t, "ProviderCap", schemaNamed(t, doc, "ProviderCap"), caps[0].(map[string]any))
-		if c := caps[0].(map[string]any); c["destination"] != "api.openai.com:443" || c["unit"] != "requests" || c["remaining"] != 1.0 || c["stated"] != 3.0 || c["reset"] != "2026-11-22T01:30:02Z" {
+		for i := range caps {
+			sameKeys(t, "ProviderCap", schemaNamed(t, doc, "ProviderCap"), caps[i].(map[string]any))
+		}
+		// Under a rule, with the stated limit; under none, without one:
+		// null, not absent.
+		if c := caps[0].(map[string]any); c["destination"] != "api.openai.com:443" || c["rule"] != "api.openai.com" || c["unit"] != "requests" ||
+			c["remaining"] != 1.0 || c["stated"] != 3.0 || c["limit"] != 60.0 || c["reset"] != "2026-11-22T01:30:02Z" || c["reset_seconds"] != 2.0 {
 			t.Errorf("provider_caps[0] = %v", c)
+		}
+		if c := caps[1].(map[string]any); c["destination"] != "other.example:443" || c["rule"] != nil || c["unit"] != "tokens" ||
+			c["limit"] != nil || c["reset_seconds"] != 3.5 {
+			t.Errorf("provider_caps[1] = %v", c)
 		}
 		if store {
 			sameKeys(t, "StoreStatus", schemaNamed(t, doc, "StoreStatus"), obj["store"].(map[string]any))

@@ -201,6 +201,8 @@ func checkHosts(p *problems, hosts []HostRule) {
 			p.addErr(key+"match", err)
 		} else if j, dup := seen[pat]; dup {
 			p.add(key+"match", "%q duplicates hosts[%d].match; the first match wins, so this rule would never apply", h.Match, j)
+		} else if what := reservedRuleLabel(pat); what != "" {
+			p.add(key+"match", "%q is reserved: rule=%q labels %s in the metrics; write \"%s:<port>\" for a host of that name", h.Match, pat.Host, what, pat.Host)
 		} else {
 			seen[pat] = i
 		}
@@ -232,6 +234,24 @@ func checkHosts(p *problems, hosts []HostRule) {
 		}
 		checkQuotas(p, key+"quotas", h.Quotas, true)
 	}
+}
+
+// reservedRuleLabel says what the metrics' rule label p would collide
+// with, or "" when none: "global" and "other" label the global quotas and
+// the destinations under no rule (docs/metrics.md, "Rule labels"), so a
+// rule whose match is one of them, without a port, would share their
+// series.
+func reservedRuleLabel(p HostPattern) string {
+	if p.Wildcard || p.Port != 0 {
+		return ""
+	}
+	switch p.Host {
+	case "global":
+		return "the quotas of limits.quotas"
+	case "other":
+		return "destinations under no hosts rule"
+	}
+	return ""
 }
 
 // reservedHeader says why a header cannot be priority.header or

@@ -105,6 +105,12 @@ func TestValidate(t *testing.T) {
 		{"hosts.match/IPv6 zone", host(HostRule{Match: "fe80::1%eth0"}), `hosts[1].match: invalid pattern "fe80::1%eth0": IPv6 zones are not supported`},
 		{"hosts.match/duplicate", host(HostRule{Match: "A.example.com"}), `hosts[1].match: "A.example.com" duplicates hosts[0].match; the first match wins, so this rule would never apply`},
 		{"hosts.match/same host other port", host(HostRule{Match: "a.example.com:443"}), ""},
+		// The metrics' reserved rule labels (docs/metrics.md, "Rule labels").
+		{"hosts.match/global", host(HostRule{Match: "global"}), `hosts[1].match: "global" is reserved: rule="global" labels the quotas of limits.quotas in the metrics; write "global:<port>" for a host of that name`},
+		{"hosts.match/Other", host(HostRule{Match: "Other"}), `hosts[1].match: "Other" is reserved: rule="other" labels destinations under no hosts rule in the metrics; write "other:<port>" for a host of that name`},
+		{"hosts.match/global with port", host(HostRule{Match: "global:443"}), ""},
+		{"hosts.match/other as a domain", host(HostRule{Match: "*.other"}), ""},
+		{"hosts.match/global.example", host(HostRule{Match: "global.example"}), ""},
 		{"hosts.rate/negative", host(HostRule{Match: "b.example.com", Rate: ptr(-1.0)}), "hosts[1].rate: must be >= 0 (0 or omitted = unlimited), got -1"},
 		{"hosts.rate/NaN", host(HostRule{Match: "b.example.com", Rate: ptr(math.NaN())}), "hosts[1].rate: must be a finite number, got NaN"},
 		{"hosts.burst/zero", host(HostRule{Match: "b.example.com", Burst: ptr(0)}), "hosts[1].burst: must be >= 1 (omit it for max(1, rate)), got 0"},

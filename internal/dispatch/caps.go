@@ -47,6 +47,7 @@ type capKey struct {
 type provCap struct {
 	stated int64     // the remaining count the response stated
 	left   int64     // what is left of it: stated - admissions since
+	limit  int64     // the quota's size the response stated, 0 if none
 	until  time.Time // the stated reset: the cap ends then
 	gen    uint64    // bumped on every update, so that a stale refund is ignored
 }
@@ -69,6 +70,13 @@ func (c *provCap) exhausted(now time.Time) bool { return c.live(now) && c.left <
 // soonest is forgotten (its destination is then capped by its next
 // response only).
 func (d *Dispatcher) Cap(dest string, unit CapUnit, remaining int64, until time.Time) {
+	d.CapStated(dest, unit, remaining, 0, until)
+}
+
+// CapStated is Cap with the size of the quota the response stated beside
+// its remaining count (limit; 0 or less when it stated none), which Stats
+// reports (ProviderCap.Limit) and nothing enforces.
+func (d *Dispatcher) CapStated(dest string, unit CapUnit, remaining, limit int64, until time.Time) {
 	if dest == "" || remaining < 0 {
 		return
 	}
@@ -85,7 +93,7 @@ func (d *Dispatcher) Cap(dest string, unit CapUnit, remaining int64, until time.
 		d.mu.caps[k] = c
 	}
 	moved := !c.until.Equal(until)
-	c.stated, c.left, c.until = remaining, remaining, until
+	c.stated, c.left, c.until, c.limit = remaining, remaining, until, max(limit, 0)
 	c.gen++
 	if moved {
 		pushUntil(&d.mu.capQ, pauseEntry{dest: dest, until: until, unit: unit})
@@ -189,6 +197,9 @@ type ProviderCap struct {
 	// below 0).
 	Stated, Remaining int64
 	Until             time.Time // the stated reset: the cap ends then
+	// Limit is the quota's size the last response stated (X-RateLimit-Limit,
+	// x-ratelimit-limit-requests…), 0 when it stated none.
+	Limit int64
 }
 
 // capStatsLocked returns the live caps, soonest end first.
@@ -198,7 +209,7 @@ func (d *Dispatcher) capStatsLocked(now time.Time) []ProviderCap {
 		if !c.live(now) {
 			continue
 		}
-		pc := ProviderCap{Dest: k.dest, Unit: k.unit, Stated: c.stated, Remaining: max(c.left, 0), Until: c.until}
+		pc := ProviderCap{Dest: k.dest, Unit: k.unit, Stated: c.stated, Remaining: max(c.left, 0), Limit: c.limit, Until: c.until}
 		if r := matchRule(d.mu.rules, k.dest); r != nil {
 			pc.Rule = r.limit.Match.String()
 		}

@@ -13,7 +13,9 @@ import (
 // unit, the dimension with the fewest remaining (the latest reset among
 // equals) replaces dest's cap until that reset, at most maxPause ahead
 // (upstream.max_pause, as for pauses; a maxPause that is not positive
-// disables both). Requests are enforced, tokens only recorded.
+// disables both). Requests are enforced, tokens only recorded; the
+// dimension's stated limit, when known, is recorded beside it (the
+// dashboard's "Provider limits").
 func (h *Handler) capProvider(dest string, hdr http.Header, now time.Time, maxPause time.Duration) {
 	if maxPause <= 0 {
 		return
@@ -43,6 +45,6 @@ func (h *Handler) capProvider(dest string, hdr http.Header, now time.Time, maxPa
 		if limit := now.Add(maxPause); until.After(limit) {
 			until = limit
 		}
-		h.disp.Cap(dest, unit.d, best.Remaining, until)
+		h.disp.CapStated(dest, unit.d, best.Remaining, best.Limit, until)
 	}
 }

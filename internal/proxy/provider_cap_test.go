@@ -72,8 +72,8 @@ func TestProviderRemainingCaps(t *testing.T) {
 			back := time.Now()
 			s := e.stats("the destination capped", func(s dispatch.Stats) bool { return len(s.Caps) == 1 })
 			c := s.Caps[0]
-			if c.Dest != dest || c.Unit != dispatch.CapRequests || c.Stated != 3 || c.Remaining != 3 {
-				t.Fatalf("cap %+v, want %s: 3 requests left", c, dest)
+			if c.Dest != dest || c.Unit != dispatch.CapRequests || c.Stated != 3 || c.Remaining != 3 || c.Limit != 60 {
+				t.Fatalf("cap %+v, want %s: 3 requests left of 60", c, dest)
 			}
 			if c.Until.Before(sent.Add(2*time.Second)) || c.Until.After(back.Add(2*time.Second)) {
 				t.Fatalf("cap until response+%v, want 2s", c.Until.Sub(back))

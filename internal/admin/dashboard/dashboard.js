@@ -1,6 +1,7 @@
-// proxyd dashboard (SPEC §13). Polls GET /api/v1/stats once a second while
-// the tab is visible and turns cumulative counters into rates between
-// snapshots, so the server keeps no state for it. Charts are plain canvas.
+// proxyd dashboard (docs/admin-api.md, "GET /dashboard"). Polls GET
+// /api/v1/stats once a second while the tab is visible and turns cumulative
+// counters into rates between snapshots, so the server keeps no state for
+// it. Charts are plain canvas.
 // No dependencies; nothing is fetched but this origin's /api/.
 "use strict";
 
@@ -25,7 +26,8 @@
   let pendingAction = null;  // retried after a token is entered
   let formDirty = false;
 
-  // ---- token (SPEC §6: /api/ needs it when admin.token is set)
+  // ---- token (docs/admin-api.md, "Authentication": /api/ needs it when
+  // admin.token is set)
 
   function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
 
@@ -343,6 +345,7 @@
     renderPriorities(cur, rOld);
     renderOutcomes(cur, rOld, outcomes);
     renderPaused(q.paused);
+    renderProviders(s.provider_caps || [], q.paused);
     renderHosts(cur, rOld);
     renderStore(s.store);
     fillForm(l);
@@ -418,6 +421,40 @@
       return tr;
     });
     $("paused-table").tBodies[0].replaceChildren(...rows);
+  }
+
+  const MAX_PROVIDER_ROWS = 200; // soonest reset first; more are counted, not drawn
+
+  // renderProviders: what each destination's provider last said is left
+  // (provider_caps, soonest reset first), with the time to its reset on
+  // the server's clock, counting down with each snapshot.
+  function renderProviders(caps, paused) {
+    $("providers-none").hidden = caps.length > 0;
+    $("providers-table").hidden = caps.length === 0;
+    $("providers-legend").hidden = caps.length === 0;
+    const isPaused = new Set(paused.map((p) => p.destination));
+    const shown = caps.slice(0, MAX_PROVIDER_ROWS);
+    $("providers-shown").textContent = shown.length < caps.length ? ", " + shown.length + " of " + caps.length + " shown" : "";
+    const rows = shown.map((c) => {
+      let state = "";
+      if (isPaused.has(c.destination)) state = "paused";
+      else if (c.unit !== "requests") state = "recorded";
+      else if (c.remaining === 0) state = "waiting for reset";
+      const tr = row([
+        { text: c.destination, cls: "match", title: c.destination },
+        { text: c.rule === null || c.rule === undefined ? "\u2013" : c.rule, cls: "rule" },
+        { text: c.unit, cls: "unit" },
+        { text: String(c.remaining), cls: "remaining", title: "stated " + c.stated + (c.unit === "requests" ? ", " + (c.stated - c.remaining) + " admitted since" : "") },
+        { text: c.limit === null || c.limit === undefined ? "\u2013" : String(c.limit), cls: "limit" },
+        { text: fmtDur(c.reset_seconds), cls: "reset", title: "at " + c.reset },
+        { text: state, cls: "state" },
+      ]);
+      tr.dataset.destination = c.destination;
+      tr.dataset.unit = c.unit;
+      if (c.remaining === 0 && c.unit === "requests") tr.classList.add("exhausted");
+      return tr;
+    });
+    $("providers-table").tBodies[0].replaceChildren(...rows);
   }
 
   const MAX_HOST_ROWS = 500; // more are counted, not drawn
