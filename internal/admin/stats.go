@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/proxyd/proxyd/internal/metrics"
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 	"github.com/proxyd/proxyd/internal/queue"
 )
 
@@ -116,7 +116,7 @@ func (s *Server) getStats(w http.ResponseWriter, _ *http.Request) {
 		Queue:         queueDocOf(st, now),
 		MaxTunnels:    st.Limits.MaxTunnels,
 		AdmittedTotal: st.Admitted,
-		RequestsTotal: make(map[string]uint64, len(proxy.Outcomes)),
+		RequestsTotal: make(map[string]uint64, len(outcome.All)),
 		QueueWait: queueWaitDoc{
 			Bounds:     metrics.QueueWaitBounds(),
 			ByPriority: make(map[string]histDoc, queue.Levels),
@@ -131,7 +131,7 @@ func (s *Server) getStats(w http.ResponseWriter, _ *http.Request) {
 	if s.counts != nil {
 		c = s.counts()
 	}
-	for i, o := range proxy.Outcomes {
+	for i, o := range outcome.All {
 		var n uint64
 		for u := range queue.Levels {
 			if i < len(c.Outcomes[u]) {

@@ -15,7 +15,7 @@ import (
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
 	"github.com/proxyd/proxyd/internal/metrics"
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 )
 
 // statsBackend is the spec backend with a hosts rule and a pause in its
@@ -44,8 +44,8 @@ func newStatsServer(t *testing.T, store bool) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Observe(&proxy.Record{Priority: 3, Outcome: proxy.OutcomeForwarded, Admitted: true, QueueWait: 20 * time.Millisecond})
-	m.Observe(&proxy.Record{Priority: 3, Outcome: proxy.OutcomeShed})
+	m.Observe(&outcome.Record{Priority: 3, Outcome: outcome.Forwarded, Admitted: true, QueueWait: 20 * time.Millisecond})
+	m.Observe(&outcome.Record{Priority: 3, Outcome: outcome.Shed})
 	deps := Deps{Backend: b, Counts: m.Counts, Clock: clock.NewFake(statsNow)}
 	if store {
 		deps.Store = func() (StoreStatus, bool) {
@@ -148,7 +148,7 @@ func TestStatsValues(t *testing.T) {
 	if st.AdmittedTotal != 17 || st.MaxTunnels != config.Default().Limits.MaxTunnels {
 		t.Errorf("admitted_total %d, max_tunnels %d; want 17 and %d", st.AdmittedTotal, st.MaxTunnels, config.Default().Limits.MaxTunnels)
 	}
-	if st.RequestsTotal["forwarded"] != 1 || st.RequestsTotal["shed"] != 1 || len(st.RequestsTotal) != len(proxy.Outcomes) {
+	if st.RequestsTotal["forwarded"] != 1 || st.RequestsTotal["shed"] != 1 || len(st.RequestsTotal) != len(outcome.All) {
 		t.Errorf("requests_total = %v, want forwarded 1, shed 1, every outcome", st.RequestsTotal)
 	}
 	h := st.QueueWait.ByPriority["3"]
@@ -171,7 +171,7 @@ func TestStatsValues(t *testing.T) {
 	if err := json.Unmarshal(serve(bare, "GET", "/api/v1/stats", "", nil).Body.Bytes(), &zero); err != nil {
 		t.Fatal(err)
 	}
-	if len(zero.RequestsTotal) != len(proxy.Outcomes) || len(zero.QueueWait.ByPriority) != 8 {
+	if len(zero.RequestsTotal) != len(outcome.All) || len(zero.QueueWait.ByPriority) != 8 {
 		t.Errorf("without Counts: requests_total %v, %d priorities", zero.RequestsTotal, len(zero.QueueWait.ByPriority))
 	}
 }

@@ -3,11 +3,10 @@ package dispatch
 import (
 	"fmt"
 	"math"
-	"net"
-	"strconv"
 	"time"
 
 	"github.com/proxyd/proxyd/internal/config"
+	"github.com/proxyd/proxyd/internal/hostport"
 	"github.com/proxyd/proxyd/internal/limiter"
 )
 
@@ -121,13 +120,12 @@ func matchRule(rules []*rule, dest string) *rule {
 	if len(rules) == 0 || dest == "" {
 		return nil
 	}
-	host, portStr, err := net.SplitHostPort(dest)
+	hp, err := hostport.Parse(dest) // once per lane (laneLocked), not per request
 	if err != nil {
 		return nil
 	}
-	port, _ := strconv.Atoi(portStr)
 	for _, r := range rules {
-		if r.limit.Match.Match(host, port) {
+		if r.limit.Match.Match(hp.Host, hp.Port) {
 			return r
 		}
 	}

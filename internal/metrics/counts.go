@@ -15,7 +15,7 @@ import (
 // does no extra work for it.
 type Counts struct {
 	// Outcomes[u][i] counts requests of urgency u answered with outcome
-	// proxy.Outcomes[i] (proxyd_requests_total).
+	// outcome.All[i] (proxyd_requests_total).
 	Outcomes [queue.Levels][]uint64
 	// Wait[u] is proxyd_queue_wait_seconds{priority=u}.
 	Wait [queue.Levels]Histogram

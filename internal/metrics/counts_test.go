@@ -7,36 +7,36 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 )
 
-// Counts reads back exactly what Observe counted, in proxy.Outcomes order,
+// Counts reads back exactly what Observe counted, in outcome.All order,
 // with cumulative buckets on QueueWaitBounds.
 func TestCounts(t *testing.T) {
 	m, err := New(prometheus.NewRegistry(), Deps{Stats: fixedStats})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, rec := range []proxy.Record{
-		{Priority: 1, Outcome: proxy.OutcomeForwarded, Admitted: true, QueueWait: 20 * time.Millisecond},
-		{Priority: 1, Outcome: proxy.OutcomeForwarded, Admitted: true, QueueWait: 3 * time.Second},
-		{Priority: 1, Outcome: proxy.OutcomeShed},
-		{Priority: 7, Outcome: proxy.OutcomeError, Admitted: true},
+	for _, rec := range []outcome.Record{
+		{Priority: 1, Outcome: outcome.Forwarded, Admitted: true, QueueWait: 20 * time.Millisecond},
+		{Priority: 1, Outcome: outcome.Forwarded, Admitted: true, QueueWait: 3 * time.Second},
+		{Priority: 1, Outcome: outcome.Shed},
+		{Priority: 7, Outcome: outcome.Error, Admitted: true},
 	} {
 		m.Observe(&rec)
 	}
 	c := m.Counts()
-	at := func(o string) int { return slices.Index(proxy.Outcomes, o) }
-	if got := c.Outcomes[1][at(proxy.OutcomeForwarded)]; got != 2 {
+	at := func(o string) int { return slices.Index(outcome.All, o) }
+	if got := c.Outcomes[1][at(outcome.Forwarded)]; got != 2 {
 		t.Errorf("priority 1 forwarded = %d, want 2", got)
 	}
-	if got := c.Outcomes[1][at(proxy.OutcomeShed)]; got != 1 {
+	if got := c.Outcomes[1][at(outcome.Shed)]; got != 1 {
 		t.Errorf("priority 1 shed = %d, want 1", got)
 	}
-	if got := c.Outcomes[7][at(proxy.OutcomeError)]; got != 1 {
+	if got := c.Outcomes[7][at(outcome.Error)]; got != 1 {
 		t.Errorf("priority 7 error = %d, want 1", got)
 	}
-	if got := c.Outcomes[0][at(proxy.OutcomeForwarded)]; got != 0 {
+	if got := c.Outcomes[0][at(outcome.Forwarded)]; got != 0 {
 		t.Errorf("priority 0 forwarded = %d, want 0", got)
 	}
 	bounds := QueueWaitBounds()

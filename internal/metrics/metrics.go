@@ -3,7 +3,7 @@
 // (Observe); gauges are read from the dispatcher at scrape time by a
 // collector, so queue depth by priority is exact at any scrape.
 //
-// Labels are bounded: priority is "0"…"7", outcome one of proxy.Outcomes,
+// Labels are bounded: priority is "0"…"7", outcome one of outcome.All,
 // result "success"/"failure". No raw host or path is ever a label.
 //
 // Nothing registers itself: New registers on the Registerer it is given.
@@ -17,7 +17,7 @@ import (
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
 	"github.com/proxyd/proxyd/internal/egress"
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 	"github.com/proxyd/proxyd/internal/queue"
 )
 
@@ -135,13 +135,13 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 			Name: "proxyd_client_requests_total",
 			Help: "Requests answered, by client (a name from clients, or other; never an address) and outcome.",
 		}, []string{"client", "outcome"}),
-		outcomes: make(map[string]int, len(proxy.Outcomes)),
+		outcomes: make(map[string]int, len(outcome.All)),
 	}
-	for _, r := range []string{proxy.AuthMissing, proxy.AuthInvalid} {
+	for _, r := range []string{outcome.AuthMissing, outcome.AuthInvalid} {
 		m.authFailures.WithLabelValues(r)
 	}
-	for _, o := range proxy.Outcomes {
-		m.clients.WithLabelValues(proxy.ClientOther, o)
+	for _, o := range outcome.All {
+		m.clients.WithLabelValues(outcome.ClientOther, o)
 	}
 	certs := deps.Certificates
 	if certs == nil {
@@ -166,12 +166,12 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 	for _, r := range egress.Reasons {
 		m.egress.WithLabelValues(r)
 	}
-	for i, o := range proxy.Outcomes {
+	for i, o := range outcome.All {
 		m.outcomes[o] = i
 	}
 	for u, p := range priorities {
 		m.waitChild[u] = m.wait.WithLabelValues(p)
-		for _, o := range proxy.Outcomes {
+		for _, o := range outcome.All {
 			m.reqChild[u] = append(m.reqChild[u], m.requests.WithLabelValues(p, o))
 		}
 	}
@@ -187,7 +187,7 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 }
 
 // Observe counts one finished request.
-func (m *Metrics) Observe(rec *proxy.Record) {
+func (m *Metrics) Observe(rec *outcome.Record) {
 	u := rec.Priority
 	if u < 0 || u >= queue.Levels {
 		return // never resolved: the caller fills in the default first

@@ -16,7 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/proxyd/proxyd/internal/dispatch"
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -29,13 +29,13 @@ func TestObserveAndState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := []proxy.Record{
-		{Priority: 1, Outcome: proxy.OutcomeForwarded, Admitted: true, QueueWait: 20 * time.Millisecond, Upstream: 30 * time.Millisecond},
-		{Priority: 1, Outcome: proxy.OutcomeForwarded, Admitted: true, Cut: true, ClientWriteTimeout: true, Retries: 2, RetryDenied: true, Pauses: 2},
-		{Priority: 6, Outcome: proxy.OutcomeShed},
-		{Priority: 3, Outcome: proxy.OutcomeDenied},
-		{Priority: -1, Outcome: proxy.OutcomeDenied}, // never resolved: not counted
-		{Priority: 2, Outcome: "bogus"},              // unknown outcome: not counted
+	recs := []outcome.Record{
+		{Priority: 1, Outcome: outcome.Forwarded, Admitted: true, QueueWait: 20 * time.Millisecond, Upstream: 30 * time.Millisecond},
+		{Priority: 1, Outcome: outcome.Forwarded, Admitted: true, Cut: true, ClientWriteTimeout: true, Retries: 2, RetryDenied: true, Pauses: 2},
+		{Priority: 6, Outcome: outcome.Shed},
+		{Priority: 3, Outcome: outcome.Denied},
+		{Priority: -1, Outcome: outcome.Denied}, // never resolved: not counted
+		{Priority: 2, Outcome: "bogus"},         // unknown outcome: not counted
 	}
 	for i := range recs {
 		m.Observe(&recs[i])
@@ -123,7 +123,7 @@ func TestLint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Observe(&proxy.Record{Priority: 0, Outcome: proxy.OutcomeForwarded, Admitted: true, Upstream: time.Millisecond})
+	m.Observe(&outcome.Record{Priority: 0, Outcome: outcome.Forwarded, Admitted: true, Upstream: time.Millisecond})
 	for _, c := range []prometheus.Collector{m.requests, m.wait, m.upstream, m.reloads} {
 		problems, err := testutil.CollectAndLint(c)
 		if err != nil || len(problems) > 0 {
@@ -271,12 +271,12 @@ func TestHistogramObservations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, rec := range []proxy.Record{
-		{Priority: 1, Outcome: proxy.OutcomeForwarded, Admitted: true, QueueWait: 20 * time.Millisecond, Upstream: 30 * time.Millisecond},
-		{Priority: 1, Outcome: proxy.OutcomeForwarded, Admitted: true, QueueWait: 250 * time.Millisecond, Upstream: 2 * time.Second, Retries: 2},
-		{Priority: 5, Outcome: proxy.OutcomeError, Admitted: true, QueueWait: 4 * time.Second, Upstream: 500 * time.Millisecond},
-		{Priority: 5, Outcome: proxy.OutcomeQueueTimeout, QueueWait: 9 * time.Second}, // never admitted
-		{Priority: 2, Outcome: proxy.OutcomeCanceled, Admitted: true},                 // admitted at once, never sent
+	for _, rec := range []outcome.Record{
+		{Priority: 1, Outcome: outcome.Forwarded, Admitted: true, QueueWait: 20 * time.Millisecond, Upstream: 30 * time.Millisecond},
+		{Priority: 1, Outcome: outcome.Forwarded, Admitted: true, QueueWait: 250 * time.Millisecond, Upstream: 2 * time.Second, Retries: 2},
+		{Priority: 5, Outcome: outcome.Error, Admitted: true, QueueWait: 4 * time.Second, Upstream: 500 * time.Millisecond},
+		{Priority: 5, Outcome: outcome.QueueTimeout, QueueWait: 9 * time.Second}, // never admitted
+		{Priority: 2, Outcome: outcome.Canceled, Admitted: true},                 // admitted at once, never sent
 	} {
 		m.Observe(&rec)
 	}

@@ -15,25 +15,9 @@ import (
 	"github.com/proxyd/proxyd/internal/dispatch"
 	"github.com/proxyd/proxyd/internal/egress"
 	"github.com/proxyd/proxyd/internal/headers"
+	"github.com/proxyd/proxyd/internal/outcome"
 	"github.com/proxyd/proxyd/internal/upstream"
 )
-
-// Outcomes, the values of the outcome label and log field (docs/metrics.md,
-// "Outcomes").
-const (
-	OutcomeForwarded    = "forwarded"
-	OutcomeRejected     = "rejected"
-	OutcomeShed         = "shed"
-	OutcomeQueueTimeout = "queue_timeout"
-	OutcomeCanceled     = "canceled"
-	OutcomeDenied       = "denied"
-	OutcomeError        = "error"
-	OutcomeDraining     = "draining"
-)
-
-// Outcomes lists every outcome value, for metrics that pre-create series.
-var Outcomes = []string{OutcomeForwarded, OutcomeRejected, OutcomeShed, OutcomeQueueTimeout,
-	OutcomeCanceled, OutcomeDenied, OutcomeError, OutcomeDraining}
 
 // Errors the proxy finds in a request itself.
 var (
@@ -47,9 +31,6 @@ var (
 // errPanic is a panic of the request's goroutine, recovered: the proxy's
 // own failure.
 var errPanic = errors.New("panic serving the request")
-
-// StatusClientClosed is logged (never sent) for a client that left first.
-const StatusClientClosed = 499
 
 // answer is how one error is told to the client.
 type answer struct {
@@ -72,19 +53,19 @@ func classify(err error, rejectStatus int) answer {
 		switch {
 		case errors.Is(err, dispatch.ErrClientQueueFull):
 			return answer{rejectStatus, headers.ErrorTypeConnectionLimitReached, "client queue full",
-				retry + "; see clients[].queue_size", re.RetryAfter, OutcomeRejected}
+				retry + "; see clients[].queue_size", re.RetryAfter, outcome.Rejected}
 		case errors.Is(err, dispatch.ErrQueueFull):
 			return answer{rejectStatus, headers.ErrorTypeConnectionLimitReached, "queue full",
-				retry + "; see limits.rate, limits.queue_size", re.RetryAfter, OutcomeRejected}
+				retry + "; see limits.rate, limits.queue_size", re.RetryAfter, outcome.Rejected}
 		case errors.Is(err, dispatch.ErrShed):
 			return answer{rejectStatus, headers.ErrorTypeConnectionLimitReached, "shed",
-				"a more urgent request took its place; " + retry, re.RetryAfter, OutcomeShed}
+				"a more urgent request took its place; " + retry, re.RetryAfter, outcome.Shed}
 		case errors.Is(err, dispatch.ErrQueueTimeout):
 			return answer{rejectStatus, headers.ErrorTypeConnectionLimitReached, "queue timeout",
-				retry + "; see limits.max_wait, upstream.timeout_header", re.RetryAfter, OutcomeQueueTimeout}
+				retry + "; see limits.max_wait, upstream.timeout_header", re.RetryAfter, outcome.QueueTimeout}
 		case errors.Is(err, dispatch.ErrDraining):
 			return answer{http.StatusServiceUnavailable, headers.ErrorTypeProxyInternalResponse, "draining",
-				"proxyd is shutting down; " + retry, re.RetryAfter, OutcomeDraining}
+				"proxyd is shutting down; " + retry, re.RetryAfter, outcome.Draining}
 		}
 	}
 	var denial *egress.Denial
@@ -100,56 +81,56 @@ func classify(err error, rejectStatus int) answer {
 		case egress.ReasonDeny:
 			hint = "see egress.deny"
 		}
-		return answer{http.StatusForbidden, errType, denial.Details, hint, 0, OutcomeDenied}
+		return answer{http.StatusForbidden, errType, denial.Details, hint, 0, outcome.Denied}
 	}
 	switch {
 	case errors.Is(err, errProxyAuth):
 		return answer{http.StatusProxyAuthRequired, headers.ErrorTypeHTTPRequestDenied, "",
-			"proxy authentication required: user:password in the proxy URL; see auth.htpasswd", 0, OutcomeDenied}
+			"proxy authentication required: user:password in the proxy URL; see auth.htpasswd", 0, outcome.Denied}
 	case errors.Is(err, context.Canceled), errors.Is(err, upstream.ErrClientGone):
-		return answer{status: StatusClientClosed, outcome: OutcomeCanceled}
+		return answer{status: outcome.StatusClientClosed, outcome: outcome.Canceled}
 	case errors.Is(err, errPanic):
 		return answer{http.StatusBadGateway, headers.ErrorTypeProxyInternalError, "",
-			"a bug: see the log for X-Request-Id", 0, OutcomeError}
+			"a bug: see the log for X-Request-Id", 0, outcome.Error}
 	case errors.Is(err, errBadHeader), errors.Is(err, errBadTarget), errors.Is(err, errBadBody):
-		return answer{http.StatusBadRequest, headers.ErrorTypeHTTPRequestError, detailOf(err), "", 0, OutcomeDenied}
+		return answer{http.StatusBadRequest, headers.ErrorTypeHTTPRequestError, detailOf(err), "", 0, outcome.Denied}
 	case errors.Is(err, errLoop):
 		return answer{http.StatusLoopDetected, headers.ErrorTypeProxyLoopDetected, "",
-			"Via names proxyd already: does a route or a proxy variable point back at it?", 0, OutcomeDenied}
+			"Via names proxyd already: does a route or a proxy variable point back at it?", 0, outcome.Denied}
 	case errors.Is(err, errNoRoute):
 		return answer{http.StatusNotFound, headers.ErrorTypeDestinationNotFound, "",
-			"no routes prefix matches the path; a proxy client sends absolute URLs", 0, OutcomeDenied}
+			"no routes prefix matches the path; a proxy client sends absolute URLs", 0, outcome.Denied}
 	case errors.Is(err, upstream.ErrDNS):
-		return answer{http.StatusBadGateway, headers.ErrorTypeDNSError, causeOf(err, upstream.ErrDNS), "", 0, OutcomeError}
+		return answer{http.StatusBadGateway, headers.ErrorTypeDNSError, causeOf(err, upstream.ErrDNS), "", 0, outcome.Error}
 	case errors.Is(err, upstream.ErrConnRefused):
 		return answer{http.StatusBadGateway, headers.ErrorTypeConnectionRefused, causeOf(err, upstream.ErrConnRefused),
-			"", 0, OutcomeError}
+			"", 0, outcome.Error}
 	case errors.Is(err, upstream.ErrConnectTimeout):
 		return answer{http.StatusGatewayTimeout, headers.ErrorTypeConnectionTimeout, causeOf(err, upstream.ErrConnectTimeout),
-			"see upstream.dial_timeout", 0, OutcomeError}
+			"see upstream.dial_timeout", 0, outcome.Error}
 	case errors.Is(err, upstream.ErrResponseTimeout):
 		return answer{http.StatusGatewayTimeout, headers.ErrorTypeHTTPResponseTimeout, causeOf(err, upstream.ErrResponseTimeout),
-			"see upstream.timeout, upstream.timeout_header", 0, OutcomeError}
+			"see upstream.timeout, upstream.timeout_header", 0, outcome.Error}
 	case errors.Is(err, upstream.ErrTLSCertificate):
 		var hint string
 		if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
 			hint = "a private CA? see tls.upstream_ca"
 		}
 		return answer{http.StatusBadGateway, headers.ErrorTypeTLSCertificateError, causeOf(err, upstream.ErrTLSCertificate),
-			hint, 0, OutcomeError}
+			hint, 0, outcome.Error}
 	case errors.Is(err, upstream.ErrTLSProtocol):
 		var hint string
 		if _, ok := errors.AsType[tls.RecordHeaderError](err); ok {
 			hint = "not TLS: is it an http:// port?"
 		}
 		return answer{http.StatusBadGateway, headers.ErrorTypeTLSProtocolError, causeOf(err, upstream.ErrTLSProtocol),
-			hint, 0, OutcomeError}
+			hint, 0, outcome.Error}
 	case errors.Is(err, upstream.ErrUpstream):
 		return answer{http.StatusBadGateway, headers.ErrorTypeDestinationUnavailable, causeOf(err, upstream.ErrUpstream),
-			"", 0, OutcomeError}
+			"", 0, outcome.Error}
 	}
 	return answer{http.StatusBadGateway, headers.ErrorTypeProxyInternalError, "",
-		"see the log for X-Request-Id", 0, OutcomeError}
+		"see the log for X-Request-Id", 0, outcome.Error}
 }
 
 // detailed is an error whose detail is safe and useful to show a client.

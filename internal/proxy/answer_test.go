@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/proxyd/proxyd/internal/dispatch"
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 )
 
 // full returns a setup with one concurrency slot and room for queueSize
@@ -37,7 +37,7 @@ func TestQueueFull(t *testing.T) {
 			for _, u := range []string{"3", "7"} {
 				r := e.req(http.MethodGet, o.URL+"/refused"+u, nil, "X-Priority", u)
 				wantAnswer(t, e.do(r), status, proxyStatus("connection_limit_reached", "queue full"), true)
-				if rec := e.wantRecord(idOf(r), proxy.OutcomeRejected, status); strconv.Itoa(rec.Priority) != u {
+				if rec := e.wantRecord(idOf(r), outcome.Rejected, status); strconv.Itoa(rec.Priority) != u {
 					t.Errorf("Record priority %d, want %s", rec.Priority, u)
 				}
 			}
@@ -47,8 +47,8 @@ func TestQueueFull(t *testing.T) {
 			o.release()
 			wantStatus(t, recv(t, held, "the held response"), 200)
 			wantStatus(t, recv(t, wres, "the waiting response"), 200)
-			e.wantRecord(holdID, proxy.OutcomeForwarded, 200)
-			e.wantRecord(idOf(waiting), proxy.OutcomeForwarded, 200)
+			e.wantRecord(holdID, outcome.Forwarded, 200)
+			e.wantRecord(idOf(waiting), outcome.Forwarded, 200)
 			o.never("/refused3")
 			o.never("/refused7")
 		})
@@ -73,7 +73,7 @@ func TestShed(t *testing.T) {
 	urgentRes := e.goDo(urgent)
 	// The newest of the least urgent goes.
 	wantAnswer(t, recv(t, newerRes, "the shed response"), 503, proxyStatus("connection_limit_reached", "shed"), true)
-	e.wantRecord(idOf(newer), proxy.OutcomeShed, 503)
+	e.wantRecord(idOf(newer), outcome.Shed, 503)
 	s := e.stats("the urgent request queued", func(s dispatch.Stats) bool { return s.ByPriority[1] == 1 })
 	if s.Depth != 2 || s.ByPriority[5] != 1 {
 		t.Errorf("depth %d by priority %v, want the urgent and the older one", s.Depth, s.ByPriority)
@@ -85,9 +85,9 @@ func TestShed(t *testing.T) {
 	wantStatus(t, recv(t, urgentRes, "the urgent response"), 200)
 	wantStatus(t, recv(t, olderRes, "the older response"), 200)
 	o.never("/newer")
-	e.wantRecord(holdID, proxy.OutcomeForwarded, 200)
-	e.wantRecord(idOf(urgent), proxy.OutcomeForwarded, 200)
-	e.wantRecord(idOf(older), proxy.OutcomeForwarded, 200)
+	e.wantRecord(holdID, outcome.Forwarded, 200)
+	e.wantRecord(idOf(urgent), outcome.Forwarded, 200)
+	e.wantRecord(idOf(older), outcome.Forwarded, 200)
 }
 
 // A request that waits past limits.max_wait is answered "queue timeout"
@@ -99,7 +99,7 @@ func TestQueueTimeoutMaxWait(t *testing.T) {
 	o.hold("")
 	r := e.req(http.MethodGet, o.URL+"/late", nil, "X-Priority", "2")
 	wantAnswer(t, e.do(r), 503, proxyStatus("connection_limit_reached", "queue timeout"), true)
-	rec := e.wantRecord(idOf(r), proxy.OutcomeQueueTimeout, 503)
+	rec := e.wantRecord(idOf(r), outcome.QueueTimeout, 503)
 	if rec.Priority != 2 {
 		t.Errorf("Record priority %d, want 2", rec.Priority)
 	}
@@ -117,7 +117,7 @@ func TestQueueTimeoutBudget(t *testing.T) {
 	for _, budget := range []string{"100ms", "0.1"} {
 		r := e.req(http.MethodGet, o.URL+"/budget", nil, "X-Proxy-Timeout", budget)
 		wantAnswer(t, e.do(r), 503, proxyStatus("connection_limit_reached", "queue timeout"), true)
-		e.wantRecord(idOf(r), proxy.OutcomeQueueTimeout, 503)
+		e.wantRecord(idOf(r), outcome.QueueTimeout, 503)
 	}
 	e.stats("an empty queue", func(s dispatch.Stats) bool { return s.Depth == 0 })
 	o.never("/budget")
@@ -137,14 +137,14 @@ func TestDraining(t *testing.T) {
 	e.disp.Drain()
 	r := e.req(http.MethodGet, o.URL+"/new", nil)
 	wantAnswer(t, e.do(r), 503, proxyStatus("proxy_internal_response", "draining"), true)
-	e.wantRecord(idOf(r), proxy.OutcomeDraining, 503)
+	e.wantRecord(idOf(r), outcome.Draining, 503)
 	o.never("/new")
 
 	o.release()
 	wantStatus(t, recv(t, held, "the held response"), 200)
 	wantStatus(t, recv(t, wres, "the waiting response"), 200)
-	e.wantRecord(holdID, proxy.OutcomeForwarded, 200)
-	e.wantRecord(idOf(waiting), proxy.OutcomeForwarded, 200)
+	e.wantRecord(holdID, outcome.Forwarded, 200)
+	e.wantRecord(idOf(waiting), outcome.Forwarded, 200)
 }
 
 // Close answers what still waits "draining".
@@ -162,7 +162,7 @@ func TestCloseAnswersWaitingDraining(t *testing.T) {
 	if ps := got.resp.Header.Get("Proxy-Status"); ps != proxyStatus("proxy_internal_response", "draining") {
 		t.Errorf("Proxy-Status %q", ps)
 	}
-	if rec := e.wantRecord(idOf(r), proxy.OutcomeDraining, 503); rec.Priority != 6 {
+	if rec := e.wantRecord(idOf(r), outcome.Draining, 503); rec.Priority != 6 {
 		t.Errorf("Record priority %d, want 6", rec.Priority)
 	}
 	o.never("/waiting")
@@ -176,7 +176,7 @@ func TestBadTimeoutHeader(t *testing.T) {
 	for _, v := range []string{"abc", "0", "-1s", "0s", "1e3", "5 s"} {
 		r := e.req(http.MethodGet, o.URL+"/t", nil, "X-Proxy-Timeout", v)
 		wantAnswer(t, e.do(r), 400, proxyStatus("http_request_error", "")+"*", false)
-		e.wantRecord(idOf(r), proxy.OutcomeDenied, 400)
+		e.wantRecord(idOf(r), outcome.Denied, 400)
 	}
 	r := e.req(http.MethodGet, o.URL+"/t", nil, "X-Proxy-Timeout", "1s", "X-Proxy-Timeout", "2s")
 	wantAnswer(t, e.do(r), 400, proxyStatus("http_request_error", "")+"*", false)
@@ -225,7 +225,7 @@ func TestUpstreamTimeouts(t *testing.T) {
 			r := e.req(http.MethodGet, o.URL+"/slow", nil, tt.hdr...)
 			wantAnswer(t, e.do(r), 504, `proxyd; error=http_response_timeout; details="no response headers within *`, false)
 			recv(t, arrived, "the request at the upstream")
-			rec := e.wantRecord(idOf(r), proxy.OutcomeError, 504)
+			rec := e.wantRecord(idOf(r), outcome.Error, 504)
 			if rec.Upstream <= 0 {
 				t.Errorf("Record upstream time %v", rec.Upstream)
 			}
@@ -255,7 +255,7 @@ func TestClientLeavesWhileWaiting(t *testing.T) {
 	e.waitDepth(1)
 	c.Close()
 	e.waitDepth(0)
-	rec := e.wantRecord("gone", proxy.OutcomeCanceled, proxy.StatusClientClosed)
+	rec := e.wantRecord("gone", outcome.Canceled, outcome.StatusClientClosed)
 	if rec.Priority != 4 {
 		t.Errorf("Record priority %d, want 4", rec.Priority)
 	}
@@ -267,7 +267,7 @@ func TestClientLeavesWhileWaiting(t *testing.T) {
 	next, _ := e.get(o.URL + "/next")
 	wantStatus(t, next, 200)
 	o.never("/gone")
-	e.wantRecord(holdID, proxy.OutcomeForwarded, 200)
+	e.wantRecord(holdID, outcome.Forwarded, 200)
 	if s := e.disp.Stats(); s.Depth != 0 {
 		t.Errorf("depth %d", s.Depth)
 	}
@@ -297,6 +297,6 @@ func TestClientLeavesWhileForwarded(t *testing.T) {
 	}
 	c.Close()
 	recv(t, canceled, "the upstream request canceled")
-	e.wantRecord("left", proxy.OutcomeCanceled, proxy.StatusClientClosed)
+	e.wantRecord("left", outcome.Canceled, outcome.StatusClientClosed)
 	e.stats("the slot given back", func(s dispatch.Stats) bool { return s.InFlight == 0 })
 }

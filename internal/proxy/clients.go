@@ -2,15 +2,12 @@ package proxy
 
 import (
 	"errors"
-	"net/http"
 	"net/netip"
 
 	"github.com/proxyd/proxyd/internal/auth"
 	"github.com/proxyd/proxyd/internal/config"
+	"github.com/proxyd/proxyd/internal/outcome"
 )
-
-// ClientOther is the metric label of a client that no clients entry names.
-const ClientOther = "other"
 
 // errProxyAuth: the request lacks valid proxy credentials (407).
 var errProxyAuth = errors.New("proxy authentication required")
@@ -82,42 +79,41 @@ type clientID struct {
 // label is the client's metric label: a configured name, or "other".
 func (c *clientID) label() string {
 	if c == nil || c.pol == nil {
-		return ClientOther
+		return outcome.ClientOther
 	}
 	return c.pol.name
 }
 
-// identify authenticates r (when auth.htpasswd is set) and names its
-// client. A request read from a decrypted tunnel is its CONNECT's client.
-// The credentials are removed from r: they are never forwarded (they are
-// hop-by-hop anyway) and never logged.
-func (h *Handler) identify(r *http.Request, pol *policy, ti *tunnelInfo, rec *Record) (*clientID, error) {
-	if ti != nil {
-		return ti.client, nil
-	}
-	cred := r.Header.Get("Proxy-Authorization")
-	r.Header.Del("Proxy-Authorization")
-	addr := clientAddr(r)
-	c := &clientID{key: addr.String()}
-	if users := h.users.Load(); users != nil {
-		user, ok := users.Check(cred)
-		if !ok {
-			if cred == "" {
-				rec.AuthFailed = AuthMissing
-			} else {
-				rec.AuthFailed = AuthInvalid
+// identify authenticates the request (when auth.htpasswd is set) and
+// names its client. A request read from a decrypted tunnel is its
+// CONNECT's client. The credentials stay on the inbound request: they are
+// hop-by-hop, so no outbound request carries them (upstream.Outbound), and
+// they are never logged.
+func (x *exchange) identify() error {
+	if x.ti != nil {
+		x.client = x.ti.client
+	} else {
+		r := x.in
+		cred := r.Header.Get("Proxy-Authorization")
+		addr := clientAddr(r)
+		c := &clientID{key: addr.String()}
+		if users := x.h.users.Load(); users != nil {
+			user, ok := users.Check(cred)
+			if !ok {
+				if cred == "" {
+					x.rec.AuthFailed = outcome.AuthMissing
+				} else {
+					x.rec.AuthFailed = outcome.AuthInvalid
+				}
+				return errProxyAuth
 			}
-			return nil, errProxyAuth
+			c.user, c.key = user, user
 		}
-		c.user, c.key = user, user
+		c.pol = x.pol.clients.find(c.user, addr)
+		x.client = c
 	}
-	c.pol = pol.clients.find(c.user, addr)
-	return c, nil
+	if x.client != nil {
+		x.rec.Client, x.rec.ClientLabel = x.client.key, x.client.label()
+	}
+	return nil
 }
-
-// Values of Record.AuthFailed (the reason label of
-// proxyd_auth_failures_total).
-const (
-	AuthMissing = "missing" // no Proxy-Authorization
-	AuthInvalid = "invalid" // a wrong scheme, user or password
-)

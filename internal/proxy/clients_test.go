@@ -14,7 +14,7 @@ import (
 	"github.com/proxyd/proxyd/internal/auth"
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 )
 
 // withUsers turns proxy authentication on with name:password pairs
@@ -55,10 +55,10 @@ func TestProxyAuthentication(t *testing.T) {
 		name, cred, reason string
 		status             int
 	}{
-		{"none", "", proxy.AuthMissing, 407},
-		{"wrong password", basic("alice", "nope"), proxy.AuthInvalid, 407},
-		{"unknown user", basic("mallory", "s3cret"), proxy.AuthInvalid, 407},
-		{"not basic", "Bearer s3cret", proxy.AuthInvalid, 407},
+		{"none", "", outcome.AuthMissing, 407},
+		{"wrong password", basic("alice", "nope"), outcome.AuthInvalid, 407},
+		{"unknown user", basic("mallory", "s3cret"), outcome.AuthInvalid, 407},
+		{"not basic", "Bearer s3cret", outcome.AuthInvalid, 407},
 		{"alice", basic("alice", "s3cret"), "", 200},
 		{"bob, colon in the password", basic("bob", "pa:ss"), "", 200},
 	} {
@@ -73,7 +73,7 @@ func TestProxyAuthentication(t *testing.T) {
 				if got := res.resp.Header.Get("Proxy-Authenticate"); got != `Basic realm="proxyd"` {
 					t.Errorf("Proxy-Authenticate %q", got)
 				}
-				r := e.wantRecord(id, proxy.OutcomeDenied, 407)
+				r := e.wantRecord(id, outcome.Denied, 407)
 				if r.Host != strings.TrimPrefix(o.URL, "http://") {
 					t.Errorf("Record of a 407: host %q, want the request's", r.Host)
 				}
@@ -87,9 +87,9 @@ func TestProxyAuthentication(t *testing.T) {
 			if v := got.Header.Get("Proxy-Authorization"); v != "" {
 				t.Errorf("Proxy-Authorization forwarded: %q", v)
 			}
-			r := e.wantRecord(id, proxy.OutcomeForwarded, 200)
+			r := e.wantRecord(id, outcome.Forwarded, 200)
 			user, _, _ := strings.Cut(tc.name, ",")
-			if r.Client != user || r.ClientLabel != proxy.ClientOther {
+			if r.Client != user || r.ClientLabel != outcome.ClientOther {
 				t.Errorf("Record client %q label %q, want %q, other", r.Client, r.ClientLabel, user)
 			}
 		})
@@ -114,7 +114,7 @@ func TestProxyAuthentication(t *testing.T) {
 	}
 	req := e.req(http.MethodGet, tlsOrigin.URL+"/inside", nil)
 	wantStatus(t, roundTrip(c, req), 200)
-	if r := e.wantRecord(idOf(req), proxy.OutcomeForwarded, 200); r.Client != "alice" || r.Tunnel != "connect-auth" {
+	if r := e.wantRecord(idOf(req), outcome.Forwarded, 200); r.Client != "alice" || r.Tunnel != "connect-auth" {
 		t.Errorf("request in the tunnel: client %q tunnel %q, want alice, connect-auth", r.Client, r.Tunnel)
 	}
 	bad := e.interceptClient(false)
@@ -147,7 +147,7 @@ func TestClientPolicies(t *testing.T) {
 	// Its third is refused "client queue full"; web's is queued.
 	res, id := e.get(o.URL+"/b2", "Proxy-Authorization", basic("batch", "b"))
 	wantAnswer(t, res, 503, proxyStatus("connection_limit_reached", "client queue full"), true)
-	e.wantRecord(id, proxy.OutcomeRejected, 503)
+	e.wantRecord(id, outcome.Rejected, 503)
 	web := e.goDo(e.req(http.MethodGet, o.URL+"/w0", nil, "Proxy-Authorization", basic("web", "w"), "Priority", "u=1"))
 	s := e.stats("three waiting", func(s dispatch.Stats) bool { return s.Depth == 3 })
 	// batch asked for u=0 and was lowered to 2; web's u=1 goes first.
@@ -170,7 +170,7 @@ func TestClientPolicies(t *testing.T) {
 		t.Errorf("upstream order %v, want web's urgent request first", order)
 	}
 	for _, r := range e.recordsOf(http.MethodGet) {
-		if r.Client == "batch" && r.ClientLabel != "batch" || r.Client == "web" && r.ClientLabel != proxy.ClientOther {
+		if r.Client == "batch" && r.ClientLabel != "batch" || r.Client == "web" && r.ClientLabel != outcome.ClientOther {
 			t.Errorf("client %q labelled %q", r.Client, r.ClientLabel)
 		}
 		if r.Client == "batch" && r.Status == 200 && r.Priority != 2 {

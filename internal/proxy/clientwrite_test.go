@@ -17,7 +17,7 @@ import (
 
 	"github.com/proxyd/proxyd/internal/dispatch"
 	"github.com/proxyd/proxyd/internal/h1"
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 )
 
 // bigAt answers n bytes (with a Content-Length) on path, written 32 KiB at
@@ -83,7 +83,7 @@ func TestClientWriteTimeoutFreesPermit(t *testing.T) {
 		t.Errorf("the stuck response was cut %v after its request reached the upstream, before the %v timeout", took, timeout)
 	}
 
-	r := e.wantRecord("noread", proxy.OutcomeForwarded, http.StatusOK)
+	r := e.wantRecord("noread", outcome.Forwarded, http.StatusOK)
 	if !r.ClientWriteTimeout || !errors.Is(r.Err, h1.ErrWriteTimeout) || r.Cut {
 		t.Errorf("Record: ClientWriteTimeout %v, Err %v, Cut %v; want a client write timeout, not an upstream cut", r.ClientWriteTimeout, r.Err, r.Cut)
 	}
@@ -122,7 +122,7 @@ func TestClientWriteTimeoutZeroIsUnbounded(t *testing.T) {
 	}
 	stuck.Close()
 	wantStatus(t, recv(t, second, "the second request"), http.StatusOK)
-	if r := e.wantRecord("noread", proxy.OutcomeForwarded, http.StatusOK); r.ClientWriteTimeout || errors.Is(r.Err, h1.ErrWriteTimeout) {
+	if r := e.wantRecord("noread", outcome.Forwarded, http.StatusOK); r.ClientWriteTimeout || errors.Is(r.Err, h1.ErrWriteTimeout) {
 		t.Errorf("Record: ClientWriteTimeout %v, Err %v; want a client that left", r.ClientWriteTimeout, r.Err)
 	}
 }
@@ -155,7 +155,7 @@ func TestClientWriteTimeoutIntercepted(t *testing.T) {
 			plain := e.newOrigin(nil)
 			second := e.goDo(e.req(http.MethodGet, plain.URL+"/small", nil))
 			wantStatus(t, recv(t, second, "the second request"), http.StatusOK)
-			r := e.wantRecord(idOf(req), proxy.OutcomeForwarded, http.StatusOK)
+			r := e.wantRecord(idOf(req), outcome.Forwarded, http.StatusOK)
 			if !r.Intercepted || !r.ClientWriteTimeout || !errors.Is(r.Err, h1.ErrWriteTimeout) {
 				t.Errorf("Record: intercepted %v, ClientWriteTimeout %v, Err %v; want an intercepted client write timeout", r.Intercepted, r.ClientWriteTimeout, r.Err)
 			}

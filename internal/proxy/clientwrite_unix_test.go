@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 )
 
 // smallSendBuffers gives the proxy's accepted connections a small send
@@ -99,7 +99,7 @@ func TestClientWriteTimeoutSparesSlowReader(t *testing.T) {
 	if took := time.Since(start); took < 3*timeout {
 		t.Errorf("the body took %v to read: too fast to test the timeout", took)
 	}
-	if r := e.wantRecord("slow", proxy.OutcomeForwarded, http.StatusOK); r.ClientWriteTimeout || r.Err != nil || r.Bytes != size {
+	if r := e.wantRecord("slow", outcome.Forwarded, http.StatusOK); r.ClientWriteTimeout || r.Err != nil || r.Bytes != size {
 		t.Errorf("Record: ClientWriteTimeout %v, Err %v, %d bytes; want the whole body, no error", r.ClientWriteTimeout, r.Err, r.Bytes)
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"testing"
 
 	"github.com/proxyd/proxyd/internal/dispatch"
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 )
 
 // connectHeaderClient is a client of the proxy whose CONNECTs carry hdr
@@ -71,7 +71,7 @@ func TestInterceptConnectHeadersAreDefaults(t *testing.T) {
 			} {
 				r := e.req(http.MethodGet, o.URL+"/"+strings.ReplaceAll(tc.name, " ", "-"), nil, tc.hdr...)
 				wantStatus(t, roundTrip(c, r), 200)
-				if rec := e.wantRecord(idOf(r), proxy.OutcomeForwarded, 200); rec.Priority != tc.want || !rec.Intercepted {
+				if rec := e.wantRecord(idOf(r), outcome.Forwarded, 200); rec.Priority != tc.want || !rec.Intercepted {
 					t.Errorf("%s: Record priority %d intercepted %v, want %d inside the tunnel", tc.name, rec.Priority, rec.Intercepted, tc.want)
 				}
 			}
@@ -99,7 +99,7 @@ func TestInterceptConnectHeadersAreDefaults(t *testing.T) {
 			wantStatus(t, recv(t, held, "the held request"), 200)
 			wantStatus(t, recv(t, tunnelled, "the tunnelled request"), 200)
 			wantStatus(t, recv(t, second, "the plain request"), 200)
-			if rec := e.wantRecord(idOf(tr), proxy.OutcomeForwarded, 200); rec.Priority != 1 {
+			if rec := e.wantRecord(idOf(tr), outcome.Forwarded, 200); rec.Priority != 1 {
 				t.Errorf("tunnelled Record priority %d, want 1", rec.Priority)
 			}
 			mu.Lock()
@@ -119,7 +119,7 @@ func TestInterceptConnectHeadersAreDefaults(t *testing.T) {
 			if ps := res.resp.Header.Get("Proxy-Status"); ps != proxyStatus("connection_limit_reached", "queue timeout") {
 				t.Errorf("Proxy-Status %q, want the queue timeout of the CONNECT's budget", ps)
 			}
-			e.wantRecord(idOf(r), proxy.OutcomeQueueTimeout, 503)
+			e.wantRecord(idOf(r), outcome.QueueTimeout, 503)
 			again.release()
 			wantStatus(t, recv(t, held, "the second held request"), 200)
 			o.never("/budget")
@@ -161,7 +161,7 @@ func TestInterceptCurlProxyHeader(t *testing.T) {
 		if tc.proto == "--http2" && out != "200 2" {
 			t.Logf("curl spoke %q inside the tunnel (no HTTP/2 support?)", out)
 		}
-		if rec := e.wantRecord(tc.id, proxy.OutcomeForwarded, 200); rec.Priority != tc.want || !rec.Intercepted {
+		if rec := e.wantRecord(tc.id, outcome.Forwarded, 200); rec.Priority != tc.want || !rec.Intercepted {
 			t.Errorf("%s: Record priority %d intercepted %v, want %d", tc.id, rec.Priority, rec.Intercepted, tc.want)
 		}
 	}
@@ -203,7 +203,7 @@ func TestInterceptConnectWhileQueueFull(t *testing.T) {
 			if want := "503 connection_limit_reached: queue full (retry after " + ra + "s; see limits.rate, limits.queue_size)"; res.resp.Status != want {
 				t.Errorf("status line %q, want %q", res.resp.Status, want)
 			}
-			e.wantRecord(idOf(r), proxy.OutcomeRejected, 503)
+			e.wantRecord(idOf(r), outcome.Rejected, 503)
 			connects := e.recordsOf(http.MethodConnect)
 			if len(connects) != 0 {
 				t.Errorf("CONNECT ended while its tunnel is open: %+v", connects[0])

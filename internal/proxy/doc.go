@@ -8,17 +8,28 @@
 //
 // # A request's path
 //
-//  1. Loop check (Via names proxyd → 508), target resolution
-//     (absolute-form, CONNECT authority-form; origin-form is gateway mode).
-//  2. Urgency (priority.go; docs/configuration.md, "Priority") and the
-//     caller's budget from the timeout header; a bad value of either is a
-//     400 and is not forwarded.
-//  3. dispatch.Acquire with the client connection's context: the request
-//     waits in the queue; a client that leaves is removed at once.
-//  4. Forward with a header timeout of the remaining budget (or
-//     upstream.timeout), stream the body back, release the permit when the
-//     body is done.
-//  5. One Record per request: the access log line and the metrics.
+// ServeHTTP makes one exchange per request (exchange.go): the inbound
+// request (never modified), the writer, the policy, the outcome.Record,
+// the client, the parsed destination, the deadline and the permit. Its
+// methods are the steps (docs/architecture.md, "A request's path"):
+//
+//  1. identify: the client, and proxy authentication (407).
+//  2. resolve: the target (absolute-form, CONNECT authority-form;
+//     origin-form is gateway mode), its destination parsed once
+//     (internal/hostport) and judged by the egress policy; a request whose
+//     Via names proxyd is a loop (508), whatever its other headers say.
+//  3. admission: urgency (priority.go; docs/configuration.md, "Priority")
+//     and the caller's budget from the timeout header; a bad value of
+//     either is a 400 and is not forwarded. What must be known before the
+//     request is queued goes here.
+//  4. acquire: the request waits in the queue; a client that leaves is
+//     removed at once.
+//  5. forward (forward.go): one attempt, then one retry decision, until
+//     an answer; respond copies the response, and the permit is released
+//     when the body is done. A CONNECT opens its tunnel instead
+//     (openTunnel, tunnel.go), spliced or decrypted (intercept.go).
+//  6. finish: the answer of an error (answer.go), then one outcome.Record
+//     per request: the access log line and the metrics.
 //
 // With Deps.Tracer set (and not the no-op provider), trace.go adds
 // OpenTelemetry spans along the way: one server span per request

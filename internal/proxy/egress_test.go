@@ -10,7 +10,7 @@ import (
 
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/egress"
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 	"github.com/proxyd/proxyd/internal/testdns"
 )
 
@@ -25,7 +25,7 @@ func deniedReq(details string) string { return proxyStatus("http_request_denied"
 // slot, no queue).
 func (e *env) wantEgressDenied(id, reason string, beforeAdmission bool) {
 	e.t.Helper()
-	r := e.wantRecord(id, proxy.OutcomeDenied, 403)
+	r := e.wantRecord(id, outcome.Denied, 403)
 	if r.EgressDenied != reason {
 		e.t.Errorf("Record %s: EgressDenied %q, want %q (err %v)", id, r.EgressDenied, reason, r.Err)
 	}
@@ -138,7 +138,7 @@ func TestEgressNameResolvingToDeniedAddress(t *testing.T) {
 		res, id := e.get("http://" + tt.name + ":" + port + "/x")
 		wantAnswer(t, res, 403, deniedAddr(tt.details), false)
 		r := e.record(id)
-		if r.Outcome != proxy.OutcomeDenied || r.EgressDenied != tt.reason || !r.Admitted || r.Retries != 0 {
+		if r.Outcome != outcome.Denied || r.EgressDenied != tt.reason || !r.Admitted || r.Retries != 0 {
 			t.Errorf("%s: Record outcome %q reason %q admitted %v retries %d; want denied %q, admitted (names are judged when dialed), no retry", tt.name, r.Outcome, r.EgressDenied, r.Admitted, r.Retries, tt.reason)
 		}
 		if dns.Queries(tt.name) == 0 {
@@ -148,7 +148,7 @@ func TestEgressNameResolvingToDeniedAddress(t *testing.T) {
 		id = "egress-dns-connect-" + tt.name
 		tc, body := e.connect(tt.name+":"+port, "X-Request-Id: "+id)
 		wantAnswer(t, tc.result(body), 403, deniedAddr(tt.details), false)
-		e.wantRecord(id, proxy.OutcomeDenied, 403)
+		e.wantRecord(id, outcome.Denied, 403)
 	}
 	// Every address of a name is judged: none of mixed.test's is allowed.
 	res, _ := e.get("http://mixed.test:" + port + "/x")

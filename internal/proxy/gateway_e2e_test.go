@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/proxyd/proxyd/internal/config"
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 )
 
 // gatewayEnv is a proxy whose routes send /x (stripped) to an upstream's
@@ -73,7 +73,7 @@ func TestGatewayDotSegments(t *testing.T) {
 		id := "dot-" + string(rune('a'+i))
 		res := e.raw("GET " + path + " HTTP/1.1\r\nHost: gw\r\nX-Request-Id: " + id + "\r\n\r\n")
 		wantAnswer(t, res, 400, proxyStatus("http_request_error", "dot segment in path"), false)
-		e.wantRecord(id, proxy.OutcomeDenied, 400)
+		e.wantRecord(id, outcome.Denied, 400)
 	}
 	if ps := o.paths(); len(ps) != 0 {
 		t.Errorf("the upstream got %q; nothing must have been forwarded", ps)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 )
 
 // A request with a body whose client leaves while it waits in the queue is
@@ -57,7 +57,7 @@ func TestClientWithBodyLeavesWhileWaiting(t *testing.T) {
 			e.waitDepth(1)
 			c.Close()
 			// proxyd's own account: out of the queue, canceled.
-			e.wantRecord("gone", proxy.OutcomeCanceled, proxy.StatusClientClosed)
+			e.wantRecord("gone", outcome.Canceled, outcome.StatusClientClosed)
 			e.waitDepth(0)
 
 			o.release()
@@ -65,7 +65,7 @@ func TestClientWithBodyLeavesWhileWaiting(t *testing.T) {
 			next, _ := e.get(o.URL + "/next")
 			wantStatus(t, next, 200)
 			o.never("/gone")
-			e.wantRecord(holdID, proxy.OutcomeForwarded, 200)
+			e.wantRecord(holdID, outcome.Forwarded, 200)
 		})
 	}
 }

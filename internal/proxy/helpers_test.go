@@ -47,6 +47,7 @@ import (
 	"github.com/proxyd/proxyd/internal/egress"
 	"github.com/proxyd/proxyd/internal/h1"
 	"github.com/proxyd/proxyd/internal/mitm"
+	"github.com/proxyd/proxyd/internal/outcome"
 	"github.com/proxyd/proxyd/internal/proxy"
 	"github.com/proxyd/proxyd/internal/upstream"
 )
@@ -110,7 +111,7 @@ type env struct {
 	ids  atomic.Int64
 
 	mu       sync.Mutex
-	recs     []*proxy.Record
+	recs     []*outcome.Record
 	teardown []func() // upstreams; run last-in first-out after the proxy is closed
 	srvLog   bytes.Buffer
 }
@@ -250,7 +251,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-func (e *env) observe(r *proxy.Record) {
+func (e *env) observe(r *outcome.Record) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.recs = append(e.recs, r)
@@ -261,10 +262,10 @@ func (e *env) observe(r *proxy.Record) {
 func (e *env) nextID() string { return "t" + strconv.FormatInt(e.ids.Add(1), 10) }
 
 // records returns the Records with this id so far.
-func (e *env) records(id string) []*proxy.Record {
+func (e *env) records(id string) []*outcome.Record {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var out []*proxy.Record
+	var out []*outcome.Record
 	for _, r := range e.recs {
 		if r.ID == id {
 			out = append(out, r)
@@ -275,7 +276,7 @@ func (e *env) records(id string) []*proxy.Record {
 
 // record waits for the Record of request id and fails unless there is
 // exactly one.
-func (e *env) record(id string) *proxy.Record {
+func (e *env) record(id string) *outcome.Record {
 	e.t.Helper()
 	waitFor(e.t, "the Record of "+id, func() bool { return len(e.records(id)) > 0 })
 	rs := e.records(id)
@@ -287,7 +288,7 @@ func (e *env) record(id string) *proxy.Record {
 
 // wantRecord waits for the one Record of id and checks its outcome and
 // status.
-func (e *env) wantRecord(id, outcome string, status int) *proxy.Record {
+func (e *env) wantRecord(id, outcome string, status int) *outcome.Record {
 	e.t.Helper()
 	r := e.record(id)
 	if r.Outcome != outcome || r.Status != status {
@@ -742,10 +743,10 @@ func (e *env) dialConnect(target string, hdr ...string) (*tunnelConn, string, er
 func (c *tunnelConn) result(body string) result { return result{resp: c.resp, body: body} }
 
 // recordsOf returns the Records with this method.
-func (e *env) recordsOf(method string) []*proxy.Record {
+func (e *env) recordsOf(method string) []*outcome.Record {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var out []*proxy.Record
+	var out []*outcome.Record
 	for _, r := range e.recs {
 		if r.Method == method {
 			out = append(out, r)

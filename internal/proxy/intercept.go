@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -15,8 +16,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/net/http2"
 
-	"github.com/proxyd/proxyd/internal/dispatch"
 	"github.com/proxyd/proxyd/internal/h1"
+	"github.com/proxyd/proxyd/internal/hostport"
 	"github.com/proxyd/proxyd/internal/mitm"
 )
 
@@ -36,9 +37,9 @@ func (h *Handler) SetAuthority(a *mitm.Authority) { h.authority.Store(a) }
 // tunnelInfo travels in the context of each request read from a
 // decrypted tunnel.
 type tunnelInfo struct {
-	host, port string    // the CONNECT target; host lower-case, no brackets
-	id         string    // the CONNECT's request id
-	client     *clientID // the CONNECT's (authenticated) client
+	dest   hostport.HostPort // the CONNECT target
+	id     string            // the CONNECT's request id
+	client *clientID         // the CONNECT's (authenticated) client
 	// defaults are the CONNECT's priority and timeout headers: a request
 	// read from the tunnel that has none of its own takes them
 	// (policy.urgency, policy.budget). nil: none.
@@ -55,37 +56,38 @@ type tunnelKey struct{}
 // §8.3.1); a Host naming another host than the tunnel's, or another port.
 // Nothing leaves an intercepted tunnel in clear, nor for another port than
 // the one the CONNECT was judged for (egress.connect_ports). When it
-// accepts r, it points r.URL at exactly https://<CONNECT host:port>, the
-// path and query kept.
-func (ti *tunnelInfo) check(r *http.Request) error {
+// accepts r, it returns its target: exactly https://<CONNECT host:port>,
+// r's path and query kept (an origin-form target is the tunnel's).
+func (ti *tunnelInfo) check(r *http.Request) (*url.URL, error) {
 	if r.Method == http.MethodConnect {
-		return badTarget("CONNECT inside an intercepted tunnel")
+		return nil, badTarget("CONNECT inside an intercepted tunnel")
 	}
-	want := net.JoinHostPort(ti.host, ti.port)
+	want, wantPort := ti.dest.String(), strconv.Itoa(ti.dest.Port)
 	if r.ProtoMajor == 2 && r.TLS == nil {
 		// golang.org/x/net/http2 sets r.TLS only when :scheme is https
 		// (and accepts no :scheme but http and https).
-		return badTarget(":scheme http in an intercepted tunnel: only https://" + want)
+		return nil, badTarget(":scheme http in an intercepted tunnel: only https://" + want)
 	}
-	// Origin-form targets were given the tunnel's (intercept); an
-	// absolute-form one is the client's.
-	u := r.URL
+	u := *r.URL
+	if !u.IsAbs() {
+		u.Scheme, u.Host = "https", want
+	}
 	port := u.Port()
 	if port == "" && u.Scheme == "https" {
 		port = "443"
 	}
-	if u.Scheme != "https" || !sameHost(u.Hostname(), ti.host) || port != ti.port {
-		return badTarget(fmt.Sprintf("target %s is not https://%s", strconv.Quote(u.Scheme+"://"+u.Host), want))
+	if u.Scheme != "https" || !sameHost(u.Hostname(), ti.dest.Host) || port != wantPort {
+		return nil, badTarget(fmt.Sprintf("target %s is not https://%s", strconv.Quote(u.Scheme+"://"+u.Host), want))
 	}
 	host, port := r.Host, ""
 	if h, p, err := net.SplitHostPort(r.Host); err == nil {
 		host, port = h, p
 	}
-	if !sameHost(strings.Trim(host, "[]"), ti.host) || port != "" && port != ti.port {
-		return badTarget(fmt.Sprintf("Host %s is not the tunnel's host %s", strconv.Quote(r.Host), strconv.Quote(want)))
+	if !sameHost(strings.Trim(host, "[]"), ti.dest.Host) || port != "" && port != wantPort {
+		return nil, badTarget(fmt.Sprintf("Host %s is not the tunnel's host %s", strconv.Quote(r.Host), strconv.Quote(want)))
 	}
 	u.Scheme, u.Host = "https", want
-	return nil
+	return &u, nil
 }
 
 // sameHost reports whether host (no brackets) names the tunnel's host,
@@ -96,42 +98,23 @@ func sameHost(host, tunnel string) bool {
 
 // intercept serves a CONNECT to an intercepted host
 // (docs/tls-interception.md, "What happens to a request"): a tunnel slot
-// but no rate token, 200, a TLS handshake with a leaf for host, then every
-// request read from the tunnel (HTTP/1.1 or HTTP/2) goes through ServeHTTP
-// like a plain one, to https://host:port.
-func (h *Handler) intercept(w http.ResponseWriter, r *http.Request, rec *Record, pol *policy, hj http.Hijacker, auth *mitm.Authority, host, port string) error {
+// but no rate token, 200 (openTunnel), a TLS handshake with a leaf for the
+// host, then every request read from the tunnel (HTTP/1.1 or HTTP/2) goes
+// through ServeHTTP like a plain one, to https://host:port.
+func (x *exchange) intercept(hj http.Hijacker, auth *mitm.Authority) error {
+	h, rec := x.h, &x.rec
 	rec.Intercepted = true
-	p, _, err := h.admit(w, r, rec, pol, dispatch.Request{Kind: dispatch.Tunnel, Dest: strings.ToLower(r.Host), NoToken: true}, "")
-	if err != nil {
+	raw, brw, _, err := x.openTunnel(hj, false)
+	if err != nil || raw == nil {
 		return err
 	}
-	defer p.Release() // the tunnel slot is held until the tunnel ends
-	if !h.tunnelStarted() {
-		return &dispatch.RejectError{Err: dispatch.ErrDraining, RetryAfter: time.Second}
-	}
-	defer h.tunnelEnded()
-
-	raw, brw, err := hj.Hijack()
-	if err != nil {
-		return err
-	}
-	rec.Status = http.StatusOK
-	rec.Outcome = OutcomeForwarded
-	rec.wrote = true
 	conn := &tunnelConn{Conn: raw, br: brw.Reader}
 	defer conn.Close()
-	if _, err := brw.WriteString("HTTP/1.1 200 Connection established\r\nVia: 1.1 proxyd\r\n\r\n"); err == nil {
-		err = brw.Flush()
-	}
-	if err != nil {
-		rec.Err = err
-		return nil
-	}
 	// Shutdown (CloseTunnels) cuts the tunnel, as it does a spliced one.
 	stop := context.AfterFunc(h.tunnelCtx, func() { conn.Close() })
 	defer stop()
 
-	leafHost := strings.ToLower(host)
+	leafHost := x.dest.Host
 	tc := tls.Server(conn, &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"h2", "http/1.1"},
@@ -149,15 +132,12 @@ func (h *Handler) intercept(w http.ResponseWriter, r *http.Request, rec *Record,
 		// pins its certificates, or is not speaking TLS.
 		rec.HandshakeFailed = true
 		rec.Err = fmt.Errorf("TLS handshake with the client: %w", err)
-		h.log.Warn("tls_handshake_failed", zap.String("request_id", rec.ID), zap.String("host", r.Host), zap.Error(err),
+		h.log.Warn("tls_handshake_failed", zap.String("request_id", rec.ID), zap.String("host", x.in.Host), zap.Error(err),
 			zap.String("hint", clientHandshakeHint(err)))
 		return nil
 	}
-	ti := &tunnelInfo{host: leafHost, port: port, id: rec.ID, client: rec.client, defaults: pol.connectDefaults(r.Header)}
+	ti := &tunnelInfo{dest: x.dest, id: rec.ID, client: x.client, defaults: x.pol.connectDefaults(x.in.Header)}
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !r.URL.IsAbs() {
-			r.URL.Scheme, r.URL.Host = "https", net.JoinHostPort(ti.host, ti.port)
-		}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tunnelKey{}, ti)))
 	})
 	if tc.ConnectionState().NegotiatedProtocol == http2.NextProtoTLS {

@@ -23,7 +23,7 @@ import (
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
 	"github.com/proxyd/proxyd/internal/mitm"
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 )
 
 // testAuthority is a fresh interception CA, written by mitm.InitCA as
@@ -114,7 +114,7 @@ func TestInterceptForwardsEachRequest(t *testing.T) {
 				if got := res.resp.Header.Get("X-Request-Id"); got != req.Header.Get("X-Request-Id") {
 					t.Errorf("X-Request-Id %q", got)
 				}
-				r := e.wantRecord(req.Header.Get("X-Request-Id"), proxy.OutcomeForwarded, 200)
+				r := e.wantRecord(req.Header.Get("X-Request-Id"), outcome.Forwarded, 200)
 				if !r.Intercepted || r.Tunnel == "" || !r.Admitted || r.Method != http.MethodGet || r.Host != strings.TrimPrefix(o.URL, "https://") {
 					t.Errorf("Record %+v: want an admitted, intercepted GET tied to its tunnel", r)
 				}
@@ -322,7 +322,7 @@ func TestInterceptBadUpstreamCertificate(t *testing.T) {
 	req := e.req(http.MethodGet, o.URL+"/x", nil)
 	res := roundTrip(c, req)
 	wantAnswer(t, res, 502, proxyStatus("tls_certificate_error", "x509: certificate signed by unknown authority"), false)
-	e.wantRecord(idOf(req), proxy.OutcomeError, 502)
+	e.wantRecord(idOf(req), outcome.Error, 502)
 	o.never("/x")
 }
 

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/proxyd/proxyd/internal/config"
+	"github.com/proxyd/proxyd/internal/hostport"
 )
 
 func intp(i int) *int { return &i }
@@ -40,7 +41,11 @@ func TestRuleHostMatching(t *testing.T) {
 		{"other.org:80", 3},
 	} {
 		r := httptest.NewRequest("GET", "http://"+tc.dest+"/", nil)
-		got, err := pol.urgency(r, tc.dest, "/", "")
+		dest, err := hostport.Parse(tc.dest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := pol.urgency(r, nil, dest, "/", "")
 		if err != nil || got != tc.want {
 			t.Errorf("%s: urgency %d (%v), want %d", tc.dest, got, err, tc.want)
 		}

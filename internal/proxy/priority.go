@@ -1,15 +1,14 @@
 package proxy
 
 import (
-	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/headers"
+	"github.com/proxyd/proxyd/internal/hostport"
 )
 
 // policy is the part of the configuration that a reload swaps whole: how
@@ -35,15 +34,13 @@ type policy struct {
 	clients      clientPolicies
 }
 
-// intercepts reports whether a CONNECT to host:port is decrypted.
-func (p *policy) intercepts(host, port string) bool {
+// intercepts reports whether a CONNECT to dest is decrypted.
+func (p *policy) intercepts(dest hostport.HostPort) bool {
 	if p.interceptAll {
 		return true
 	}
-	n, _ := strconv.Atoi(port)
-	host = strings.ToLower(host)
 	for _, hp := range p.intercept {
-		if hp.Match(host, n) {
+		if hp.Match(dest.Host, dest.Port) {
 			return true
 		}
 	}
@@ -128,14 +125,14 @@ func compilePolicy(cfg config.Config) (*policy, error) {
 // headers come after the request's own (docs/tls-interception.md): they are
 // the tunnel's default.
 //
-// dest is the request's destination "host:port"; rules match its host and
-// port as hosts rules do.
-func (p *policy) urgency(r *http.Request, dest, path, user string) (int, error) {
+// ti is the intercepted tunnel r was read from (nil: none); rules match
+// dest as hosts rules do.
+func (p *policy) urgency(r *http.Request, ti *tunnelInfo, dest hostport.HostPort, path, user string) (int, error) {
 	if p.trust {
 		if u, ok, err := p.headerUrgency(r.Header, ""); ok {
 			return u, err
 		}
-		if ti := tunnelOf(r); ti != nil && ti.defaults != nil {
+		if ti != nil && ti.defaults != nil {
 			if u, ok, err := p.headerUrgency(ti.defaults, " (sent on the CONNECT)"); ok {
 				return u, err
 			}
@@ -143,13 +140,8 @@ func (p *policy) urgency(r *http.Request, dest, path, user string) (int, error) 
 	}
 	if len(p.rules) > 0 {
 		client := clientAddr(r)
-		hostname, portStr, err := net.SplitHostPort(dest)
-		if err != nil {
-			hostname = stripPort(dest)
-		}
-		port, _ := strconv.Atoi(portStr)
 		for i := range p.rules {
-			if p.rules[i].matches(r, hostname, port, path, client, user) {
+			if p.rules[i].matches(r, dest.Host, dest.Port, path, client, user) {
 				return p.rules[i].urgency, nil
 			}
 		}
@@ -195,7 +187,8 @@ func (p *policy) connectDefaults(h http.Header) http.Header {
 	return d
 }
 
-// tunnelOf is the intercepted tunnel r was read from, or nil.
+// tunnelOf is the intercepted tunnel r was read from, or nil (the
+// tunnel's server puts it in each request's context: intercept.go).
 func tunnelOf(r *http.Request) *tunnelInfo {
 	ti, _ := r.Context().Value(tunnelKey{}).(*tunnelInfo)
 	return ti
@@ -231,20 +224,13 @@ func clientAddr(r *http.Request) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-func stripPort(hostport string) string {
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		return h
-	}
-	return strings.Trim(hostport, "[]")
-}
-
 // budget reads the caller's whole budget from the timeout header (in an
 // intercepted tunnel, the CONNECT's when the request has none): 0 when
 // absent, capped by max_timeout.
-func (p *policy) budget(r *http.Request) (time.Duration, error) {
+func (p *policy) budget(r *http.Request, ti *tunnelInfo) (time.Duration, error) {
 	vals, where := r.Header.Values(p.timeoutHeader), ""
 	if len(vals) == 0 {
-		if ti := tunnelOf(r); ti != nil && ti.defaults != nil {
+		if ti != nil && ti.defaults != nil {
 			vals, where = ti.defaults.Values(p.timeoutHeader), " (sent on the CONNECT)"
 		}
 	}

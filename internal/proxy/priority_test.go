@@ -9,7 +9,7 @@ import (
 
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -52,14 +52,14 @@ func TestPriorityFromHeaders(t *testing.T) {
 			if tt.want < 0 {
 				wantAnswer(t, res, 400, proxyStatus("http_request_error", "")+"*", false)
 				// Record.Priority is priority.default when never resolved.
-				if rec := e.wantRecord(idOf(r), proxy.OutcomeDenied, 400); rec.Priority != 3 {
+				if rec := e.wantRecord(idOf(r), outcome.Denied, 400); rec.Priority != 3 {
 					t.Errorf("Record priority %d for an invalid header, want the default 3", rec.Priority)
 				}
 				o.never(path)
 				return
 			}
 			wantStatus(t, res, 200)
-			if rec := e.wantRecord(idOf(r), proxy.OutcomeForwarded, 200); rec.Priority != tt.want {
+			if rec := e.wantRecord(idOf(r), outcome.Forwarded, 200); rec.Priority != tt.want {
 				t.Errorf("urgency %d, want %d", rec.Priority, tt.want)
 			}
 			up := o.got(path).Header
@@ -104,7 +104,7 @@ func TestPriorityUntrusted(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := e.req(http.MethodGet, o.URL+tt.path, nil, tt.hdr...)
 			wantStatus(t, e.do(r), 200)
-			if rec := e.wantRecord(idOf(r), proxy.OutcomeForwarded, 200); rec.Priority != tt.want {
+			if rec := e.wantRecord(idOf(r), outcome.Forwarded, 200); rec.Priority != tt.want {
 				t.Errorf("urgency %d, want %d", rec.Priority, tt.want)
 			}
 			up := o.got(tt.path).Header
@@ -181,7 +181,7 @@ func TestPriorityRules(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := e.req(tt.method, tt.target, nil, tt.hdr...)
 			wantStatus(t, e.do(r), 200)
-			if rec := e.wantRecord(idOf(r), proxy.OutcomeForwarded, 200); rec.Priority != tt.want {
+			if rec := e.wantRecord(idOf(r), outcome.Forwarded, 200); rec.Priority != tt.want {
 				t.Errorf("urgency %d, want %d", rec.Priority, tt.want)
 			}
 		})
@@ -222,9 +222,9 @@ func TestPriorityOrderingOverSockets(t *testing.T) {
 	if got, want := o.paths(), []string{"/hold", "/u1", "/u3", "/u5"}; !slices.Equal(got, want) {
 		t.Errorf("upstream order %v, want %v", got, want)
 	}
-	e.wantRecord(holdID, proxy.OutcomeForwarded, 200)
+	e.wantRecord(holdID, outcome.Forwarded, 200)
 	for _, id := range ids {
-		if rec := e.wantRecord(id, proxy.OutcomeForwarded, 200); rec.QueueWait <= 0 {
+		if rec := e.wantRecord(id, outcome.Forwarded, 200); rec.QueueWait <= 0 {
 			t.Errorf("%s queue wait %v, want > 0", id, rec.QueueWait)
 		}
 	}

@@ -15,7 +15,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/proxyd/proxyd/internal/dispatch"
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 	"github.com/proxyd/proxyd/internal/testnet"
 	"github.com/proxyd/proxyd/internal/upstream"
 )
@@ -118,7 +118,7 @@ func TestForwarding(t *testing.T) {
 				t.Errorf("Proxy-Status %q on a forwarded response", h.Get("Proxy-Status"))
 			}
 
-			rec := e.wantRecord(idOf(r), proxy.OutcomeForwarded, tt.status)
+			rec := e.wantRecord(idOf(r), outcome.Forwarded, tt.status)
 			if rec.Method != tt.method || rec.Host != o.Listener.Addr().String() || rec.Priority != 3 {
 				t.Errorf("Record method %q host %q priority %d, want %q %q 3", rec.Method, rec.Host, rec.Priority, tt.method, o.Listener.Addr())
 			}
@@ -169,7 +169,7 @@ func TestRequestBodyStreams(t *testing.T) {
 	if res.body != "got hello world (length -1)" {
 		t.Errorf("body %q", res.body)
 	}
-	e.wantRecord(idOf(r), proxy.OutcomeForwarded, 200)
+	e.wantRecord(idOf(r), outcome.Forwarded, 200)
 }
 
 // Hop-by-hop fields and proxyd's own headers (docs/clients.md, "What proxyd
@@ -209,7 +209,7 @@ func TestHopByHopRequestHeaders(t *testing.T) {
 			t.Errorf("upstream got %s: %q, want [%q]", k, v, want)
 		}
 	}
-	if rec := e.wantRecord("hop-req", proxy.OutcomeForwarded, 200); rec.Priority != 2 {
+	if rec := e.wantRecord("hop-req", outcome.Forwarded, 200); rec.Priority != 2 {
 		t.Errorf("Record priority %d, want 2 (X-Priority)", rec.Priority)
 	}
 }
@@ -252,7 +252,7 @@ func TestHopByHopResponseHeaders(t *testing.T) {
 	if res.body != "ok" {
 		t.Errorf("body %q", res.body)
 	}
-	e.wantRecord("hop-resp", proxy.OutcomeForwarded, 200)
+	e.wantRecord("hop-resp", outcome.Forwarded, 200)
 }
 
 // A response the upstream flushes in pieces reaches the client piece by
@@ -305,7 +305,7 @@ func TestResponseStreams(t *testing.T) {
 				t.Fatalf("rest %q, %v; want %q", rest, err, two)
 			}
 			resp.Body.Close()
-			rec := e.wantRecord(idOf(r), proxy.OutcomeForwarded, 200)
+			rec := e.wantRecord(idOf(r), outcome.Forwarded, 200)
 			if rec.Bytes != int64(len(one+two)) {
 				t.Errorf("Record bytes %d, want %d", rec.Bytes, len(one+two))
 			}
@@ -376,10 +376,10 @@ func TestSlotHeldWhileBodyStreams(t *testing.T) {
 	if res.body != "second" {
 		t.Errorf("second body %q", res.body)
 	}
-	if rec := e.wantRecord(idOf(b), proxy.OutcomeForwarded, 200); rec.QueueWait <= 0 {
+	if rec := e.wantRecord(idOf(b), outcome.Forwarded, 200); rec.QueueWait <= 0 {
 		t.Errorf("second request's queue wait %v, want > 0", rec.QueueWait)
 	}
-	e.wantRecord(idOf(a), proxy.OutcomeForwarded, 200)
+	e.wantRecord(idOf(a), outcome.Forwarded, 200)
 	e.stats("nothing in flight", func(s dispatch.Stats) bool { return s.InFlight == 0 && s.Depth == 0 })
 }
 
@@ -407,7 +407,7 @@ func TestUpstreamCutMidBody(t *testing.T) {
 	if res.resp != nil && (res.resp.StatusCode != 200 || !strings.HasPrefix("0123456789", res.body)) {
 		t.Errorf("got %v; want at most the status and the first 10 bytes, then the cut", res)
 	}
-	rec := e.wantRecord(idOf(r), proxy.OutcomeForwarded, 200)
+	rec := e.wantRecord(idOf(r), outcome.Forwarded, 200)
 	if rec.Err == nil || !errors.Is(rec.Err, upstream.ErrBodyCut) || rec.Bytes != 10 || !rec.Cut {
 		t.Errorf("Record err %v bytes %d; want ErrBodyCut and 10", rec.Err, rec.Bytes)
 	}
@@ -430,7 +430,7 @@ func TestLoopDetected(t *testing.T) {
 		r := e.req(http.MethodGet, fmt.Sprintf("%s/loop%d", o.URL, i), nil, "Via", via)
 		res := e.do(r)
 		wantAnswer(t, res, http.StatusLoopDetected, proxyStatus("proxy_loop_detected", ""), false)
-		e.wantRecord(idOf(r), proxy.OutcomeDenied, http.StatusLoopDetected)
+		e.wantRecord(idOf(r), outcome.Denied, http.StatusLoopDetected)
 		o.never(fmt.Sprintf("/loop%d", i))
 	}
 
@@ -447,6 +447,30 @@ func TestLoopDetected(t *testing.T) {
 	}
 }
 
+// TestLoopBeforeHeaders: the loop check is part of target resolution, so a
+// looping request is answered 508 whatever its other headers say: a bad
+// priority or timeout header does not turn it into a 400.
+func TestLoopBeforeHeaders(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	o := e.newOrigin(nil)
+	for i, hdr := range [][]string{
+		{"X-Priority", "banana"},
+		{"X-Priority", "9"},
+		{"X-Proxy-Timeout", "soon"},
+	} {
+		path := fmt.Sprintf("/loopbad%d", i)
+		r := e.req(http.MethodGet, o.URL+path, nil, append([]string{"Via", "1.1 proxyd"}, hdr...)...)
+		wantAnswer(t, e.do(r), http.StatusLoopDetected, proxyStatus("proxy_loop_detected", ""), false)
+		e.wantRecord(idOf(r), outcome.Denied, http.StatusLoopDetected)
+		o.never(path)
+	}
+	u, _ := url.Parse(o.URL)
+	res := e.raw("CONNECT " + u.Host + " HTTP/1.1\r\nHost: " + u.Host + "\r\nVia: 1.1 proxyd\r\nX-Priority: banana\r\nX-Request-Id: loopconnect\r\n\r\n")
+	wantStatus(t, res, http.StatusLoopDetected)
+	e.wantRecord("loopconnect", outcome.Denied, http.StatusLoopDetected)
+}
+
 func TestUpstreamErrors(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -454,14 +478,14 @@ func TestUpstreamErrors(t *testing.T) {
 		addr := testnet.FreeAddr(t)
 		r := e.req(http.MethodGet, "http://"+addr+"/x", nil)
 		wantAnswer(t, e.do(r), 502, proxyStatus("connection_refused", "dial tcp "+addr+": connect: connection refused"), false)
-		if rec := e.wantRecord(idOf(r), proxy.OutcomeError, 502); rec.Err == nil || rec.Priority != 3 {
+		if rec := e.wantRecord(idOf(r), outcome.Error, 502); rec.Err == nil || rec.Priority != 3 {
 			t.Errorf("Record err %v priority %d, want an error and 3", rec.Err, rec.Priority)
 		}
 	})
 	t.Run("dns failure", func(t *testing.T) {
 		r := e.req(http.MethodGet, "http://nonexistent.invalid/x", nil)
 		wantAnswer(t, e.do(r), 502, `proxyd; error=dns_error; details="lookup nonexistent.invalid: *`, false)
-		if rec := e.wantRecord(idOf(r), proxy.OutcomeError, 502); rec.Host != "nonexistent.invalid" {
+		if rec := e.wantRecord(idOf(r), outcome.Error, 502); rec.Host != "nonexistent.invalid" {
 			t.Errorf("Record host %q", rec.Host)
 		}
 	})
@@ -472,7 +496,7 @@ func TestUpstreamErrors(t *testing.T) {
 		if !strings.Contains(res.resp.Header.Get("Proxy-Status"), "ftp") {
 			t.Errorf("Proxy-Status %q does not say what is wrong", res.resp.Header.Get("Proxy-Status"))
 		}
-		e.wantRecord("ftp-1", proxy.OutcomeDenied, 400)
+		e.wantRecord("ftp-1", outcome.Denied, 400)
 	})
 	t.Run("origin-form without routes", func(t *testing.T) {
 		// Sent to the proxy as if it were the server.
@@ -481,7 +505,7 @@ func TestUpstreamErrors(t *testing.T) {
 		r := e.req(http.MethodGet, "http://"+e.addr+"/some/path?q=1", nil)
 		res := roundTrip(c, r)
 		wantAnswer(t, res, 404, proxyStatus("destination_not_found", ""), false)
-		if rec := e.wantRecord(idOf(r), proxy.OutcomeDenied, 404); rec.Host != e.addr {
+		if rec := e.wantRecord(idOf(r), outcome.Denied, 404); rec.Host != e.addr {
 			t.Errorf("Record host %q, want %q", rec.Host, e.addr)
 		}
 	})
@@ -505,12 +529,12 @@ func TestForwardAbsoluteHTTPS(t *testing.T) {
 	if got := o.got("/secure").Header.Get("Via"); got != "1.1 proxyd" {
 		t.Errorf("upstream saw Via %q", got)
 	}
-	e2.wantRecord("abs-https", proxy.OutcomeForwarded, 200)
+	e2.wantRecord("abs-https", outcome.Forwarded, 200)
 
 	// Without the roots the TLS handshake fails: a 502, not a hang.
 	res = e.raw("GET https://" + host + "/secure2 HTTP/1.1\r\nHost: " + host + "\r\nX-Request-Id: abs-https-bad\r\n\r\n")
 	wantAnswer(t, res, 502, "proxyd; error=*", false)
-	e.wantRecord("abs-https-bad", proxy.OutcomeError, 502)
+	e.wantRecord("abs-https-bad", outcome.Error, 502)
 }
 
 // One access-log line per request, with the fixed field names
@@ -581,7 +605,7 @@ func TestAccessLog(t *testing.T) {
 	if id == "" {
 		t.Fatal("no X-Request-Id on the response")
 	}
-	e.wantRecord(id, proxy.OutcomeForwarded, 200)
+	e.wantRecord(id, outcome.Forwarded, 200)
 	check(id, map[string]any{"method": "GET", "host": host, "status": int64(200), "outcome": "forwarded"})
 }
 
@@ -602,7 +626,7 @@ func TestCurlPlainHTTP(t *testing.T) {
 	if up.Header.Get("Via") != "1.1 proxyd" || up.Header.Get("X-Priority") != "" || up.Method != "POST" {
 		t.Errorf("upstream saw %s Via %q X-Priority %q", up.Method, up.Header.Get("Via"), up.Header.Get("X-Priority"))
 	}
-	if rec := e.wantRecord("curl-plain", proxy.OutcomeForwarded, 200); rec.Priority != 1 {
+	if rec := e.wantRecord("curl-plain", outcome.Forwarded, 200); rec.Priority != 1 {
 		t.Errorf("Record priority %d, want 1", rec.Priority)
 	}
 }

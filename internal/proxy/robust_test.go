@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 	"github.com/proxyd/proxyd/internal/testnet"
 )
 
@@ -41,7 +41,7 @@ func TestPolicyReloadWhileWaiting(t *testing.T) {
 			t.Errorf("upstream got %s: %q, read as proxyd's own header before the reload", k, v)
 		}
 	}
-	if rec := e.wantRecord(idOf(r), proxy.OutcomeForwarded, 200); rec.Priority != 2 {
+	if rec := e.wantRecord(idOf(r), outcome.Forwarded, 200); rec.Priority != 2 {
 		t.Errorf("Record priority %d, want 2", rec.Priority)
 	}
 }
@@ -68,14 +68,14 @@ func TestPanicBeforeResponse(t *testing.T) {
 	// path); net/http's transport would dial in one of its own.
 	r := e.req(http.MethodGet, "http://"+boom+"/x", nil)
 	wantAnswer(t, e.do(r), 502, proxyStatus("proxy_internal_error", ""), false)
-	rec := e.wantRecord(idOf(r), proxy.OutcomeError, 502)
+	rec := e.wantRecord(idOf(r), outcome.Error, 502)
 	if rec.Err == nil || !strings.Contains(rec.Err.Error(), "dial hook exploded") {
 		t.Errorf("Record err %v, want the panic", rec.Err)
 	}
 	// A CONNECT dials in the request's goroutine too.
 	tc, body := e.connect(boom, "X-Request-Id: panic-connect")
 	wantAnswer(t, tc.result(body), 502, proxyStatus("proxy_internal_error", ""), false)
-	e.wantRecord("panic-connect", proxy.OutcomeError, 502)
+	e.wantRecord("panic-connect", outcome.Error, 502)
 	if n := e.disp.Stats(); n.InFlight != 0 || n.Tunnels != 0 {
 		t.Errorf("slots still held after the panics: %+v", n)
 	}
@@ -138,7 +138,7 @@ func TestPanicMidResponse(t *testing.T) {
 	if _, err := io.ReadAll(resp.Body); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("body read: %v, want the stream cut (unexpected EOF)", err)
 	}
-	rec := e.wantRecord(idOf(r), proxy.OutcomeError, 200)
+	rec := e.wantRecord(idOf(r), outcome.Error, 200)
 	if !rec.Cut || rec.Err == nil {
 		t.Errorf("Record cut %v err %v, want a cut with the panic", rec.Cut, rec.Err)
 	}
@@ -158,7 +158,7 @@ func TestBadTargetPort(t *testing.T) {
 		id := "port-" + string(rune('a'+i))
 		res := e.raw("GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-Id: " + id + "\r\n\r\n")
 		wantAnswer(t, res, 400, proxyStatus("http_request_error", "")+"*", false)
-		if rec := e.wantRecord(id, proxy.OutcomeDenied, 400); rec.Admitted {
+		if rec := e.wantRecord(id, outcome.Denied, 400); rec.Admitted {
 			t.Errorf("%s: admitted (took a token and a slot)", target)
 		}
 	}
@@ -176,7 +176,7 @@ func TestMalformedRequestBody(t *testing.T) {
 	res := e.raw("POST " + o.URL + "/up HTTP/1.1\r\nHost: " + o.Listener.Addr().String() +
 		"\r\nX-Request-Id: badbody\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
 	wantAnswer(t, res, 400, proxyStatus("http_request_error", "malformed request body"), false)
-	if rec := e.wantRecord("badbody", proxy.OutcomeDenied, 400); rec.Err == nil {
+	if rec := e.wantRecord("badbody", outcome.Denied, 400); rec.Err == nil {
 		t.Errorf("Record without the error")
 	}
 
@@ -189,7 +189,7 @@ func TestMalformedRequestBody(t *testing.T) {
 		"\r\nX-Request-Id: shortbody\r\nContent-Length: 100000\r\n\r\nonly this")
 	waitFor(t, "the upstream to get the request", func() bool { return len(o.paths()) == 2 })
 	c.Close()
-	e.wantRecord("shortbody", proxy.OutcomeCanceled, proxy.StatusClientClosed)
+	e.wantRecord("shortbody", outcome.Canceled, outcome.StatusClientClosed)
 }
 
 // A retry that the upstream's pause would hold in the queue past
@@ -213,7 +213,7 @@ func TestRetryBeyondMaxWait(t *testing.T) {
 	if res.body != "upstream busy" || res.resp.Header.Get("Retry-After") != "30" {
 		t.Errorf("got %v, want the upstream's own 503", res)
 	}
-	if rec := e.wantRecord(idOf(r), proxy.OutcomeForwarded, 503); rec.Retries != 0 {
+	if rec := e.wantRecord(idOf(r), outcome.Forwarded, 503); rec.Retries != 0 {
 		t.Errorf("Record retries %d, want 0", rec.Retries)
 	}
 	if n := len(o.paths()); n != 1 {

@@ -33,6 +33,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/proxyd/proxyd/internal/dispatch"
+	"github.com/proxyd/proxyd/internal/outcome"
 )
 
 // tracerName is the instrumentation scope of proxyd's spans.
@@ -87,20 +88,26 @@ func newTracer(tp trace.TracerProvider) *tracer {
 }
 
 // traceRequest starts the request's server span, continuing the client's
-// traceparent, and returns r with the span in its context.
-func (h *Handler) traceRequest(r *http.Request, rec *Record) *http.Request {
+// traceparent, and returns r with the span in its context (a shallow copy:
+// r itself is left as it is).
+func (h *Handler) traceRequest(r *http.Request, x *exchange) *http.Request {
 	if h.tr == nil {
 		return r
 	}
 	ctx := h.tr.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	attrs := make([]attribute.KeyValue, 0, 8)
-	attrs = append(attrs, attrMethod.String(methodAttr(r.Method)), attrRequestID.String(rec.ID),
+	attrs = append(attrs, attrMethod.String(methodAttr(r.Method)), attrRequestID.String(x.rec.ID),
 		attrProtoVer.String(protoVersion(r)))
 	if r.Method == http.MethodConnect {
 		attrs = appendHostPort(attrs, r.Host)
 	} else if r.URL.IsAbs() {
 		attrs = append(attrs, attrURLFull.String(urlFull(r.URL.Scheme, r.URL.Host, r.URL.EscapedPath())))
 		attrs = appendHostPort(attrs, r.URL.Host)
+	} else if x.ti != nil {
+		// Origin-form in an intercepted tunnel: the tunnel's target.
+		host := x.ti.dest.String()
+		attrs = append(attrs, attrURLFull.String(urlFull("https", host, r.URL.EscapedPath())))
+		attrs = appendHostPort(attrs, host)
 	}
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		attrs = append(attrs, attrClientAddr.String(host))
@@ -110,13 +117,12 @@ func (h *Handler) traceRequest(r *http.Request, rec *Record) *http.Request {
 	}
 	ctx, span := h.tr.t.Start(ctx, spanServerPrefx+r.Method,
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
-	rec.span = span
+	x.span = span
 	return r.WithContext(ctx)
 }
 
 // traceFinish ends the request's server span with what the record knows.
-func (h *Handler) traceFinish(rec *Record) {
-	span := rec.span
+func (h *Handler) traceFinish(rec *outcome.Record, span trace.Span) {
 	if span == nil {
 		return
 	}
@@ -134,7 +140,7 @@ func (h *Handler) traceFinish(rec *Record) {
 	if rec.Status > 0 {
 		attrs = append(attrs, attrStatus.Int(rec.Status))
 	}
-	if rec.ClientLabel != "" && rec.ClientLabel != ClientOther {
+	if rec.ClientLabel != "" && rec.ClientLabel != outcome.ClientOther {
 		attrs = append(attrs, attrClient.String(rec.ClientLabel))
 	}
 	if rec.Tunnel != "" {
@@ -156,7 +162,7 @@ func (h *Handler) traceFinish(rec *Record) {
 
 // attrServerAddrOf is the request's destination as recorded ("host:port"
 // or a bare host).
-func attrServerAddrOf(rec *Record) attribute.KeyValue {
+func attrServerAddrOf(rec *outcome.Record) attribute.KeyValue {
 	if host, _, err := net.SplitHostPort(rec.Host); err == nil {
 		return attrServerAddr.String(host)
 	}
@@ -165,8 +171,8 @@ func attrServerAddrOf(rec *Record) attribute.KeyValue {
 
 // errorType is error.type for an answer of 5xx: the outcome when the
 // proxy answered, else the status code.
-func errorType(rec *Record) string {
-	if rec.Outcome != "" && rec.Outcome != OutcomeForwarded {
+func errorType(rec *outcome.Record) string {
+	if rec.Outcome != "" && rec.Outcome != outcome.Forwarded {
 		return rec.Outcome
 	}
 	return strconv.Itoa(rec.Status)

@@ -12,7 +12,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/proxyd/proxyd/internal/config"
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 	"github.com/proxyd/proxyd/internal/tracing"
 	"github.com/proxyd/proxyd/internal/tracing/otlptest"
 )
@@ -108,8 +108,8 @@ func TestTraceSpans(t *testing.T) {
 	o := e.newOrigin(nil)
 	_, id1 := e.get(o.URL+"/one?key=secret", "Traceparent", "00-"+clientTrace+"-"+clientParent+"-01", "X-Priority", "1")
 	_, id2 := e.get(o.URL + "/two")
-	rec1 := e.wantRecord(id1, proxy.OutcomeForwarded, 200)
-	e.wantRecord(id2, proxy.OutcomeForwarded, 200)
+	rec1 := e.wantRecord(id1, outcome.Forwarded, 200)
+	e.wantRecord(id2, outcome.Forwarded, 200)
 	traces := g.spans(t)
 	if len(traces) != 2 {
 		t.Fatalf("%d traces, want one per request: %v", len(traces), traces)
@@ -197,7 +197,7 @@ func TestTraceRetry(t *testing.T) {
 		_, _ = w.Write([]byte("ok"))
 	})
 	_, id := e.get(o.URL+"/r", "Traceparent", "00-"+clientTrace+"-"+clientParent+"-01")
-	if r := e.wantRecord(id, proxy.OutcomeForwarded, 200); r.Retries != 1 {
+	if r := e.wantRecord(id, outcome.Forwarded, 200); r.Retries != 1 {
 		t.Fatalf("Record retries %d, want 1", r.Retries)
 	}
 	spans := g.spans(t)[clientTrace]
@@ -240,8 +240,8 @@ func TestTraceOff(t *testing.T) {
 	tp := "00-" + clientTrace + "-" + clientParent + "-01"
 	_, id1 := e.get(o.URL+"/with", "Traceparent", tp, "Tracestate", "vendor=x")
 	_, id2 := e.get(o.URL + "/without")
-	e.wantRecord(id1, proxy.OutcomeForwarded, 200)
-	e.wantRecord(id2, proxy.OutcomeForwarded, 200)
+	e.wantRecord(id1, outcome.Forwarded, 200)
+	e.wantRecord(id2, outcome.Forwarded, 200)
 	if h := o.got("/with").Header; h.Get("Traceparent") != tp || h.Get("Tracestate") != "vendor=x" {
 		t.Errorf("upstream got traceparent %q tracestate %q, want the client's untouched", h.Get("Traceparent"), h.Get("Tracestate"))
 	}
@@ -265,8 +265,8 @@ func TestTraceSampleRatio(t *testing.T) {
 	o := e.newOrigin(nil)
 	_, id1 := e.get(o.URL+"/sampled", "Traceparent", "00-"+clientTrace+"-"+clientParent+"-01")
 	_, id2 := e.get(o.URL + "/root")
-	e.wantRecord(id1, proxy.OutcomeForwarded, 200)
-	e.wantRecord(id2, proxy.OutcomeForwarded, 200)
+	e.wantRecord(id1, outcome.Forwarded, 200)
+	e.wantRecord(id2, outcome.Forwarded, 200)
 	traces := g.spans(t)
 	if len(traces) != 1 || len(traces[clientTrace]) != 3 {
 		t.Fatalf("traces %v, want only the client's sampled one, with 3 spans", traces)
@@ -292,8 +292,8 @@ func TestTraceQueueWaitAndHostsRule(t *testing.T) {
 	o.release()
 	wantStatus(t, recv(t, res, "the queued request's answer"), 200)
 	wantStatus(t, recv(t, held, "the held request's answer"), 200)
-	rec := e.wantRecord(idOf(r), proxy.OutcomeForwarded, 200)
-	e.wantRecord(heldID, proxy.OutcomeForwarded, 200)
+	rec := e.wantRecord(idOf(r), outcome.Forwarded, 200)
+	e.wantRecord(heldID, outcome.Forwarded, 200)
 	if rec.QueueWait <= 0 {
 		t.Fatalf("queued request waited %v", rec.QueueWait)
 	}
@@ -322,7 +322,7 @@ func TestTraceIntercepted(t *testing.T) {
 			req.Header.Set("X-Request-Id", "in")
 			req.Header.Set("Traceparent", "00-"+clientTrace+"-"+clientParent+"-01")
 			wantStatus(t, roundTrip(c, req), 200)
-			rec := e.wantRecord("in", proxy.OutcomeForwarded, 200)
+			rec := e.wantRecord("in", outcome.Forwarded, 200)
 			c.Transport.(*http.Transport).CloseIdleConnections() // ends the tunnel
 			waitFor(t, "the CONNECT's Record", func() bool { return len(e.recordsOf(http.MethodConnect)) == 1 })
 			traces := g.spans(t)
@@ -368,7 +368,7 @@ func TestTraceConnect(t *testing.T) {
 	tc, _ := e.connect(target, "X-Request-Id: c1", "Traceparent: 00-"+clientTrace+"-"+clientParent+"-01")
 	roundTripLine(t, tc, "hello")
 	tc.Close()
-	e.wantRecord("c1", proxy.OutcomeForwarded, 200)
+	e.wantRecord("c1", outcome.Forwarded, 200)
 	spans := g.spans(t)[clientTrace]
 	srv := one(t, spans, "proxyd CONNECT")
 	dial, q := one(t, spans, "proxyd dial"), one(t, spans, "proxyd queue")

@@ -11,7 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/proxyd/proxyd/internal/dispatch"
-	"github.com/proxyd/proxyd/internal/proxy"
+	"github.com/proxyd/proxyd/internal/outcome"
 	"github.com/proxyd/proxyd/internal/testnet"
 )
 
@@ -57,7 +57,7 @@ func TestConnectGoClient(t *testing.T) {
 	if len(rs) != 1 {
 		t.Fatalf("%d CONNECT Records, want 1", len(rs))
 	}
-	rec := e.wantRecord(rs[0].ID, proxy.OutcomeForwarded, 200)
+	rec := e.wantRecord(rs[0].ID, outcome.Forwarded, 200)
 	if rec.Host != o.Listener.Addr().String() || rec.Priority != 3 || rec.Bytes <= 0 || rec.BytesIn <= 0 {
 		t.Errorf("Record host %q priority %d bytes %d in %d", rec.Host, rec.Priority, rec.Bytes, rec.BytesIn)
 	}
@@ -85,7 +85,7 @@ func TestConnectCurl(t *testing.T) {
 	if out != "ok /curl-secure" {
 		t.Errorf("curl output %q", out)
 	}
-	if rec := e.wantRecord("curl-tunnel", proxy.OutcomeForwarded, 200); rec.Priority != 2 || rec.Bytes <= 0 {
+	if rec := e.wantRecord("curl-tunnel", outcome.Forwarded, 200); rec.Priority != 2 || rec.Bytes <= 0 {
 		t.Errorf("Record priority %d bytes %d", rec.Priority, rec.Bytes)
 	}
 	e.stats("the tunnel slot given back", func(s dispatch.Stats) bool { return s.Tunnels == 0 })
@@ -103,14 +103,14 @@ func TestConnectRefusedRequests(t *testing.T) {
 		proxyStatus  string
 		outcome      string
 	}{
-		{"no port", "example.com", nil, 400, proxyStatus("http_request_error", "") + "*", proxy.OutcomeDenied},
-		{"port 0", "127.0.0.1:0", nil, 400, proxyStatus("http_request_error", "") + "*", proxy.OutcomeDenied},
-		{"port out of range", "127.0.0.1:65536", nil, 400, proxyStatus("http_request_error", "") + "*", proxy.OutcomeDenied},
-		{"no host", ":443", nil, 400, proxyStatus("http_request_error", "") + "*", proxy.OutcomeDenied},
-		{"closed port", closed, nil, 502, proxyStatus("connection_refused", "dial tcp "+closed+": connect: connection refused"), proxy.OutcomeError},
-		{"loop", echo, []string{"Via: 1.1 proxyd"}, 508, proxyStatus("proxy_loop_detected", ""), proxy.OutcomeDenied},
-		{"bad priority", echo, []string{"X-Priority: banana"}, 400, proxyStatus("http_request_error", "") + "*", proxy.OutcomeDenied},
-		{"bad timeout", echo, []string{"X-Proxy-Timeout: 0"}, 400, proxyStatus("http_request_error", "") + "*", proxy.OutcomeDenied},
+		{"no port", "example.com", nil, 400, proxyStatus("http_request_error", "") + "*", outcome.Denied},
+		{"port 0", "127.0.0.1:0", nil, 400, proxyStatus("http_request_error", "") + "*", outcome.Denied},
+		{"port out of range", "127.0.0.1:65536", nil, 400, proxyStatus("http_request_error", "") + "*", outcome.Denied},
+		{"no host", ":443", nil, 400, proxyStatus("http_request_error", "") + "*", outcome.Denied},
+		{"closed port", closed, nil, 502, proxyStatus("connection_refused", "dial tcp "+closed+": connect: connection refused"), outcome.Error},
+		{"loop", echo, []string{"Via: 1.1 proxyd"}, 508, proxyStatus("proxy_loop_detected", ""), outcome.Denied},
+		{"bad priority", echo, []string{"X-Priority: banana"}, 400, proxyStatus("http_request_error", "") + "*", outcome.Denied},
+		{"bad timeout", echo, []string{"X-Proxy-Timeout: 0"}, 400, proxyStatus("http_request_error", "") + "*", outcome.Denied},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,13 +175,13 @@ func TestConnectMaxTunnels(t *testing.T) {
 		t.Fatalf("second CONNECT: %v %v", got.err, got.tc)
 	}
 	roundTripLine(t, got.tc, "pong")
-	rec1 := e.wantRecord("tunnel-1", proxy.OutcomeForwarded, 200)
+	rec1 := e.wantRecord("tunnel-1", outcome.Forwarded, 200)
 	if rec1.BytesIn != 4 || rec1.Bytes != 4 {
 		t.Errorf("first tunnel bytes in %d out %d", rec1.BytesIn, rec1.Bytes)
 	}
 	e.stats("the second tunnel open", func(s dispatch.Stats) bool { return s.Tunnels == 1 && s.Depth == 0 })
 	got.tc.Close()
-	if rec := e.wantRecord("tunnel-2", proxy.OutcomeForwarded, 200); rec.QueueWait <= 0 || rec.Priority != 1 {
+	if rec := e.wantRecord("tunnel-2", outcome.Forwarded, 200); rec.QueueWait <= 0 || rec.Priority != 1 {
 		t.Errorf("second tunnel queue wait %v priority %d", rec.QueueWait, rec.Priority)
 	}
 	e.stats("no tunnel", func(s dispatch.Stats) bool { return s.Tunnels == 0 })
@@ -204,7 +204,7 @@ func TestCloseTunnels(t *testing.T) {
 	if b, _ := io.ReadAll(t1); len(b) != 0 {
 		t.Errorf("read %q after CloseTunnels", b)
 	}
-	rec := e.wantRecord("cut", proxy.OutcomeForwarded, 200)
+	rec := e.wantRecord("cut", outcome.Forwarded, 200)
 	if rec.Err == nil {
 		t.Errorf("a cut tunnel's Record has no error")
 	}
@@ -222,7 +222,7 @@ func TestConnectAfterCloseTunnels(t *testing.T) {
 	e.h.CloseTunnels()
 	tc, body := e.connect(echo, "X-Request-Id: late")
 	wantAnswer(t, tc.result(body), 503, proxyStatus("proxy_internal_response", "draining"), true)
-	e.wantRecord("late", proxy.OutcomeDraining, 503)
+	e.wantRecord("late", outcome.Draining, 503)
 }
 
 // The tunnel ends cleanly when either side closes.
@@ -250,7 +250,7 @@ func TestTunnelEnds(t *testing.T) {
 			t.Fatalf("after half-close read %q, %v; want EOF", rest, err)
 		}
 		tc.Close()
-		rec := e.wantRecord("half", proxy.OutcomeForwarded, 200)
+		rec := e.wantRecord("half", outcome.Forwarded, 200)
 		if rec.BytesIn != 4 || rec.Bytes != int64(4+len(rest)) {
 			t.Errorf("Record bytes in %d out %d; want 4, %d", rec.BytesIn, rec.Bytes, 4+len(rest))
 		}
@@ -277,7 +277,7 @@ func TestTunnelEnds(t *testing.T) {
 			t.Fatalf("the client closed its connection, the upstream saw EOF but idles, and the tunnel stays open (Stats().Tunnels = %d, OpenTunnels = %d) after %v; RFC 9110 §9.3.6 says close both connections",
 				e.disp.Stats().Tunnels, e.h.OpenTunnels(), tunnelEndLimit)
 		}
-		e.wantRecord("client-closes", proxy.OutcomeForwarded, 200)
+		e.wantRecord("client-closes", outcome.Forwarded, 200)
 		e.stats("no tunnel", func(s dispatch.Stats) bool { return s.Tunnels == 0 })
 	})
 	t.Run("upstream closes, client idles", func(t *testing.T) {
@@ -291,7 +291,7 @@ func TestTunnelEnds(t *testing.T) {
 			t.Fatalf("the upstream closed its connection and the client got EOF, but the tunnel stays open (Stats().Tunnels = %d) after %v while the client keeps its end; RFC 9110 §9.3.6 says close both connections",
 				e.disp.Stats().Tunnels, tunnelEndLimit)
 		}
-		e.wantRecord("upstream-closes-idle", proxy.OutcomeForwarded, 200)
+		e.wantRecord("upstream-closes-idle", outcome.Forwarded, 200)
 	})
 	t.Run("upstream closes", func(t *testing.T) {
 		t.Parallel()
@@ -300,7 +300,7 @@ func TestTunnelEnds(t *testing.T) {
 		tc, _ := e.connect(up, "X-Request-Id: upstream-closes")
 		readToEOF(t, tc, "hello")
 		tc.Close()
-		if rec := e.wantRecord("upstream-closes", proxy.OutcomeForwarded, 200); rec.Bytes != 5 {
+		if rec := e.wantRecord("upstream-closes", outcome.Forwarded, 200); rec.Bytes != 5 {
 			t.Errorf("Record bytes %d, want 5", rec.Bytes)
 		}
 		e.stats("no tunnel", func(s dispatch.Stats) bool { return s.Tunnels == 0 })
