@@ -6,7 +6,7 @@ package config
 
 import "time"
 
-// Config is the whole configuration. Keys follow ../shared/SPEC.md §1.
+// Config is the whole configuration. Keys and defaults: docs/configuration.md.
 type Config struct {
 	Listen          string        `mapstructure:"listen" yaml:"listen"`
 	Admin           Admin         `mapstructure:"admin" yaml:"admin"`
