@@ -309,6 +309,7 @@ func parseYAML(data []byte) (any, error) {
 var (
 	configType   = reflect.TypeFor[config.Config]()
 	durationType = reflect.TypeFor[time.Duration]()
+	sizeType     = reflect.TypeFor[config.ByteSize]()
 )
 
 // checkValue returns raw, the value of key (of type t; key "" is the whole
@@ -534,6 +535,7 @@ func decode(in map[string]any, out *config.Config) error {
 	d, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
 			durationHook,
+			sizeHook,
 			stringListHook,
 			intListHook,
 			strictHook,
@@ -567,6 +569,27 @@ func durationHook(from, to reflect.Value) (any, error) {
 		return nil, fmt.Errorf("invalid duration %v: a number needs a unit, e.g. \"%vs\"", v, v)
 	default:
 		return nil, fmt.Errorf("must be a duration such as \"30s\", got %s", describe(v))
+	}
+}
+
+// sizeHook decodes a size (hosts[].cost.max_body): a number of bytes
+// (65536) or a string with a binary unit ("512KiB", "1MiB";
+// config.ParseByteSize).
+func sizeHook(from, to reflect.Value) (any, error) {
+	if to.Type() != sizeType || from.Type() == sizeType {
+		return from.Interface(), nil
+	}
+	switch v := from.Interface().(type) {
+	case string:
+		return config.ParseByteSize(v)
+	case int, int64, uint64, float64:
+		n, err := toInt(v, reflect.TypeFor[int64]())
+		if err != nil {
+			return nil, err
+		}
+		return config.ByteSize(n.(int64)), nil
+	default:
+		return nil, fmt.Errorf("must be a size such as 65536 or \"1MiB\", got %s", describe(v))
 	}
 }
 

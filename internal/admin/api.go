@@ -193,7 +193,7 @@ const (
 // them. encoding/json would match them case-insensitively.
 var (
 	limitsFields = []string{"rate", "burst", "concurrency", "queue_size", "max_wait", "quotas", "hosts"}
-	hostFields   = []string{"match", "rate", "burst", "concurrency", "quotas"}
+	hostFields   = []string{"match", "rate", "burst", "concurrency", "quotas", "cost"}
 )
 
 // limitsPatch is a decoded PATCH or PUT body: nil fields are absent (or
@@ -352,6 +352,8 @@ func (p *limitsPatch) readHosts(v json.RawMessage) ([]config.HostRule, error) {
 				err = readInt(name, m.value, &h.Concurrency)
 			case "quotas":
 				h.Quotas = p.readQuotas(name, m.value)
+			case "cost":
+				h.Cost = p.readCost(name, m.value)
 			}
 			if err != nil {
 				p.problems = append(p.problems, err)

@@ -53,7 +53,7 @@ func newSpecBackend() *fakeBackend {
 	l.Quotas = []config.Quota{{Limit: 10000, Per: 24 * time.Hour}}
 	return &fakeBackend{
 		l:     l,
-		hosts: []config.HostRule{{Match: "api.example.com", Rate: &rate, Burst: &burst, Concurrency: &conc, Quotas: []config.Quota{{Limit: 500, Per: time.Minute, Unit: config.QuotaRequests}}}},
+		hosts: []config.HostRule{{Match: "api.example.com", Rate: &rate, Burst: &burst, Concurrency: &conc, Quotas: []config.Quota{{Limit: 500, Per: time.Minute, Unit: config.QuotaRequests}}, Cost: &config.Cost{}}},
 	}
 }
 
@@ -357,6 +357,7 @@ func TestOpenAPISchemasMatchJSON(t *testing.T) {
 		t.Fatalf("hosts = %#v, want one rule", limits["hosts"])
 	}
 	sameKeys(t, "HostRule", schemaNamed(t, doc, "HostRule"), hosts[0].(map[string]any))
+	sameKeys(t, "Cost", schemaNamed(t, doc, "Cost"), hosts[0].(map[string]any)["cost"].(map[string]any))
 	if p := resolve(t, doc, "Limits.hosts", lim.Properties["hosts"]); p.Type != "array" {
 		t.Errorf("Limits.hosts type %q, want array", p.Type)
 	}

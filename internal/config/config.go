@@ -77,6 +77,9 @@ type HostRule struct {
 	Concurrency *int     `mapstructure:"concurrency" yaml:"concurrency,omitempty" json:"concurrency,omitempty"`
 	// Quotas are the rule's per-window quotas, besides its bucket.
 	Quotas []Quota `mapstructure:"quotas" yaml:"quotas,omitempty" json:"quotas,omitempty"`
+	// Cost prices the rule's requests for its tokens quotas; nil means
+	// the defaults (Cost.Pricing).
+	Cost *Cost `mapstructure:"cost" yaml:"cost,omitempty" json:"cost,omitempty"`
 }
 
 // Priority configures urgency resolution (docs/configuration.md, "Priority").

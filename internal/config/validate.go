@@ -81,6 +81,7 @@ func (c *Config) Validate() error {
 	c.Admin.check(&p)
 	c.Limits.check(&p, "limits.")
 	checkHosts(&p, c.Hosts)
+	c.checkCostHeaders(&p)
 	c.Priority.check(&p)
 	c.Upstream.check(&p)
 	if c.Priority.Header != "" && http.CanonicalHeaderKey(c.Priority.Header) == http.CanonicalHeaderKey(c.Upstream.TimeoutHeader) {
@@ -233,6 +234,7 @@ func checkHosts(p *problems, hosts []HostRule) {
 			}
 		}
 		checkQuotas(p, key+"quotas", h.Quotas, true)
+		checkCost(p, key+"cost", h.Cost)
 	}
 }
 
