@@ -326,6 +326,9 @@ func TestLoadEnv(t *testing.T) {
 			c.Priority.Rules = []config.PriorityRule{{Method: "GET", Priority: ptr(1)}}
 		}},
 		{"empty list", "PROXYD_UPSTREAM_RETRY_ON=[]", func(c *config.Config) { c.Upstream.Retry.On = []string{} }},
+		{"redis cluster seeds", "PROXYD_REDIS_CLUSTER_ADDRS=127.0.0.1:7000,127.0.0.1:7001", func(c *config.Config) {
+			c.Redis.Cluster.Addrs = []string{"127.0.0.1:7000", "127.0.0.1:7001"}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -381,10 +384,19 @@ func TestEnvEveryKey(t *testing.T) {
 		"auth.htpasswd":                    "users.htpasswd",
 		"clients":                          "[{name: alice, max_priority: 2, queue_size: 9}]",
 		"fairness":                         "client",
-		"redis.url":                        "redis://127.0.0.1:6379/0",
+		"redis.url":                        "", // exactly one of url, sentinel, cluster: sentinel here
 		"redis.key_prefix":                 "p",
 		"redis.timeout":                    "50ms",
 		"redis.on_error":                   "open",
+		"redis.sentinel.master":            "mymaster",
+		"redis.sentinel.addrs":             "127.0.0.1:26379,127.0.0.1:26380",
+		"redis.sentinel.password":          "sp",
+		"redis.cluster.addrs":              "",
+		"redis.username":                   "proxyd",
+		"redis.password":                   "pw",
+		"redis.tls.ca_cert":                "redis-ca.pem",
+		"redis.tls.cert":                   "redis-client.pem",
+		"redis.tls.key":                    "redis-client-key.pem",
 		"log.level":                        "debug",
 		"log.format":                       "console",
 		"tracing.otlp_endpoint":            "otel-collector:4317",
@@ -426,7 +438,7 @@ func TestEnvEveryKey(t *testing.T) {
 		Auth:            config.Auth{Htpasswd: "users.htpasswd"},
 		Clients:         []config.Client{{Name: "alice", MaxPriority: ptr(2), QueueSize: 9}},
 		Fairness:        "client",
-		Redis:           config.Redis{URL: "redis://127.0.0.1:6379/0", KeyPrefix: "p", Timeout: 50 * time.Millisecond, OnError: "open"},
+		Redis:           config.Redis{KeyPrefix: "p", Timeout: 50 * time.Millisecond, OnError: "open", Sentinel: config.RedisSentinel{Master: "mymaster", Addrs: []string{"127.0.0.1:26379", "127.0.0.1:26380"}, Password: "sp"}, Cluster: config.RedisCluster{Addrs: []string{}}, Username: "proxyd", Password: "pw", TLS: config.RedisTLS{CACert: "redis-ca.pem", Cert: "redis-client.pem", Key: "redis-client-key.pem"}},
 		TLS:             config.TLS{Intercept: []string{"api.example.com", "*.corp.example"}, CACert: "ca.pem", CAKey: "ca-key.pem", UpstreamCA: "roots.pem", CertCacheSize: 18},
 		Log:             config.Log{Level: "debug", Format: "console"},
 		Tracing:         config.Tracing{OTLPEndpoint: "otel-collector:4317", OTLPProtocol: "grpc", SampleRatio: 0.25},

@@ -193,7 +193,7 @@ func Default() Config {
 		TLS:             TLS{Intercept: []string{}, CertCacheSize: 1000},
 		Clients:         []Client{},
 		Fairness:        FairnessNone,
-		Redis:           Redis{KeyPrefix: "proxyd", Timeout: 100 * time.Millisecond, OnError: OnErrorLocal},
+		Redis:           Redis{KeyPrefix: "proxyd", Timeout: 100 * time.Millisecond, OnError: OnErrorLocal, Sentinel: RedisSentinel{Addrs: []string{}}, Cluster: RedisCluster{Addrs: []string{}}},
 		Log:             Log{Level: "info", Format: "json"},
 		Tracing:         Tracing{OTLPProtocol: TracingHTTPProtobuf, SampleRatio: 1},
 		ShutdownTimeout: 30 * time.Second,

@@ -1,7 +1,10 @@
 package config
 
 import (
+	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -33,6 +36,60 @@ type Redis struct {
 	// local (rate / replicas, locally), open (the full rate, locally) or
 	// closed (nothing is admitted).
 	OnError string `mapstructure:"on_error" yaml:"on_error"`
+	// Sentinel: the master's name and the sentinels' host:port addresses
+	// (proxyd follows failovers); instead of URL.
+	Sentinel RedisSentinel `mapstructure:"sentinel" yaml:"sentinel"`
+	// Cluster: seed nodes of a Redis Cluster; instead of URL.
+	Cluster RedisCluster `mapstructure:"cluster" yaml:"cluster"`
+	// Username and Password are ACL credentials (also accepted in URL,
+	// which they override); never logged.
+	Username string `mapstructure:"username" yaml:"username"`
+	Password string `mapstructure:"password" yaml:"password"`
+	// TLS: PEM files for a private CA and client certificates.
+	TLS RedisTLS `mapstructure:"tls" yaml:"tls"`
+}
+
+// RedisSentinel is redis.sentinel (docs/shared-quota.md, "Highly available Redis").
+type RedisSentinel struct {
+	Master string   `mapstructure:"master" yaml:"master"`
+	Addrs  []string `mapstructure:"addrs" yaml:"addrs"`
+	// Password of the sentinels themselves (requirepass in sentinel.conf).
+	Password string `mapstructure:"password" yaml:"password"`
+}
+
+// RedisCluster is redis.cluster.
+type RedisCluster struct {
+	Addrs []string `mapstructure:"addrs" yaml:"addrs"`
+}
+
+// RedisTLS is redis.tls: with any file set, every connection to Redis
+// (and to the sentinels) uses TLS.
+type RedisTLS struct {
+	// CACert: PEM roots that verify the servers instead of the system's.
+	CACert string `mapstructure:"ca_cert" yaml:"ca_cert"`
+	// Cert and Key: a client certificate (both or neither).
+	Cert string `mapstructure:"cert" yaml:"cert"`
+	Key  string `mapstructure:"key" yaml:"key"`
+}
+
+// Enabled reports whether any redis.tls file is set.
+func (t RedisTLS) Enabled() bool { return t.CACert != "" || t.Cert != "" || t.Key != "" }
+
+// Sources lists the ways to reach Redis that are set: "redis.url",
+// "redis.sentinel.*", "redis.cluster.addrs" (exactly one is valid with
+// limits.store: redis).
+func (r Redis) Sources() []string {
+	var s []string
+	if r.URL != "" {
+		s = append(s, "redis.url")
+	}
+	if r.Sentinel.Master != "" || len(r.Sentinel.Addrs) > 0 || r.Sentinel.Password != "" {
+		s = append(s, "redis.sentinel.*")
+	}
+	if len(r.Cluster.Addrs) > 0 {
+		s = append(s, "redis.cluster.addrs")
+	}
+	return s
 }
 
 func (c *Config) checkStore(p *problems) {
@@ -42,8 +99,25 @@ func (c *Config) checkStore(p *problems) {
 		p.add("limits.store", "must be memory or redis, got %q", c.Limits.Store)
 	}
 	r := c.Redis
-	if c.Limits.Store == StoreRedis && r.URL == "" {
-		p.add("redis.url", "is required with limits.store: redis (redis://host:6379/0)")
+	src := r.Sources()
+	if c.Limits.Store == StoreRedis && len(src) == 0 {
+		p.add("redis.url", "is required with limits.store: redis (redis://host:6379/0), unless redis.sentinel.master and redis.sentinel.addrs or redis.cluster.addrs are given")
+	}
+	if len(src) > 1 {
+		p.add(src[0], "give exactly one of redis.url, redis.sentinel.* and redis.cluster.addrs, got %s", strings.Join(src, " and "))
+	}
+	if s := r.Sentinel; s.Master != "" || len(s.Addrs) > 0 || s.Password != "" {
+		if s.Master == "" {
+			p.add("redis.sentinel.master", "is required with redis.sentinel.addrs or redis.sentinel.password (the name the sentinels monitor)")
+		}
+		if len(s.Addrs) == 0 {
+			p.add("redis.sentinel.addrs", "is required with redis.sentinel.master (host:port of each sentinel)")
+		}
+		checkHostPorts(p, "redis.sentinel.addrs", s.Addrs)
+	}
+	checkHostPorts(p, "redis.cluster.addrs", r.Cluster.Addrs)
+	if (r.TLS.Cert == "") != (r.TLS.Key == "") {
+		p.add("redis.tls.cert", "redis.tls.cert and redis.tls.key go together (a client certificate and its key)")
 	}
 	if r.URL != "" {
 		u, err := url.Parse(r.URL)
@@ -54,6 +128,8 @@ func (c *Config) checkStore(p *problems) {
 			p.add("redis.url", "scheme must be redis or rediss, got %q", u.Scheme)
 		case u.Host == "":
 			p.add("redis.url", "needs a host:port, got %q", redactURL(u))
+		case u.Scheme == "redis" && r.TLS.Enabled():
+			p.add("redis.url", "redis.tls.* is set: use rediss:// (TLS), got %q", redactURL(u))
 		}
 	}
 	switch {
@@ -72,13 +148,34 @@ func (c *Config) checkStore(p *problems) {
 	}
 }
 
+// checkHostPorts checks a list of host:port addresses.
+func checkHostPorts(p *problems, key string, addrs []string) {
+	for i, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || host == "" {
+			p.add(fmt.Sprintf("%s[%d]", key, i), "want host:port, got %q", a)
+			continue
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			p.add(fmt.Sprintf("%s[%d]", key, i), "port must be 1-65535, got %q", port)
+		}
+	}
+}
+
 // redactURL shows a URL without its password.
 func redactURL(u *url.URL) string {
 	return u.Redacted()
 }
 
-// RedactedURL is redis.url without its password, for logs and the API.
+// RedactedURL is redis.url without its password, for logs and the API;
+// with Sentinel or Cluster, the master's name and the addresses.
 func (r Redis) RedactedURL() string {
+	switch {
+	case r.URL == "" && len(r.Cluster.Addrs) > 0:
+		return "cluster " + strings.Join(r.Cluster.Addrs, ",")
+	case r.URL == "" && r.Sentinel.Master != "":
+		return "sentinel " + r.Sentinel.Master + "@" + strings.Join(r.Sentinel.Addrs, ",")
+	}
 	u, err := url.Parse(r.URL)
 	if err != nil {
 		return "(invalid URL)"

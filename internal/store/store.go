@@ -71,8 +71,10 @@
 // at the share 1 / replicas of the configured rate, replicas as last seen:
 // Dispatcher.SetLocalShare), open (share 1) or closed (leases stay on and
 // none come: nothing is admitted; requests wait, then time out as usual).
-// The goroutine keeps calling every Interval; the first call that
-// succeeds switches back (within 1 s of Redis answering again). A limit
+// The goroutine keeps calling every Interval (busy or not); the first
+// call that succeeds switches back, within one Interval and a dial of
+// Redis answering again (client.go, "Recovery": go-redis's own dial
+// breaker would hold it up to a second). A limit
 // change meanwhile (SetLimits → ErrPending) is written by that call before
 // anything else.
 package store
@@ -140,7 +142,8 @@ type Status struct {
 type Store struct {
 	cfg    config.Redis
 	id     string
-	rdb    *redis.Client
+	rdb    redis.UniversalClient // client.go: one node, Sentinel or Cluster
+	dial   *dialer
 	keys   []string // bucket, limits, replicas
 	disp   Dispatcher
 	hooks  Hooks
@@ -167,13 +170,11 @@ type Store struct {
 
 // New connects nothing yet: Start does. reg may be nil.
 func New(cfg config.Redis, d Dispatcher, hooks Hooks, log *zap.Logger, reg prometheus.Registerer) (*Store, error) {
-	opt, err := redis.ParseURL(cfg.URL)
+	dial := &dialer{}
+	rdb, err := newClient(cfg, dial) // client.go
 	if err != nil {
-		return nil, fmt.Errorf("redis.url: %w", err)
+		return nil, err
 	}
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = cfg.Timeout, cfg.Timeout, cfg.Timeout
-	opt.MaxRetries = -1 // a retry would blow the deadline; the loop retries
-	opt.PoolSize = 4
 	id := make([]byte, 6)
 	_, _ = rand.Read(id)
 	if log == nil {
@@ -184,13 +185,15 @@ func New(cfg config.Redis, d Dispatcher, hooks Hooks, log *zap.Logger, reg prome
 	setRedisLogger.Do(func() { redis.SetLogger(redisLogger{log.Named("redis")}) })
 	m, err := NewMetrics(reg)
 	if err != nil {
+		_ = rdb.Close()
 		return nil, err
 	}
 	tag := "{" + cfg.KeyPrefix + "}"
 	s := &Store{
 		cfg:     cfg,
 		id:      hex.EncodeToString(id),
-		rdb:     redis.NewClient(opt),
+		rdb:     rdb,
+		dial:    dial,
 		keys:    []string{tag + ":bucket", tag + ":limits", tag + ":replicas"},
 		disp:    d,
 		hooks:   hooks,
@@ -355,7 +358,7 @@ func (s *Store) call(ctx context.Context, f func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
-	err := f(ctx)
+	err := explain(f(ctx)) // client.go: what to check on ACL and credential errors
 	s.latency.Observe(time.Since(start).Seconds())
 	s.calls.Inc()
 	if err != nil && !errors.Is(err, context.Canceled) {
@@ -392,7 +395,9 @@ func (s *Store) loop(ctx context.Context) {
 		}
 		last = time.Now()
 		busy := s.lease(ctx)
-		if busy {
+		if busy || s.isDown() {
+			// While down, every Interval: the first call that succeeds
+			// ends the outage (client.go, "Recovery").
 			t.Reset(Interval)
 		} else {
 			t.Reset(IdleInterval)
@@ -527,6 +532,13 @@ func (s *Store) down(err error) {
 	case config.OnErrorClosed:
 		s.disp.SetLeased(true) // and no grants: nothing is admitted
 	}
+}
+
+// isDown reports whether redis.on_error applies.
+func (s *Store) isDown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.loggedDown
 }
 
 // upAgain records a successful call; after an outage (or at start) it
