@@ -69,8 +69,8 @@ func TestLoadConfigQuotas(t *testing.T) {
 }
 
 // A tokens quota passes validation (the next issue prices requests) but is
-// refused at start rather than silently ignored; quotas with the Redis
-// store are refused too, naming the keys.
+// refused at start rather than silently ignored. Quotas with the Redis
+// store are accepted: they are shared (TestSharedQuotaE2E).
 func TestLimitsQuotasRefusedAtStart(t *testing.T) {
 	cfg := config.Default()
 	cfg.Hosts = []config.HostRule{{Match: "a.example"}, {Match: "api.openai.com", Quotas: []config.Quota{{Limit: 500, Per: time.Minute}, {Limit: 90000, Per: time.Minute, Unit: "tokens"}}}}
@@ -85,13 +85,9 @@ func TestLimitsQuotasRefusedAtStart(t *testing.T) {
 	cfg = config.Default()
 	cfg.Limits.Store, cfg.Redis.URL = config.StoreRedis, "redis://127.0.0.1:6379/0"
 	cfg.Limits.Quotas = []config.Quota{{Limit: 500, Per: time.Minute}}
-	if _, err := dispatch.ConfigOf(cfg); err == nil || !strings.Contains(err.Error(), "limits.quotas: not shared through limits.store: redis yet") {
-		t.Errorf("ConfigOf with redis and limits.quotas = %v", err)
-	}
-	cfg.Limits.Quotas = nil
 	cfg.Hosts = []config.HostRule{{Match: "api.github.com", Quotas: []config.Quota{{Limit: 5000, Per: time.Hour}}}}
-	if _, err := dispatch.ConfigOf(cfg); err == nil || !strings.Contains(err.Error(), "hosts[0].quotas: not shared through limits.store: redis yet") {
-		t.Errorf("ConfigOf with redis and hosts[0].quotas = %v", err)
+	if dc, err := dispatch.ConfigOf(cfg); err != nil || len(dc.Limits.Quotas) != 1 || len(dc.Hosts[0].Quotas) != 1 {
+		t.Errorf("ConfigOf with redis and quotas = %+v, %v; want them accepted", dc, err)
 	}
 }
 

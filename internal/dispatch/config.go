@@ -1,8 +1,6 @@
 package dispatch
 
 import (
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/proxyd/proxyd/internal/clock"
@@ -70,6 +68,7 @@ func (d *Dispatcher) setLimitsLocked(l Limits, now time.Time) {
 	d.mu.slots[HTTP].SetCap(l.Concurrency)
 	d.mu.slots[Tunnel].SetCap(l.MaxTunnels)
 	d.mu.quotas = setQuotas(d.mu.quotas, l.Quotas)
+	d.syncQuotasLocked(now)
 }
 
 // SetLocalShare sets the share of limits.rate that the local bucket
@@ -90,6 +89,7 @@ func (d *Dispatcher) SetLocalShare(share float64) {
 	now := d.clock.Now()
 	d.mu.share = share
 	d.mu.rate.Set(now, d.mu.limits.Rate*share, d.mu.limits.Burst)
+	d.syncQuotasLocked(now) // and the quotas' local limits
 	d.runLocked(now)
 }
 
@@ -162,18 +162,6 @@ func ConfigOf(cfg config.Config) (Config, error) {
 	hosts, err := HostLimitsOf(cfg.Hosts)
 	if err != nil {
 		return Config{}, err
-	}
-	if cfg.Limits.Store == config.StoreRedis {
-		// Quotas are this process's own for now: with a shared store,
-		// each replica would admit the whole quota (docs/shared-quota.md).
-		if len(cfg.Limits.Quotas) > 0 {
-			return Config{}, errors.New("limits.quotas: not shared through limits.store: redis yet (docs/shared-quota.md); remove them or use limits.store: memory")
-		}
-		for i, h := range cfg.Hosts {
-			if len(h.Quotas) > 0 {
-				return Config{}, fmt.Errorf("hosts[%d].quotas: not shared through limits.store: redis yet (docs/shared-quota.md); remove them or use limits.store: memory", i)
-			}
-		}
 	}
 	return Config{
 		Limits:   LimitsOf(cfg.Limits),

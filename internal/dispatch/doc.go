@@ -38,6 +38,18 @@
 // quota sleeps the lane, as its bucket does, and a refund wakes it.
 // docs/shaping.md ("Quotas") states the bounds; quota_test.go proves them.
 //
+// With SetLeased(true) (a shared store, quotalease.go) a quota admits from
+// leased units instead: batches granted by the store (GrantQuotas), each
+// valid until its expiry, spent under the lock; a batch fully spent or
+// expired becomes a QuotaSettlement (its lease id, units spent, latest
+// spend as an offset from when its store call was sent) reported by the
+// next Demand, so that the store places every admission in the fleet's
+// window no earlier than it happened (docs/shared-quota.md, "Quotas",
+// proves the bound). The window log goes on recording this replica's
+// admissions, so that with leases off (redis.on_error: local or open) it
+// admits at limit × SetLocalShare from what this replica and, for one
+// window, its share of the rest of the fleet admitted.
+//
 // # No head-of-line blocking
 //
 // Invariant: the request admitted next is the most urgent (rank, seq) head
@@ -134,7 +146,8 @@
 // admission.go: the admission pass (runLocked, pick, expire, arm, the
 // reserve). lanes.go: lanes and their heaps. hosts.go: hosts rules.
 // pauses.go: back-pressure pauses. source.go and lease.go: the token
-// sources; quota.go: per-window quotas. config.go: Config, limits and the live setters, Reconfigure.
+// sources; quota.go: per-window quotas; quotalease.go: their leased
+// units. config.go: Config, limits and the live setters, Reconfigure.
 // stats.go and dump.go: Stats for operators, Dump for tests and debugging.
 //
 // Lock: Dispatcher.mu guards everything in mu; methods ending in Locked need

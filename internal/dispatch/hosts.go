@@ -66,6 +66,7 @@ func (d *Dispatcher) setHostsLocked(hosts []HostLimit, now time.Time) {
 	}
 	// Permits still holding a dropped rule's slots release them harmlessly.
 	d.mu.rules = rules
+	d.syncQuotasLocked(now) // new quotas follow the lease mode
 }
 
 // HostLimit is a per-destination rule (the config's hosts entries): every

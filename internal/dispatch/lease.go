@@ -114,6 +114,10 @@ type Demand struct {
 	// Rules are the hosts rules with a rate, whose buckets the store
 	// shares too (keyed by their match).
 	Rules []RuleDemand
+	// Quotas are every quota, global ones first, then the hosts rules'
+	// in rule order (quotalease.go); their settlements are taken: each is
+	// reported once.
+	Quotas []QuotaDemand
 }
 
 // RuleDemand is one hosts rule's side of a Demand.
@@ -176,7 +180,11 @@ func (d *Dispatcher) SetLeased(on bool) {
 		// Lanes asleep for the rule's tokens check their new source.
 		d.wakeTokenWaitersLocked(r)
 	}
-	d.runLocked(d.clock.Now())
+	now := d.clock.Now()
+	// The quotas too: leased units, or the local window logs again
+	// (quotalease.go).
+	d.syncQuotasLocked(now)
+	d.runLocked(now)
 }
 
 // Leased reports whether global tokens come from leases.
@@ -224,6 +232,7 @@ func (d *Dispatcher) Demand() Demand {
 		rd.Unspent = r.lease.unspent(now)
 		dm.Rules = append(dm.Rules, rd)
 	}
+	dm.Quotas = d.quotaDemandsLocked(now, dm.Waiting)
 	return dm
 }
 

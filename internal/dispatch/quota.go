@@ -64,6 +64,17 @@ const windowGroups = 1024
 // Per. TestQuotaWindowBound checks both over adversarial arrivals.
 type windowLog struct {
 	q Quota
+	// share is the factor of Limit admitted while leases are off
+	// (SetLocalShare); 0 means 1.
+	share float64
+	// lease is the quota's leased units (quotalease.go): while it is on,
+	// they admit, and the log only records this replica's admissions.
+	lease quotaLease
+	// held counts, until heldUntil (Unix nanoseconds), the rest of the
+	// fleet's units (at the local share) that the window held when leases
+	// went off: setLeased.
+	held      int
+	heldUntil int64
 	// groups, oldest first, from head on; sum is their units.
 	groups []quotaGroup
 	head   int
@@ -95,10 +106,30 @@ func (w *windowLog) prune(now time.Time) {
 	}
 }
 
-// used is the units counted in the window ending at now.
+// used is the units counted in the window ending at now: the fleet's, as
+// the store last said, while leased.
 func (w *windowLog) used(now time.Time) int {
+	if w.lease.on {
+		return w.lease.used
+	}
 	w.prune(now)
-	return w.sum
+	return w.sum + w.heldAt(now)
+}
+
+// heldAt is held while it lasts.
+func (w *windowLog) heldAt(now time.Time) int {
+	if now.UnixNano() < w.heldUntil {
+		return w.held
+	}
+	return 0
+}
+
+// limit is the quota's limit at this replica's local share (at least 1).
+func (w *windowLog) limit() int {
+	if w.share > 0 && w.share < 1 {
+		return max(1, int(float64(w.q.Limit)*w.share))
+	}
+	return w.q.Limit
 }
 
 // checkKeep reports whether n units fit at now leaving keep (capped at
@@ -112,18 +143,36 @@ func (w *windowLog) checkKeep(now time.Time, n, keep int) (bool, time.Time) {
 	if n > w.q.Limit {
 		return false, time.Time{}
 	}
-	keep = max(0, min(keep, w.q.Limit-n))
+	if w.lease.on {
+		// keep does not apply: the store serves replicas by urgency.
+		return w.lease.check(now, n)
+	}
+	limit := w.limit()
+	keep = max(0, min(keep, limit-n))
 	w.prune(now)
-	over := w.sum + n + keep - w.q.Limit
+	held := w.heldAt(now)
+	over := w.sum + held + n + keep - limit
 	if over <= 0 {
 		return true, time.Time{}
 	}
+	// Units leave in time order: the groups', and the held ones at
+	// heldUntil.
 	for i := w.head; i < len(w.groups); i++ {
+		leave := time.Unix(0, w.groups[i].last).Add(w.q.Per)
+		if held > 0 && w.heldUntil <= leave.UnixNano() {
+			if over -= held; over <= 0 {
+				return false, time.Unix(0, w.heldUntil)
+			}
+			held = 0
+		}
 		if over -= w.groups[i].n; over <= 0 {
-			return false, time.Unix(0, w.groups[i].last).Add(w.q.Per)
+			return false, leave
 		}
 	}
-	return false, time.Time{} // unreachable: sum counts every group
+	if over -= held; held > 0 && over <= 0 {
+		return false, time.Unix(0, w.heldUntil)
+	}
+	return false, time.Time{} // unreachable: sum and held count every unit
 }
 
 func (w *windowLog) check(now time.Time, n int) (bool, time.Time) { return w.checkKeep(now, n, 0) }
@@ -134,6 +183,12 @@ func (w *windowLog) take(now time.Time, n, keep int) (taken, bool, time.Time) {
 	if ok, retry := w.checkKeep(now, n, keep); !ok || n < 1 {
 		return taken{}, ok, retry
 	}
+	return taken{src: w, n: int32(n), expires: w.add(now, n)}, true, time.Time{}
+}
+
+// add counts n units at now, whether they fit or not, and returns the
+// take's time (a receipt's expires).
+func (w *windowLog) add(now time.Time, n int) int64 {
 	at := now.UnixNano()
 	if k := len(w.groups) - 1; k >= w.head && at-w.groups[k].first < int64(w.q.Per/windowGroups) {
 		g := &w.groups[k]
@@ -143,7 +198,7 @@ func (w *windowLog) take(now time.Time, n, keep int) (taken, bool, time.Time) {
 		w.groups = append(w.groups, quotaGroup{first: at, last: at, n: n})
 	}
 	w.sum += n
-	return taken{src: w, n: int32(n), expires: at}, true, time.Time{}
+	return at
 }
 
 // refund uncounts units that take counted, unless their group has left
@@ -208,9 +263,17 @@ func checkQuotas(qs []*windowLog, now time.Time, n, keep int) (bool, time.Time) 
 }
 
 // takeQuotas takes n units from every quota of qs (checked just before,
-// under the same lock) and appends the receipts to into.
+// under the same lock) and appends the receipts to into. A leased quota's
+// units come from its batches (a receipt per batch), and its log records
+// them too (for redis.on_error: quotalease.go).
 func takeQuotas(qs []*windowLog, now time.Time, n int, into []taken) []taken {
 	for _, w := range qs {
+		if w.lease.on {
+			into = w.lease.takeInto(now, n, into)
+			w.prune(now) // nothing else prunes the log while leased
+			w.add(now, n)
+			continue
+		}
 		if t, ok, _ := w.take(now, n, 0); ok && t.src != nil {
 			into = append(into, t)
 		}

@@ -49,9 +49,11 @@ return {redis.call('HINCRBY', KEYS[2], 'ver', 1), redis.call('HGET', KEYS[2], 'e
 // KEYS[4 …]), it does the same for the rule's bucket: records the rule's
 // tokens this replica holds (a field held:<replica id> of the bucket's
 // hash, "time,tokens"), refills the bucket up to burst less the rule's
-// tokens held by all replicas, and grants up to want. Returns {granted, rate (string), burst, version, replicas,
-// {rule grants}, epoch}; version -1 when the fleet has no limits (an
-// empty Redis). A rule's rate and burst come from the asking replica's
+// tokens held by all replicas, and grants up to want. Then the quotas
+// (quota.go: quotaLua, after the rules' ARGV; their hashes after the
+// rules' keys). Returns {granted, rate (string), burst, version, replicas,
+// {rule grants}, epoch, {{granted, used} per quota}}; version -1 when the
+// fleet has no limits (an empty Redis). A rule's rate and burst come from the asking replica's
 // configuration: keep hosts rules the same on every replica.
 var leaseScript = redis.NewScript(`
 local t = redis.call('TIME')
@@ -89,6 +91,7 @@ local record = now .. ',' .. ARGV[3] .. ','
 redis.call('HSET', KEYS[3], ARGV[1], record .. tostring(unspent))
 
 local reserved, replicas, held = 0, 0, mineHeld
+local gone = {} -- replicas forgotten: their quota lease records go too
 local all = redis.call('HGETALL', KEYS[3])
 for i = 1, #all, 2 do
   local id, v = all[i], all[i + 1]
@@ -97,6 +100,7 @@ for i = 1, #all, 2 do
   local age = now - fields[1]
   if age > 10 * alive then
     redis.call('HDEL', KEYS[3], id)
+    gone[#gone + 1] = id
   else
     if age <= alive then replicas = replicas + 1 end
     if id ~= ARGV[1] and age <= fresh then
@@ -170,5 +174,6 @@ else
   redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(math.max(now, ts)))
 end
 redis.call('HSET', KEYS[3], ARGV[1], record .. tostring(unspent + granted))
-return {granted, tostring(rate), burst, ver, replicas, rules, redis.call('HGET', KEYS[2], 'epoch') or ''}
+` + quotaLua + `
+return {granted, tostring(rate), burst, ver, replicas, rules, redis.call('HGET', KEYS[2], 'epoch') or '', quotas}
 `)

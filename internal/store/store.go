@@ -17,7 +17,10 @@
 // LeaseTTL (100 ms), after which unspent tokens are dropped. The same
 // call leases, from {prefix}:bucket:rule:<match>, tokens of each hosts
 // rule that has a rate, for the requests waiting under it
-// (dispatch.Dispatcher.GrantRules).
+// (dispatch.Dispatcher.GrantRules), and units of every quota
+// (limits.quotas, hosts[].quotas) from the fleet's window of each
+// (dispatch.Dispatcher.GrantQuotas; quota.go states the design and
+// proves the bound).
 //
 // A replica asks for its waiting requests less its unspent tokens, and
 // never holds more than rate × 4 × Interval (at least 1) unspent
@@ -116,6 +119,8 @@ type Dispatcher interface {
 	Demand() dispatch.Demand
 	Grant(n int, expires time.Time)
 	GrantRules(grants map[string]int, expires time.Time)
+	// GrantQuotas hands over the quota units a call leased (quota.go).
+	GrantQuotas(lease uint64, sent, expires time.Time, grants []dispatch.QuotaGrant)
 	SetLeased(on bool)
 	SetLeaseWake(ch chan<- struct{})
 	// SetLocalShare sets the share of the configured rate that the local
@@ -151,6 +156,7 @@ type Store struct {
 	now    func() time.Time
 	cancel context.CancelFunc
 	done   chan struct{}
+	quota  quotaState // the loop goroutine's (quota.go)
 
 	*Metrics
 
@@ -431,10 +437,12 @@ func (s *Store) lease(ctx context.Context) bool {
 			args = append(args, r.Match, strconv.FormatFloat(r.Rate, 'g', -1, 64), r.Burst, leaseWant(r.Waiting, r.Unspent, r.Rate), r.Unspent)
 		}
 	}
+	keys, args = s.appendQuotas(keys, args, dm)
 	// Tokens expire LeaseTTL after the call was sent: never later than
 	// LeaseTTL after the store gave them out, which is how long it counts
 	// them as held.
-	expires := s.now().Add(LeaseTTL)
+	sent := s.now()
+	expires := sent.Add(LeaseTTL)
 	var res []any
 	err := s.call(ctx, func(ctx context.Context) error {
 		var err error
@@ -485,6 +493,7 @@ func (s *Store) lease(ctx context.Context) bool {
 			s.disp.GrantRules(grants, expires)
 		}
 	}
+	s.quotaGrants(res, dm, sent, expires)
 	epoch := ""
 	if len(res) > 6 {
 		epoch = fmt.Sprint(res[6])

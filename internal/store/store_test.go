@@ -53,10 +53,11 @@ func (f *fakeDisp) state() (leased bool, share float64) {
 	defer f.mu.Unlock()
 	return f.leased, f.share
 }
-func (f *fakeDisp) GrantRules(map[string]int, time.Time) {}
-func (f *fakeDisp) SetLeased(on bool)                    { f.mu.Lock(); defer f.mu.Unlock(); f.leased = on }
-func (f *fakeDisp) SetLeaseWake(chan<- struct{})         {}
-func (f *fakeDisp) total() int                           { f.mu.Lock(); defer f.mu.Unlock(); return f.granted }
+func (f *fakeDisp) GrantRules(map[string]int, time.Time)                            {}
+func (f *fakeDisp) GrantQuotas(uint64, time.Time, time.Time, []dispatch.QuotaGrant) {}
+func (f *fakeDisp) SetLeased(on bool)                                               { f.mu.Lock(); defer f.mu.Unlock(); f.leased = on }
+func (f *fakeDisp) SetLeaseWake(chan<- struct{})                                    {}
+func (f *fakeDisp) total() int                                                      { f.mu.Lock(); defer f.mu.Unlock(); return f.granted }
 func (f *fakeDisp) setDemand(u, n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
