@@ -37,7 +37,6 @@ func TestHostQuotaOverSockets(t *testing.T) {
 		wantStatus(t, res, http.StatusOK)
 	}
 	sixth := e.req(http.MethodGet, url("quota.test", "/q6"), nil)
-	sent := time.Now()
 	waiting := e.goDo(sixth)
 	e.stats("the 6th request waiting on the quota", func(s dispatch.Stats) bool {
 		return s.Depth == 1 && len(s.Hosts) == 1 && s.Hosts[0].Waiting == 1 && len(s.Hosts[0].Quotas) == 1 && s.Hosts[0].Quotas[0].Used == 5
@@ -53,9 +52,12 @@ func TestHostQuotaOverSockets(t *testing.T) {
 
 	wantStatus(t, recv(t, waiting, "the 6th request"), http.StatusOK)
 	// It went no earlier than a second after the first admission, which
-	// came after start.
-	if w, least := e.record(idOf(sixth)).QueueWait, time.Second-sent.Sub(start); w < least {
-		t.Errorf("6th request waited %v, want at least %v (the rest of the first admission's second)", w, least)
+	// came after start, so its answer came a second after start at the
+	// earliest. (Its recorded queue wait counts from its arrival at the
+	// proxy, a moment after it was sent: a bound on it from the client's
+	// clock fails whenever that moment outlasts the first admission's lag.)
+	if got := time.Since(start); got < time.Second {
+		t.Errorf("6th request answered %v after the first admission window opened, want at least 1s", got)
 	}
 	o.got("/q6")
 }
