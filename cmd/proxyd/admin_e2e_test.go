@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -401,71 +400,6 @@ func TestConcurrentPatchesUnderTraffic(t *testing.T) {
 		q := readQueue(t, p)
 		return q.Depth == 0 && q.InFlight == 0, q
 	})
-}
-
-// An edit made after the file was loaded but before the watch began is
-// applied: the watcher starts from the loaded bytes, not from the file as
-// it finds it.
-func TestConfigWatchStartsFromLoadedFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "proxyd.yaml")
-	writeFile(t, path, "limits:\n  rate: 5\n")
-	opts := loadOptions{File: path, Env: []string{"PROXYD_LISTEN=127.0.0.1:0", "PROXYD_ADMIN_LISTEN=127.0.0.1:0"}}
-	cfg, sum, err := loadConfigSum(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, path, "limits:\n  rate: 7\n") // the edit in between
-	var logs logBuffer
-	a, err := newApp(cfg, opts, &logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.loadedSum = sum
-	sig := make(chan os.Signal, 1)
-	done := make(chan error, 1)
-	go func() { done <- a.serve(sig) }()
-	waitFor(t, 2*time.Second, "rate 7", func() (bool, any) {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		return a.cfg.Limits.Rate == 7, a.cfg.Limits.Rate
-	})
-	sig <- syscall.SIGTERM
-	if err := <-done; err != nil {
-		t.Fatalf("serve: %v", err)
-	}
-}
-
-// priority.reserve reaches the dispatcher at start and on every reload.
-func TestReserveAppliedAtStartAndReload(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "proxyd.yaml")
-	writeFile(t, path, "priority:\n  reserve: 3\n")
-	opts := loadOptions{File: path, Env: []string{"PROXYD_LISTEN=127.0.0.1:0", "PROXYD_ADMIN_LISTEN=127.0.0.1:0"}}
-	cfg, sum, err := loadConfigSum(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs logBuffer
-	a, err := newApp(cfg, opts, &logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.loadedSum = sum
-	if r := a.disp.Stats().Reserve; r != 3 {
-		t.Fatalf("reserve at start = %d, want 3", r)
-	}
-	sig := make(chan os.Signal, 1)
-	done := make(chan error, 1)
-	go func() { done <- a.serve(sig) }()
-	writeFile(t, path, "priority:\n  reserve: 0\n")
-	sig <- syscall.SIGHUP
-	waitFor(t, 2*time.Second, "reserve 0 after the reload", func() (bool, any) {
-		r := a.disp.Stats().Reserve
-		return r == 0, r
-	})
-	sig <- syscall.SIGTERM
-	if err := <-done; err != nil {
-		t.Fatalf("serve: %v", err)
-	}
 }
 
 // TestAdminHostCheck drives the admin listener of a running proxyd with no

@@ -131,8 +131,8 @@ func TestConfigurationDocCoversEveryKey(t *testing.T) {
 			t.Errorf("configuration.md documents %q, which is not a configuration key", r.key)
 			continue
 		}
-		if r.env != envName(r.key) {
-			t.Errorf("configuration.md: %s: variable %q, want %q", r.key, r.env, envName(r.key))
+		if r.env != config.EnvName(r.key) {
+			t.Errorf("configuration.md: %s: variable %q, want %q", r.key, r.env, config.EnvName(r.key))
 		}
 		if r.flag != flags[r.key] {
 			t.Errorf("configuration.md: %s: flag %q, want %q", r.key, r.flag, flags[r.key])

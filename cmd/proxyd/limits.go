@@ -265,8 +265,8 @@ func newAdminClient(cmd *cobra.Command, env []string) (*adminClient, string, err
 	case listen != nil && listen.Changed:
 		rawURL, c.addrFrom = listenURL(listen.Value.String()), "--admin-listen"
 	default:
-		if v := lookupEnv(env, envName("admin.listen")); v != "" {
-			rawURL, c.addrFrom = listenURL(v), envName("admin.listen")
+		if v := lookupEnv(env, config.EnvName("admin.listen")); v != "" {
+			rawURL, c.addrFrom = listenURL(v), config.EnvName("admin.listen")
 		} else if fileCfg != nil {
 			a, err := fileCfg()
 			if err != nil {
@@ -285,8 +285,8 @@ func newAdminClient(cmd *cobra.Command, env []string) (*adminClient, string, err
 
 	if tok, _ := fs.GetString("token"); fs.Changed("token") {
 		c.token, c.tokenFrom = tok, "--token"
-	} else if v := lookupEnv(env, envName("admin.token")); v != "" {
-		c.token, c.tokenFrom = v, envName("admin.token")
+	} else if v := lookupEnv(env, config.EnvName("admin.token")); v != "" {
+		c.token, c.tokenFrom = v, config.EnvName("admin.token")
 	} else if fileCfg != nil {
 		a, err := fileCfg()
 		if err != nil {

@@ -1,13 +1,21 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/proxyd/proxyd/internal/config"
+	"github.com/proxyd/proxyd/internal/server"
 )
 
 // Exit codes.
@@ -42,7 +50,8 @@ func run(args, env []string, stdout, stderr io.Writer, sig <-chan os.Signal) int
 		fmt.Fprintf(stderr, "proxyd: %s\n", line)
 	}
 	var ce *configError
-	if errors.As(err, &ce) {
+	var sce *server.ConfigError
+	if errors.As(err, &ce) || errors.As(err, &sce) {
 		return exitConfig
 	}
 	return exitFail
@@ -62,17 +71,7 @@ Configuration: flags > PROXYD_* environment variables > --config FILE > defaults
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts := loadOptions{Env: env, Flags: cmd.Flags()}
-			cfg, sum, err := loadConfigSum(opts)
-			if err != nil {
-				return &configError{err}
-			}
-			a, err := newApp(cfg, opts, stderr)
-			if err != nil {
-				return err
-			}
-			a.loadedSum = sum
-			return a.serve(sig)
+			return serve(loadOptions{Env: env, Flags: cmd.Flags()}, stderr, sig)
 		},
 	}
 	root.SetOut(stdout)
@@ -92,10 +91,7 @@ first problems found, naming each key. Exit code 0: valid; 2: invalid.`,
 			if err != nil {
 				return &configError{err}
 			}
-			if _, _, err := loadTLS(cfg.TLS); err != nil {
-				return &configError{err}
-			}
-			if _, err := loadUsers(cfg.Auth); err != nil {
+			if err := server.Check(cfg); err != nil {
 				return &configError{err}
 			}
 			fmt.Fprintln(stdout, "configuration OK")
@@ -115,4 +111,47 @@ func fileArgHint(cmd *cobra.Command, args []string) error {
 		return nil
 	}
 	return &configError{fmt.Errorf("unexpected argument %q for %q (to use a configuration file: --config %s)", args[0], cmd.CommandPath(), args[0])}
+}
+
+// serve loads the configuration, builds the server and runs it until
+// SIGTERM or SIGINT arrives on sig; a second one cuts the drain short.
+// SIGHUP reloads (from the same file, environment and flags).
+func serve(opts loadOptions, logOut io.Writer, sig <-chan os.Signal) error {
+	cfg, sum, err := loadConfigSum(opts)
+	if err != nil {
+		return &configError{err}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := server.New(cfg, server.Deps{
+		LogOutput:  logOut,
+		Registry:   reg,
+		Load:       func() (config.Config, error) { return loadConfig(opts) },
+		ConfigFile: opts.configPath(),
+		ConfigSum:  sum,
+		Version:    currentBuild().Version,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	for {
+		select {
+		case s := <-sig:
+			switch {
+			case s == syscall.SIGHUP:
+				_ = srv.Reload() // logs its outcome; ignored while draining
+			case ctx.Err() == nil:
+				srv.Logger().Info("shutting down", zap.String("signal", s.String()))
+				stop()
+			default:
+				srv.Abort()
+			}
+		case err := <-done:
+			return err
+		}
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/proxyd/proxyd/internal/config"
 )
 
 // kubeServiceLinks returns the variables the kubelet gives a pod for the
@@ -128,7 +130,7 @@ func TestKubeServiceLinksOfTheExamples(t *testing.T) {
 	}
 	for _, kv := range env {
 		name, value, _ := strings.Cut(kv, "=")
-		if !isServiceLink(name, value) {
+		if !config.IsServiceLink(name, value) {
 			t.Errorf("%s is not taken for a service link", kv)
 		}
 	}

@@ -158,8 +158,8 @@ func (s *Server) updateLimits(whole bool) http.HandlerFunc {
 			if whole {
 				problems = append(problems, p.missing()...)
 			}
-			problems = append(problems, split(l.Validate())...)
-			problems = append(problems, p.hostProblems(config.ValidateHosts(hosts))...)
+			problems = append(problems, p.unreported(l.Validate())...)
+			problems = append(problems, p.unreported(config.ValidateHosts(hosts))...)
 			for i := len(p.problems); i < len(problems); i++ {
 				problems[i] = errors.New(clipQuoted(problems[i].Error()))
 			}
@@ -189,29 +189,34 @@ const (
 	maxProblems   = 10  // problems listed; the rest are only counted
 )
 
-// The field names, exactly as docs/admin-api.md ("The Limits object") and the configuration file spell
-// them. encoding/json would match them case-insensitively.
-var (
-	limitsFields = []string{"rate", "burst", "concurrency", "queue_size", "max_wait", "quotas", "hosts"}
-	hostFields   = []string{"match", "rate", "burst", "concurrency", "quotas", "cost"}
-)
+// limitsFields are the Limits object's fields (docs/admin-api.md, "The
+// Limits object"), in the order PUT reports the missing ones.
+var limitsFields = []string{"rate", "burst", "concurrency", "queue_size", "max_wait", "quotas", "hosts"}
 
-// limitsPatch is a decoded PATCH or PUT body: nil fields are absent (or
-// null).
+// limitsBody is a PATCH or PUT body, decoded by config.Decode: the fields
+// exactly as the configuration file spells them (config.Quota and
+// config.HostRule name those of quotas and hosts). A nil field was absent,
+// null or could not be read.
+type limitsBody struct {
+	Rate        *float64           `mapstructure:"rate"`
+	Burst       *int               `mapstructure:"burst"`
+	Concurrency *int               `mapstructure:"concurrency"`
+	QueueSize   *int               `mapstructure:"queue_size"`
+	MaxWait     *time.Duration     `mapstructure:"max_wait"`
+	Quotas      *[]config.Quota    `mapstructure:"quotas"`
+	Hosts       *[]config.HostRule `mapstructure:"hosts"`
+}
+
+// limitsPatch is a decoded PATCH or PUT body.
 type limitsPatch struct {
-	rate                          *float64
-	burst, concurrency, queueSize *int
-	maxWait                       *time.Duration
-	quotas                        *[]config.Quota
-	hosts                         *[]config.HostRule
-	// sent holds every field given with a value other than null, readable
-	// or not: PUT needs them all.
-	sent map[string]bool
-	// notObject holds the indexes of hosts entries that are not JSON
-	// objects: they are reported as such and not validated as rules.
-	notObject map[int]bool
-	// problems are the fields that could not be read, in body order.
+	limitsBody
+	// problems are the decoder's, in body order: fields that could not
+	// be read, unknown, or given twice.
 	problems []error
+	// unread are the keys of the values that could not be read ("rate",
+	// "hosts[0]", "quotas[1].per"): each is reported once, as such, and
+	// not again by the validation of what it left in place.
+	unread []string
 }
 
 // readPatch reads and decodes the request body. A body that is too large
@@ -258,164 +263,86 @@ func readPatch(w http.ResponseWriter, r *http.Request) (p *limitsPatch, status i
 	if k := jsonKind(obj); k != "object" {
 		return bad(fmt.Errorf("body: wrong type: got JSON %s, want a JSON object", k))
 	}
-	ms, err := members(obj)
+	v, err := config.ParseJSON(obj)
 	if err != nil {
 		return bad(jsonError(err))
 	}
-	p = &limitsPatch{sent: make(map[string]bool), notObject: make(map[int]bool)}
-	eachKnown("", ms, limitsFields, &p.problems, func(m member) {
-		if jsonKind(m.value) == "null" {
-			return // absent
+	p = &limitsPatch{}
+	p.problems = config.Decode(config.JSON, "", v, &p.limitsBody)
+	for _, e := range p.problems {
+		var de *config.DecodeError
+		if errors.As(e, &de) && de.Unread {
+			p.unread = append(p.unread, de.Key)
 		}
-		p.sent[m.name] = true
-		if err := p.set(m.name, m.value); err != nil {
-			p.problems = append(p.problems, err)
-		}
-	})
+	}
 	return p, 0, nil
-}
-
-// set reads one top-level field.
-func (p *limitsPatch) set(name string, v json.RawMessage) error {
-	switch name {
-	case "rate":
-		return readFloat(name, v, &p.rate)
-	case "burst":
-		return readInt(name, v, &p.burst)
-	case "concurrency":
-		return readInt(name, v, &p.concurrency)
-	case "queue_size":
-		return readInt(name, v, &p.queueSize)
-	case "max_wait":
-		var s *string
-		if err := readString(name, v, &s); err != nil {
-			return err
-		}
-		d, err := time.ParseDuration(*s)
-		if err != nil {
-			return fmt.Errorf("max_wait: not a duration: %s (want e.g. \"30s\")", quote(*s))
-		}
-		p.maxWait = &d
-	case "quotas":
-		qs := p.readQuotas(name, v)
-		p.quotas = &qs
-	case "hosts":
-		if k := jsonKind(v); k != "array" {
-			return wrongType(name, v, "an array")
-		}
-		hosts, err := p.readHosts(v)
-		if err != nil {
-			return err
-		}
-		p.hosts = &hosts
-	}
-	return nil
-}
-
-// readHosts reads the hosts array (v is one), one entry at a time, so
-// that problems carry the index: "hosts[1].rate: wrong type: …",
-// "hosts[0].rps: unknown field". An entry that is not an object keeps its
-// place as an empty rule, so that the indexes of the validation's problems
-// stay right.
-func (p *limitsPatch) readHosts(v json.RawMessage) ([]config.HostRule, error) {
-	var entries []json.RawMessage
-	if err := json.Unmarshal(v, &entries); err != nil {
-		return nil, jsonError(err)
-	}
-	hosts := make([]config.HostRule, len(entries))
-	for i, e := range entries {
-		key := fmt.Sprintf("hosts[%d]", i)
-		if jsonKind(e) != "object" {
-			p.notObject[i] = true
-			p.problems = append(p.problems, wrongType(key, e, "an object"))
-			continue
-		}
-		ms, err := members(e)
-		if err != nil {
-			return nil, jsonError(err)
-		}
-		h := &hosts[i]
-		eachKnown(key+".", ms, hostFields, &p.problems, func(m member) {
-			var err error
-			name := key + "." + m.name
-			switch m.name {
-			case "match":
-				var s *string
-				if err = readString(name, m.value, &s); err == nil && s != nil {
-					h.Match = *s
-				}
-			case "rate":
-				err = readFloat(name, m.value, &h.Rate)
-			case "burst":
-				err = readInt(name, m.value, &h.Burst)
-			case "concurrency":
-				err = readInt(name, m.value, &h.Concurrency)
-			case "quotas":
-				h.Quotas = p.readQuotas(name, m.value)
-			case "cost":
-				h.Cost = p.readCost(name, m.value)
-			}
-			if err != nil {
-				p.problems = append(p.problems, err)
-			}
-		})
-	}
-	return hosts, nil
 }
 
 // apply merges the fields read into l and hosts.
 func (p *limitsPatch) apply(l config.Limits, hosts []config.HostRule) (config.Limits, []config.HostRule) {
-	if p.rate != nil {
-		l.Rate = *p.rate
+	if p.Rate != nil {
+		l.Rate = *p.Rate
 	}
-	if p.burst != nil {
-		l.Burst = *p.burst
+	if p.Burst != nil {
+		l.Burst = *p.Burst
 	}
-	if p.concurrency != nil {
-		l.Concurrency = *p.concurrency
+	if p.Concurrency != nil {
+		l.Concurrency = *p.Concurrency
 	}
-	if p.queueSize != nil {
-		l.QueueSize = *p.queueSize
+	if p.QueueSize != nil {
+		l.QueueSize = *p.QueueSize
 	}
-	if p.maxWait != nil {
-		l.MaxWait = *p.maxWait
+	if p.MaxWait != nil {
+		l.MaxWait = *p.MaxWait
 	}
-	if p.quotas != nil {
-		l.Quotas = *p.quotas
+	if p.Quotas != nil {
+		l.Quotas = *p.Quotas
 	}
-	if p.hosts != nil {
-		hosts = *p.hosts
+	if p.Hosts != nil {
+		hosts = *p.Hosts
 	}
 	return l, hosts
 }
 
 // missing reports every field a PUT needs and did not get (absent or
-// null).
+// null; a field given but unreadable is reported as such already).
 func (p *limitsPatch) missing() []error {
+	given := map[string]bool{
+		"rate": p.Rate != nil, "burst": p.Burst != nil, "concurrency": p.Concurrency != nil, "queue_size": p.QueueSize != nil,
+		"max_wait": p.MaxWait != nil, "quotas": p.Quotas != nil, "hosts": p.Hosts != nil,
+	}
 	var errs []error
 	for _, f := range limitsFields {
-		if !p.sent[f] {
+		if !given[f] && !p.isUnread(f) {
 			errs = append(errs, fmt.Errorf("%s: required by PUT (use PATCH to change some fields)", f))
 		}
 	}
 	return errs
 }
 
-// hostProblems returns the problems of config.ValidateHosts (err),
-// leaving out those of entries already reported as not objects.
-func (p *limitsPatch) hostProblems(err error) []error {
+// unreported returns the problems of a validation (err), leaving out
+// those of values that could not be read: a hosts entry that is not an
+// object is not also "hosts[0].match: must not be empty".
+func (p *limitsPatch) unreported(err error) []error {
 	var out []error
 	for _, e := range split(err) {
 		var fe *config.FieldError
-		i := -1
-		if errors.As(e, &fe) {
-			_, _ = fmt.Sscanf(fe.Key, "hosts[%d]", &i)
-		}
-		if !p.notObject[i] {
+		if !errors.As(e, &fe) || !p.isUnread(fe.Key) {
 			out = append(out, e)
 		}
 	}
 	return out
+}
+
+// isUnread reports whether key is, or is inside, a value that could not
+// be read.
+func (p *limitsPatch) isUnread(key string) bool {
+	for _, u := range p.unread {
+		if key == u || strings.HasPrefix(key, u+".") || strings.HasPrefix(key, u+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 // quoted is a Go-quoted string, as config's messages quote values (%q).
@@ -434,62 +361,6 @@ func clipQuoted(msg string) string {
 		}
 		return quote(s)
 	})
-}
-
-// member is one "name": value of a JSON object.
-type member struct {
-	name  string
-	value json.RawMessage
-}
-
-// members returns the members of a JSON object (obj is one), in order,
-// duplicates included.
-func members(obj json.RawMessage) ([]member, error) {
-	dec := json.NewDecoder(bytes.NewReader(obj))
-	if _, err := dec.Token(); err != nil { // {
-		return nil, err
-	}
-	var ms []member
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		name, _ := t.(string)
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		ms = append(ms, member{name: name, value: v})
-	}
-	return ms, nil
-}
-
-// eachKnown calls read, in order, for the members whose name is exactly
-// one of known, the first of each name only. It adds a problem, in the same
-// order, for any other name (noting when only its case differs:
-// encoding/json would have taken it) and for a name given twice
-// (encoding/json would have kept the last).
-func eachKnown(prefix string, ms []member, known []string, problems *[]error, read func(member)) {
-	seen := make(map[string]int, len(ms))
-	for _, m := range ms {
-		seen[m.name]++
-		switch {
-		case !slices.Contains(known, m.name):
-			if seen[m.name] > 1 {
-				continue
-			}
-			why := "unknown field"
-			if slices.ContainsFunc(known, func(k string) bool { return strings.EqualFold(k, m.name) }) {
-				why = "unknown field (names are case-sensitive)"
-			}
-			*problems = append(*problems, fmt.Errorf("%s%s: %s", prefix, clip(m.name, maxQuote), why))
-		case seen[m.name] == 2:
-			*problems = append(*problems, fmt.Errorf("%s%s: given twice", prefix, m.name))
-		case seen[m.name] == 1:
-			read(m)
-		}
-	}
 }
 
 // jsonKind names the JSON type of a well-formed value.
@@ -511,70 +382,6 @@ func jsonKind(v json.RawMessage) string {
 		return "null"
 	}
 	return "number"
-}
-
-func wrongType(key string, v json.RawMessage, want string) error {
-	got := jsonKind(v)
-	if got == "number" {
-		got += " " + clip(string(v), maxQuote)
-	}
-	return fmt.Errorf("%s: wrong type: got JSON %s, want %s", key, got, want)
-}
-
-// readFloat reads a number into *dst; null leaves *dst nil.
-func readFloat(key string, v json.RawMessage, dst **float64) error {
-	switch jsonKind(v) {
-	case "null":
-		return nil
-	case "number":
-	default:
-		return wrongType(key, v, "a number")
-	}
-	f, err := strconv.ParseFloat(string(v), 64)
-	if err != nil { // ErrRange: JSON has no bounds, float64 has
-		return fmt.Errorf("%s: out of range: got JSON number %s, want a finite 64-bit float", key, clip(string(v), maxQuote))
-	}
-	*dst = &f
-	return nil
-}
-
-// readInt reads an integer (no fraction, no exponent, as encoding/json)
-// into *dst; null leaves *dst nil.
-func readInt(key string, v json.RawMessage, dst **int) error {
-	switch jsonKind(v) {
-	case "null":
-		return nil
-	case "number":
-	default:
-		return wrongType(key, v, "an integer")
-	}
-	if bytes.ContainsAny(v, ".eE") {
-		return wrongType(key, v, "an integer")
-	}
-	n, err := strconv.ParseInt(string(v), 10, strconv.IntSize)
-	if err != nil {
-		return fmt.Errorf("%s: out of range: got JSON number %s, want a %d-bit integer", key, clip(string(v), maxQuote), strconv.IntSize)
-	}
-	i := int(n)
-	*dst = &i
-	return nil
-}
-
-// readString reads a string into *dst; null leaves *dst nil.
-func readString(key string, v json.RawMessage, dst **string) error {
-	switch jsonKind(v) {
-	case "null":
-		return nil
-	case "string":
-	default:
-		return wrongType(key, v, "a string")
-	}
-	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
-		return fmt.Errorf("%s: %v", key, jsonError(err))
-	}
-	*dst = &s
-	return nil
 }
 
 // jsonError rewrites encoding/json's syntax errors as "body: <why>".

@@ -17,7 +17,8 @@
 //     token check; there is no other way to add a route, so none can skip
 //     it. /healthz, /readyz and /metrics stay open.
 //   - A change (PATCH, PUT) is decoded strictly — exact, documented field
-//     names, each at most once, a JSON object — then merged with the live
+//     names, each at most once, a JSON object — by the configuration's own
+//     decoder (config.Decode, JSON syntax), then merged with the live
 //     limits, validated and applied whole in one Backend.UpdateLimits call,
 //     under the backend's lock. This package owns that validation; the
 //     backend only applies. On any problem nothing changes, and the 400

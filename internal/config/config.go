@@ -1,7 +1,8 @@
 // Package config holds proxyd's configuration as plain structs: the
 // defaults (in one place, Default), and validation that names the key and
-// the reason. Loading (YAML, environment, flags) is cmd/proxyd's job; this
-// package never reads the environment or files.
+// the reason; the loader (Load: defaults, YAML, PROXYD_* variables,
+// flags) and the strict decoder (Decode) shared with the admin API. It
+// never reads the environment or files: the command passes their contents.
 package config
 
 import "time"

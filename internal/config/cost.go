@@ -214,3 +214,28 @@ func (c *Config) checkCostHeaders(p *problems) {
 		}
 	}
 }
+
+// DecodeString reads a written size (ParseByteSize); it makes ByteSize a
+// Scalar for the strict decoder (decode.go).
+func (b *ByteSize) DecodeString(s string) error {
+	v, err := ParseByteSize(s)
+	if err != nil {
+		return err
+	}
+	*b = v
+	return nil
+}
+
+// DecodeInt takes n bytes (validation checks the range).
+func (b *ByteSize) DecodeInt(n int64) error {
+	*b = ByteSize(n)
+	return nil
+}
+
+// Describe names the forms a size is written in.
+func (b *ByteSize) Describe(syntax Syntax) string {
+	if syntax == JSON {
+		return `a size ("1MiB", "512KiB") or an integer of bytes`
+	}
+	return `a size such as 65536 or "1MiB"`
+}

@@ -14,7 +14,7 @@ type Quota struct {
 	// Limit is the most units admitted in any interval of length Per.
 	Limit int `mapstructure:"limit" yaml:"limit" json:"limit"`
 	// Per is the window: MinQuotaPer to MaxQuotaPer.
-	Per time.Duration `mapstructure:"per" yaml:"per" json:"per"`
+	Per time.Duration `mapstructure:"per" yaml:"per" json:"per" example:"1m,1h,24h"`
 	// Unit is QuotaRequests (also when empty) or QuotaTokens (hosts
 	// rules only).
 	Unit string `mapstructure:"unit" yaml:"unit,omitempty" json:"unit,omitempty"`

@@ -1,4 +1,4 @@
-package main
+package config
 
 // Kubernetes service links. The kubelet gives every container, unless its
 // pod sets enableServiceLinks: false, variables for every Service of the
@@ -35,9 +35,9 @@ import (
 // number, the protocol and the suffix of PROXYD_PORT_<port>_<proto>_*.
 var serviceLinkName = regexp.MustCompile(`^PROXYD_(?:SERVICE_HOST|SERVICE_PORT|SERVICE_PORT_[A-Z0-9_]+|PORT|PORT_([0-9]+)_(TCP|UDP|SCTP)(?:_(PROTO|PORT|ADDR))?)$`)
 
-// isServiceLink reports whether name=value is a variable the kubelet adds
-// for a Service named proxyd (see the top of this file).
-func isServiceLink(name, value string) bool {
+// IsServiceLink reports whether name=value is a variable the kubelet adds
+// for a Service named proxyd (see the top of this file): Load skips it.
+func IsServiceLink(name, value string) bool {
 	m := serviceLinkName.FindStringSubmatch(name)
 	if m == nil {
 		return false

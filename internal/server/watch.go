@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ const watchDebounce = 150 * time.Millisecond
 // rename-on-save and Kubernetes ConfigMap symlink swaps (the ..data link is
 // replaced) are seen too; a change is acted on only when the file's
 // content differs from what was last loaded.
-func (a *app) watchConfig(path string, stop <-chan struct{}, done chan<- struct{}) error {
+func (s *Server) watchConfig(path string, stop <-chan struct{}, done chan<- struct{}) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return err
@@ -35,12 +35,12 @@ func (a *app) watchConfig(path string, stop <-chan struct{}, done chan<- struct{
 		defer w.Close()
 		defer func() {
 			if r := recover(); r != nil {
-				a.log.Error("config watcher panicked; file changes are no longer watched", zap.Any("panic", r), zap.Stack("stack"))
+				s.log.Error("config watcher panicked; file changes are no longer watched", zap.Any("panic", r), zap.Stack("stack"))
 			}
 		}()
 		// Start from the file as it was loaded, and look once at once: an
 		// edit made before the watch began is applied, not missed.
-		last := a.loadedSum
+		last := s.deps.ConfigSum
 		if last == nil {
 			last = fileSum(path)
 		}
@@ -64,7 +64,7 @@ func (a *app) watchConfig(path string, stop <-chan struct{}, done chan<- struct{
 				if !ok {
 					return
 				}
-				a.log.Warn("config watcher", zap.Error(err))
+				s.log.Warn("config watcher", zap.Error(err))
 			case <-fire:
 				fire = nil
 				sum := fileSum(path)
@@ -72,10 +72,8 @@ func (a *app) watchConfig(path string, stop <-chan struct{}, done chan<- struct{
 					continue // gone for now (mid-rename) or unchanged
 				}
 				last = sum
-				a.log.Info("config file changed", zap.String("file", path))
-				if err := a.reload(); err != nil {
-					a.log.Error("reload failed; keeping the current configuration", zap.Error(err))
-				}
+				s.log.Info("config file changed", zap.String("file", path))
+				_ = s.Reload() // logs its failure
 			}
 		}
 	}()

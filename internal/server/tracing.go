@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/proxyd/proxyd/internal/config"
-	"github.com/proxyd/proxyd/internal/tracing"
 )
 
 // tracingFlushTimeout bounds the export of the spans still buffered at
@@ -15,21 +14,16 @@ import (
 // proxyd up for long.
 const tracingFlushTimeout = 5 * time.Second
 
-// newTracing is tracing.* for the app (docs/operations.md, "Tracing").
-func newTracing(cfg config.Tracing, log *zap.Logger) (*tracing.Tracing, error) {
-	return tracing.New(cfg, tracing.Deps{Logger: log.Named("tracing"), Version: currentBuild().Version})
-}
-
 // flushTraces exports the spans still buffered and stops tracing; call it
 // once no request is in flight.
-func (a *app) flushTraces() {
-	if a.tracing == nil {
+func (s *Server) flushTraces() {
+	if s.tracing == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
 	defer cancel()
-	if err := a.tracing.Shutdown(ctx); err != nil {
-		a.log.Warn("tracing: spans not flushed at exit", zap.Error(err))
+	if err := s.tracing.Shutdown(ctx); err != nil {
+		s.log.Warn("tracing: spans not flushed at exit", zap.Error(err))
 	}
 }
 
