@@ -46,6 +46,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "quota-origin" {
 		os.Exit(serveQuotaOrigin(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "llm-origin" {
+		os.Exit(serveLLMOrigin(os.Args[2:]))
+	}
 	// The load generator holds thousands of connections and goroutines;
 	// collecting garbage less often leaves more CPU to what it measures.
 	debug.SetGCPercent(400)
@@ -55,9 +58,10 @@ func main() {
 // scenarios in the order they run.
 var scenarios = []string{"throughput", "tls", "rate", "priority", "scale", "shared"}
 
-// longScenarios run only when named: quota takes its --quota-duration
-// plus a window, more than the rest of "all" together.
-var longScenarios = []string{"quota"}
+// longScenarios run only when named: quota and llm take their
+// --quota-duration and --llm-duration plus a window, more than the rest
+// of "all" together.
+var longScenarios = []string{"quota", "llm"}
 
 // options are the command line.
 type options struct {
@@ -78,12 +82,13 @@ type options struct {
 	scale  []int
 	shared sharedOpts
 	quota  quotaOpts
+	llm    llmOpts
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("proxybench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scen := fs.String("scenario", "all", "scenarios to run, comma-separated: throughput, tls, rate, priority, scale, shared, quota, or all (all but quota)")
+	scen := fs.String("scenario", "all", "scenarios to run, comma-separated: throughput, tls, rate, priority, scale, shared, quota, llm, or all (all but quota and llm)")
 	peerList := fs.String("peers", "all", "peers to run, comma-separated: tinyproxy, squid, haproxy, nginx, all or none (the Go floor always runs)")
 	o := &options{args: args}
 	fs.StringVar(&o.proxyd, "proxyd", "", "a proxyd binary to measure (default: build ./cmd/proxyd from the tree)")
@@ -103,7 +108,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	scale := fs.String("scale", "10000,100000", "scale: waiting requests to hold")
 	o.quota = defaultQuotaOpts()
 	fs.DurationVar(&o.quota.duration, "quota-duration", o.quota.duration, "quota: length of the offered load (at least one window, 1m)")
-	quick := fs.Bool("quick", false, "a short smoke run: 2 rounds of 0.5s, 3s open loops, limits 100 and 1000, 2000 waiting, shared runs of 4s and 3s, quota for 70s (flags given explicitly still win)")
+	o.llm = defaultLLMOpts()
+	fs.DurationVar(&o.llm.duration, "llm-duration", o.llm.duration, "llm: length of the offered load (at least one window, 1m)")
+	quick := fs.Bool("quick", false, "a short smoke run: 2 rounds of 0.5s, 3s open loops, limits 100 and 1000, 2000 waiting, shared runs of 4s and 3s, quota and llm for 70s (flags given explicitly still win)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -125,6 +132,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		def("limits", func() { *limits = "100,1000" })
 		def("scale", func() { *scale = "2000" })
 		def("quota-duration", func() { o.quota.duration = 70 * time.Second })
+		def("llm-duration", func() { o.llm.duration = 70 * time.Second })
 	}
 	o.shared = defaultSharedOpts()
 	if *quick {
@@ -138,6 +146,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.quota.duration < o.quota.per {
 		return nil, fmt.Errorf("--quota-duration %v: at least one window (%v) is needed to measure the quota used", o.quota.duration, o.quota.per)
+	}
+	if o.llm.duration < o.llm.per {
+		return nil, fmt.Errorf("--llm-duration %v: at least one window (%v) is needed to measure the tokens used", o.llm.duration, o.llm.per)
 	}
 	o.shared.explicit = *scen != "all" && slices.Contains(o.scenarios, "shared")
 	if o.peers, err = pickList(*peerList, knownPeers, "peer"); err != nil {
@@ -337,6 +348,8 @@ func runAll(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			err = runShared(ctx, e, o.shared)
 		case "quota":
 			err = runQuota(ctx, e, o.quota)
+		case "llm":
+			err = runLLM(ctx, e, o.llm)
 		}
 		stopAll()
 		if err != nil {
