@@ -36,6 +36,7 @@ import (
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/dispatch"
 	"github.com/proxyd/proxyd/internal/metrics"
+	"github.com/proxyd/proxyd/internal/outcome"
 	"github.com/proxyd/proxyd/internal/store"
 )
 
@@ -68,9 +69,14 @@ func newSpecRegistry(t *testing.T, stats func() dispatch.Stats) *prometheus.Regi
 	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := metrics.New(reg, metrics.Deps{Stats: stats}); err != nil {
+	m, err := metrics.New(reg, metrics.Deps{Stats: stats})
+	if err != nil {
 		t.Fatal(err)
 	}
+	// A request priced in tokens whose answer reported its usage, so that
+	// proxyd_cost_estimate_error_ratio (by rule, no series until then) is
+	// exposed.
+	m.Observe(&outcome.Record{Priority: 3, Outcome: outcome.Forwarded, CostRule: "api.example.com", CostEstimate: 1000, CostActual: 400, CostReported: true})
 	// As with limits.store: redis.
 	if _, err := store.NewMetrics(reg); err != nil {
 		t.Fatal(err)
@@ -699,8 +705,8 @@ func TestRegistryDocumented(t *testing.T) {
 }
 
 // bucketLine is "- `proxyd_x_seconds` buckets (seconds): 0.001, …, `+Inf`."
-// in metrics.md, possibly wrapped over several lines.
-var bucketLine = regexp.MustCompile("(?s)- `(proxyd_[a-z0-9_]+)` buckets \\(seconds\\): ([^`]*)`\\+Inf`")
+// (or "(a ratio)") in metrics.md, possibly wrapped over several lines.
+var bucketLine = regexp.MustCompile("(?s)- `(proxyd_[a-z0-9_]+)` buckets \\((?:seconds|a ratio)\\): ([^`]*)`\\+Inf`")
 
 // TestMetricsDocBuckets: metrics.md lists every histogram's buckets
 // exactly as the registry exposes them (the le label values).

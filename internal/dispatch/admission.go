@@ -28,6 +28,10 @@ func (d *Dispatcher) runLocked(now time.Time) {
 			d.sleepLocked(l, l.cap.until)
 			continue
 		}
+		if until, held := tokenCapHoldsLocked(l, now); held {
+			d.sleepLocked(l, until) // as the requests cap, in tokens
+			continue
+		}
 		r := l.rule
 		if r != nil {
 			if l.key.kind == HTTP && !r.slots.Available() {
@@ -43,7 +47,11 @@ func (d *Dispatcher) runLocked(now time.Time) {
 				d.tokenWaitLocked(l, retry)
 				continue
 			}
-			if ok, retry := checkQuotas(r.quotas, now, tokensPerRequest, 0); !ok {
+			switch gate, retry := d.checkRuleQuotasLocked(l, r, now); gate {
+			case gateNever:
+				d.rejectCostLocked(l.q.Peek().Value.(*Ticket))
+				continue
+			case gateWait:
 				// Until enough of the window's admissions leave it, or a
 				// refund for the rule wakes it.
 				if retry.IsZero() {
@@ -75,10 +83,11 @@ func (d *Dispatcher) runLocked(now time.Time) {
 		}
 		w := d.mu.q.Pop(l.q).Value.(*Ticket)
 		d.mu.slots[w.kind].Acquire()
-		w.permit = Permit{w: w, d: d, tok: tok, waited: now.Sub(w.item.Enqueued)}
+		w.permit = Permit{w: w, d: d, tok: tok, waited: now.Sub(w.item.Enqueued), cost: permitCost(w, r)}
 		if l.cap != nil {
 			w.permit.cap, w.permit.capGen = takeCapLocked(l, now)
 		}
+		takeTokenCapLocked(w, l, now)
 		if nq := len(d.mu.quotas) + ruleQuotas(r); !l.key.free && nq > 0 {
 			// One allocation for the receipts of every quota.
 			w.permit.quotaToks = takeQuotas(d.mu.quotas, now, tokensPerRequest, make([]taken, 0, nq))
@@ -87,7 +96,7 @@ func (d *Dispatcher) runLocked(now time.Time) {
 			w.permit.rule = r
 			w.permit.ruleTok, _, _ = r.src.take(now, tokensPerRequest, 0)
 			if len(r.quotas) > 0 {
-				w.permit.quotaToks = takeQuotas(r.quotas, now, tokensPerRequest, w.permit.quotaToks)
+				w.permit.quotaToks = takeRuleQuotasLocked(w, r, now, w.permit.quotaToks)
 			}
 			if w.kind == HTTP {
 				r.slots.Acquire()
@@ -135,6 +144,7 @@ func (d *Dispatcher) laneLocked(key laneKey) *lane {
 		l.rule, l.pausedUntil = matchRule(d.mu.rules, key.dest), d.mu.pauses[key.dest]
 		if key.kind == HTTP {
 			l.cap = d.capOfLocked(key.dest)
+			l.tcap = d.mu.caps[capKey{key.dest, CapTokens}]
 		}
 		if l.rule != nil {
 			l.rule.lanes[l] = struct{}{}

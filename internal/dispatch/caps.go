@@ -25,8 +25,9 @@ type CapUnit uint8
 const (
 	// CapRequests caps admissions: enforced.
 	CapRequests CapUnit = iota
-	// CapTokens is recorded (Stats, metrics) but not enforced: requests
-	// are not priced in tokens yet.
+	// CapTokens caps the cost of priced admissions (Request.Cost, or a
+	// rule with a tokens quota: cost.go): enforced for those; requests
+	// not priced in tokens are not held by it.
 	CapTokens
 )
 
@@ -62,9 +63,11 @@ func (c *provCap) exhausted(now time.Time) bool { return c.live(now) && c.left <
 // units left until until, replacing what an earlier response stated. In
 // unit CapRequests it caps admissions to dest (HTTP requests, not
 // tunnels): at most remaining more before until; a lane whose cap is
-// exhausted sleeps until until, without delaying other destinations. A
-// cap in CapTokens is only recorded. A cap that has already ended, or a
-// negative remaining, is ignored.
+// exhausted sleeps until until, without delaying other destinations. In
+// CapTokens it caps the sum of the costs of priced requests admitted to
+// dest the same way (a head that costs more than is left sleeps until
+// until; Settle corrects what is left). A cap that has already ended, or
+// a negative remaining, is ignored.
 //
 // At most maxPauses caps are remembered; past it, the one that ends
 // soonest is forgotten (its destination is then capped by its next
@@ -104,11 +107,12 @@ func (d *Dispatcher) CapStated(dest string, unit CapUnit, remaining, limit int64
 	if len(d.mu.capQ) > 2*len(d.mu.caps)+64 {
 		d.compactCapsLocked()
 	}
-	if unit != CapRequests {
-		return
-	}
 	if l, ok := d.mu.lanes[laneKey{HTTP, dest, false}]; ok {
-		l.cap = c
+		if unit == CapRequests {
+			l.cap = c
+		} else {
+			l.tcap = c
+		}
 		// A raised cap may let a lane asleep on it go now; a lowered
 		// one is checked at its next pick.
 		if !l.idle && l.state == laneSleeping {
@@ -147,9 +151,11 @@ func (d *Dispatcher) capOfLocked(dest string) *provCap {
 // forgetCapLocked drops k's cap, and the pointer its lane holds.
 func (d *Dispatcher) forgetCapLocked(k capKey) {
 	delete(d.mu.caps, k)
-	if k.unit == CapRequests {
-		if l, ok := d.mu.lanes[laneKey{HTTP, k.dest, false}]; ok {
+	if l, ok := d.mu.lanes[laneKey{HTTP, k.dest, false}]; ok {
+		if k.unit == CapRequests {
 			l.cap = nil
+		} else {
+			l.tcap = nil
 		}
 	}
 }

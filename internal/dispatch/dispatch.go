@@ -85,6 +85,12 @@ type Request struct {
 	// how many of its requests may wait (beyond it: ErrClientQueueFull).
 	Client          string
 	ClientQueueSize int
+	// Cost is what the request is priced at in tokens (hosts[].cost,
+	// cost.go): what its rule's tokens quotas and its destination's
+	// provider cap in tokens take; requests quotas take 1. 0 means not
+	// priced: the rule's cost.default under a rule with a tokens quota,
+	// else no tokens are counted.
+	Cost int64
 }
 
 // Dispatcher admits requests. Create it with New; it is safe for
@@ -175,7 +181,7 @@ func (d *Dispatcher) Acquire(ctx context.Context, r Request) (*Permit, error) {
 // already past) is returned as the error; otherwise the Ticket tells the
 // outcome (Wait, Poll) and must be waited for or canceled.
 func (d *Dispatcher) Enqueue(r Request) (*Ticket, error) {
-	w := &Ticket{d: d, kind: r.Kind}
+	w := &Ticket{d: d, kind: r.Kind, cost: max(r.Cost, 0)}
 	if w.kind >= numKinds {
 		w.kind = HTTP
 	}
@@ -202,6 +208,10 @@ func (d *Dispatcher) Enqueue(r Request) (*Ticket, error) {
 		return nil, &RejectError{Err: ErrClientQueueFull, RetryAfter: d.retryAfterLocked(r.Urgency, r.Dest, now)}
 	}
 	l := d.laneLocked(laneKey{w.kind, r.Dest, r.NoToken})
+	if err := checkCost(w, l); err != nil {
+		d.laneChangedLocked(l) // never queued: a new lane stays idle
+		return nil, err
+	}
 	evicted, err := d.mu.q.Push(l.q, &w.item, d.mu.limits.QueueSize)
 	if err != nil {
 		d.laneChangedLocked(l)
@@ -220,6 +230,7 @@ func (d *Dispatcher) Enqueue(r Request) (*Ticket, error) {
 		d.rejectLocked(evicted.Value.(*Ticket), ErrShed, now)
 	}
 	d.laneChangedLocked(l)
+	d.newHeadLocked(l, w)
 	d.runLocked(now)
 	if w.state == waiting {
 		w.ch = make(chan error, 1)

@@ -94,6 +94,21 @@
 // figure is in docs/performance.md).
 // Rules are the configured hosts entries only.
 //
+// # Requests priced in tokens
+//
+// A request carries its cost (Request.Cost; cost.go): a hosts rule's
+// tokens quotas take it, its requests quotas 1, and a destination's
+// provider cap in tokens caps the costs admitted (caps.go). A lane's head
+// is not overtaken by a smaller request behind it, nor, across the lanes
+// of one rule, by a head that goes after one waiting for the rule's
+// tokens: the most urgent, then the earliest, waiting request is the next
+// to fit (docs/shaping.md, "LLM APIs: pricing requests", says why). A new
+// head of a lane asleep for its rule's tokens wakes it, since a smaller
+// head may fit where the old one did not. A cost above a tokens quota's
+// limit is refused at once (ErrCostExceedsQuota). Permit.Settle corrects
+// the cost once the response told its usage: refunded in the window at
+// the admission's time, or charged at the time of settling (debt).
+//
 // # No goroutine of its own
 //
 // The dispatcher is a state machine under one lock. Every event that can
@@ -133,7 +148,8 @@
 // back to the source its tokens came from. The store's goroutine reads
 // Demand and fills the pools with Grant and GrantRules, so no network call
 // ever happens under the lock. An admission costs tokensPerRequest tokens
-// (one, for now): takes are of n tokens throughout. While the store
+// of the buckets (one); takes are of n tokens throughout, and a rule's
+// tokens quotas take the request's cost (cost.go). While the store
 // cannot be reached, SetLocalShare scales the local bucket's rate to this
 // replica's share of limits.rate; the configured limits themselves are
 // set only by the application (SetLimits, Reconfigure).

@@ -77,6 +77,10 @@ type HostLimit struct {
 	Burst       int     // bucket size (>= 1 when Rate > 0)
 	Concurrency int     // HTTP requests in flight; 0 = unlimited
 	Quotas      []Quota // per-window quotas besides the bucket
+	// CostDefault is the rule's cost.default: the price of a request
+	// without a Cost under a tokens quota, and the unit of
+	// priority.reserve in its tokens quotas (cost.go); 0 means 1.
+	CostDefault int64
 }
 
 // rule is a HostLimit's live state.
@@ -157,6 +161,7 @@ func HostLimitsOf(rules []config.HostRule) ([]HostLimit, error) {
 		if h.Quotas, err = QuotasOf(fmt.Sprintf("hosts[%d].quotas", i), r.Quotas); err != nil {
 			return nil, err
 		}
+		h.CostDefault = r.Cost.Pricing().Default
 		out = append(out, h)
 	}
 	return out, nil

@@ -42,6 +42,9 @@ type lane struct {
 	// cap is its destination's provider cap in requests (caps.go), kept
 	// current by Cap; nil for tunnels and free lanes, or without one.
 	cap *provCap
+	// tcap is its destination's provider cap in tokens, the same way
+	// (cost.go).
+	tcap *provCap
 }
 
 // laneHeap orders lanes by their heads (ready) or by wakeAt (sleeping).

@@ -13,7 +13,7 @@ import (
 type Quota struct {
 	Limit int
 	Per   time.Duration
-	Unit  string // config.QuotaRequests
+	Unit  string // config.QuotaRequests or config.QuotaTokens (cost.go)
 }
 
 // String is "5000/1h requests".
@@ -22,27 +22,14 @@ func (q Quota) String() string {
 }
 
 // QuotasOf converts validated quotas (at key, for errors: "limits.quotas"
-// or "hosts[0].quotas"). A tokens quota is refused: pricing requests by
-// cost (hosts[].cost) is not built yet, and a quota that would be
-// silently ignored is worse than none.
+// or "hosts[0].quotas"). A tokens quota takes each request's cost
+// (Request.Cost, cost.go); validation keeps them to hosts rules.
 func QuotasOf(key string, qs []config.Quota) ([]Quota, error) {
 	var out []Quota
-	for j, q := range qs {
-		u := q.UnitOrDefault()
-		if u == config.QuotaTokens {
-			rule, _, _ := cutSuffix(key, ".quotas")
-			return nil, fmt.Errorf("%s[%d].unit: tokens needs %s.cost (not built yet)", key, j, rule)
-		}
-		out = append(out, Quota{Limit: q.Limit, Per: q.Per, Unit: u})
+	for _, q := range qs {
+		out = append(out, Quota{Limit: q.Limit, Per: q.Per, Unit: q.UnitOrDefault()})
 	}
 	return out, nil
-}
-
-func cutSuffix(s, suffix string) (string, string, bool) {
-	if len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix {
-		return s[:len(s)-len(suffix)], suffix, true
-	}
-	return s, "", false
 }
 
 // windowGroups is how many groups a window log keeps at most per window

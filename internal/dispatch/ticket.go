@@ -31,6 +31,7 @@ type Ticket struct {
 	ch     chan error // created only when the caller has to wait
 	err    error
 	permit Permit
+	cost   int64 // Request.Cost (cost.go)
 }
 
 // Urgency is the urgency the ticket was queued with.
@@ -52,6 +53,13 @@ type Permit struct {
 	cap    *provCap
 	capGen uint64
 	waited time.Duration
+	// cost is what it was admitted at in tokens (0: not priced); tcap
+	// and tcapGen the provider cap in tokens it was counted against;
+	// settled: Settle ran (cost.go).
+	cost    int64
+	tcap    *provCap
+	tcapGen uint64
+	settled bool
 }
 
 // Waited is how long the request waited before admission.
@@ -157,7 +165,8 @@ func (d *Dispatcher) finish(w *Ticket, refund bool) {
 		for _, t := range p.quotaToks {
 			t.giveBack(now)
 		}
-		if giveBackCap(p.cap, p.capGen, now) && w.lane != nil && !w.lane.idle && w.lane.state == laneSleeping {
+		tokensBack := adjustTokenCap(p, p.cost, now)
+		if (giveBackCap(p.cap, p.capGen, now) || tokensBack) && w.lane != nil && !w.lane.idle && w.lane.state == laneSleeping {
 			d.readyLocked(w.lane)
 		}
 		if p.rule != nil {

@@ -54,6 +54,9 @@ type Metrics struct {
 	// client label (configured names or "other") and outcome.
 	authFailures *prometheus.CounterVec
 	clients      *prometheus.CounterVec
+	// costRatio is actual/estimate of priced requests whose answer
+	// reported its usage, by hosts rule (docs/metrics.md).
+	costRatio *prometheus.HistogramVec
 	// children are resolved once: Observe does no label hashing.
 	reqChild  [queue.Levels][]prometheus.Counter
 	waitChild [queue.Levels]prometheus.Observer
@@ -67,6 +70,9 @@ type Metrics struct {
 var (
 	queueWaitBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 	upstreamBuckets  = []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 60}
+	// costRatioBuckets: actual usage / estimate. Estimates usually run
+	// high (max_tokens is a ceiling), so most of the range is below 1.
+	costRatioBuckets = []float64{0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1, 1.1, 1.5, 2, 5}
 )
 
 var priorities = func() []string {
@@ -135,6 +141,11 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 			Name: "proxyd_client_requests_total",
 			Help: "Requests answered, by client (a name from clients, or other; never an address) and outcome.",
 		}, []string{"client", "outcome"}),
+		costRatio: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "proxyd_cost_estimate_error_ratio",
+			Help:    "Tokens a priced request's answer reported using over the tokens it was priced at before admission, by hosts rule (requests whose answer reported no usage are not observed).",
+			Buckets: costRatioBuckets,
+		}, []string{"rule"}),
 		outcomes: make(map[string]int, len(outcome.All)),
 	}
 	for _, r := range []string{outcome.AuthMissing, outcome.AuthInvalid} {
@@ -178,7 +189,7 @@ func New(reg prometheus.Registerer, deps Deps) (*Metrics, error) {
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.wait, m.upstream, m.reloads, m.retries, m.denied, m.pauses, m.cuts, m.writeTimeouts, m.egress, m.handshakes, m.authFailures, m.clients, issued, hits, unsolicited, newStateCollector(deps.Stats)} {
+	for _, c := range []prometheus.Collector{m.requests, m.wait, m.upstream, m.reloads, m.retries, m.denied, m.pauses, m.cuts, m.writeTimeouts, m.egress, m.handshakes, m.authFailures, m.clients, m.costRatio, issued, hits, unsolicited, newStateCollector(deps.Stats)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -229,6 +240,10 @@ func (m *Metrics) Observe(rec *outcome.Record) {
 	if rec.EgressDenied != "" {
 		// Reasons are a fixed set (egress.Reasons): bounded cardinality.
 		m.egress.WithLabelValues(rec.EgressDenied).Inc()
+	}
+	if rec.CostReported && rec.CostEstimate > 0 {
+		// Rules are the configured hosts matches: bounded.
+		m.costRatio.WithLabelValues(rec.CostRule).Observe(float64(rec.CostActual) / float64(rec.CostEstimate))
 	}
 }
 

@@ -85,4 +85,12 @@ type Record struct {
 	Client      string
 	ClientLabel string
 	AuthFailed  string
+	// CostEstimate is the tokens a request was priced at before admission
+	// (docs/shaping.md, "LLM APIs: pricing requests"), 0 when it was not
+	// priced; CostRule the match of the hosts rule that priced it.
+	// CostActual is what its response reported using, when CostReported.
+	CostEstimate int64
+	CostRule     string
+	CostActual   int64
+	CostReported bool
 }

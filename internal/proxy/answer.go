@@ -51,6 +51,11 @@ func classify(err error, rejectStatus int) answer {
 	if errors.As(err, &re) {
 		retry := "retry after " + headers.RetryAfterSeconds(re.RetryAfter) + "s"
 		switch {
+		case errors.Is(err, dispatch.ErrCostExceedsQuota):
+			// No Retry-After: waiting will not help (docs/shaping.md,
+			// "LLM APIs: pricing requests").
+			return answer{rejectStatus, headers.ErrorTypeConnectionLimitReached, "cost exceeds quota",
+				"its price in tokens is above a tokens quota's limit; see hosts[].quotas, hosts[].cost, X-Proxy-Cost", 0, outcome.Rejected}
 		case errors.Is(err, dispatch.ErrClientQueueFull):
 			return answer{rejectStatus, headers.ErrorTypeConnectionLimitReached, "client queue full",
 				retry + "; see clients[].queue_size", re.RetryAfter, outcome.Rejected}

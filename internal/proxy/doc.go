@@ -20,13 +20,16 @@
 //     Via names proxyd is a loop (508), whatever its other headers say.
 //  3. admission: urgency (priority.go; docs/configuration.md, "Priority")
 //     and the caller's budget from the timeout header; a bad value of
-//     either is a 400 and is not forwarded. What must be known before the
-//     request is queued goes here.
+//     either is a 400 and is not forwarded. Under a hosts rule with a
+//     tokens quota, the price in tokens (cost.go): the cost header, or the
+//     JSON body read up to cost.max_body, or cost.default. What must be
+//     known before the request is queued goes here.
 //  4. acquire: the request waits in the queue; a client that leaves is
 //     removed at once.
 //  5. forward (forward.go): one attempt, then one retry decision, until
-//     an answer; respond copies the response, and the permit is released
-//     when the body is done. A CONNECT opens its tunnel instead
+//     an answer; respond copies the response (a priced request's body fed
+//     to a cost.Meter, the permit settled with its usage), and the permit
+//     is released when the body is done. A CONNECT opens its tunnel instead
 //     (openTunnel, tunnel.go), spliced or decrypted (intercept.go).
 //  6. finish: the answer of an error (answer.go), then one outcome.Record
 //     per request: the access log line and the metrics.

@@ -53,6 +53,16 @@ type exchange struct {
 	permit     *dispatch.Permit // held until the response body, or the tunnel, is done
 	tunnelOpen bool             // counted by Handler.tunnelStarted
 
+	// Pricing (cost.go): the cost it was priced at (0: not priced), its
+	// rule's pricing, the start of the body read to price it (all of it
+	// with prefixAll), and the headers never forwarded (nil: the
+	// policy's).
+	cost      int64
+	costRule  *priceRule
+	prefix    []byte
+	prefixAll bool
+	drop      []string
+
 	// Forwarding (forward.go).
 	canRetry bool        // idempotent, retries on, and its body can be sent again
 	replay   []byte      // the buffered body each attempt sends; nil: none
@@ -241,8 +251,9 @@ func (x *exchange) admit(kind dispatch.Kind, noToken bool) error {
 
 // admission is everything decided before the request enters the queue:
 // its urgency (priority.go; lowered to its client's max_priority, not
-// refused) and its budget, read from its own headers. A bad value of
-// either is a 400, and the request is never queued.
+// refused) and its budget, read from its own headers, and its price in
+// tokens (cost.go). A bad value of any is a 400, and the request is never
+// queued.
 func (x *exchange) admission(kind dispatch.Kind, noToken bool) (dispatch.Request, error) {
 	req := dispatch.Request{Kind: kind, Dest: x.destKey, NoToken: noToken}
 	if c := x.client; c != nil {
@@ -264,6 +275,13 @@ func (x *exchange) admission(kind dispatch.Kind, noToken bool) (dispatch.Request
 		x.deadline = x.rec.Start.Add(budget)
 	}
 	req.Urgency, req.Deadline = u, x.deadline
+	if x.target != nil {
+		// Its price in tokens (cost.go), the body read for it if need be.
+		if x.cost, err = x.price(); err != nil {
+			return req, err
+		}
+		req.Cost, x.rec.CostEstimate = x.cost, x.cost
+	}
 	return req, nil
 }
 

@@ -54,14 +54,14 @@ func (x *exchange) prepareBody() error {
 	r, rp := x.in, &x.pol.retry
 	x.canRetry = rp.attempts > 0 && idempotent(r.Method)
 	if x.canRetry {
-		body, ok, err := replayBody(r)
+		body, ok, err := x.replayBody()
 		if err != nil {
 			return fmt.Errorf("%w: reading the request body: %w", upstream.ErrClientGone, err)
 		}
 		x.replay, x.canRetry = body, ok
 	}
 	if x.replay == nil && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		x.body = &clientBody{ReadCloser: r.Body}
+		x.body = &clientBody{ReadCloser: x.inBody()}
 	}
 	if rp.attempts > 0 {
 		// With retries off nothing is counted: the budget only ever
@@ -78,7 +78,11 @@ func (x *exchange) prepareBody() error {
 // the proxy credentials among them, and proxyd's own headers are left
 // out, Via is added); a buffered body is sent again from its start.
 func (x *exchange) outbound() *http.Request {
-	out := upstream.Outbound(x.in.Context(), x.in, x.target, x.pol.drop)
+	drop := x.drop
+	if drop == nil {
+		drop = x.pol.drop
+	}
+	out := upstream.Outbound(x.in.Context(), x.in, x.target, drop)
 	switch {
 	case x.replay != nil:
 		out.Body = io.NopCloser(bytes.NewReader(x.replay))
@@ -155,7 +159,7 @@ func (x *exchange) retry(n int, a attemptResult) (again bool, err error) {
 		return false, context.Canceled
 	}
 	req := dispatch.Request{
-		Urgency: x.rec.Priority, Kind: dispatch.HTTP, Deadline: x.deadline, Dest: x.destKey, Arrival: arrival, Seq: seq,
+		Urgency: x.rec.Priority, Kind: dispatch.HTTP, Deadline: x.deadline, Dest: x.destKey, Arrival: arrival, Seq: seq, Cost: x.cost,
 	}
 	if err := x.acquire(req); err != nil {
 		return false, err
@@ -196,12 +200,14 @@ func (x *exchange) respond(resp *http.Response) error {
 	rec.Outcome = outcome.Forwarded
 	x.wrote = true
 	timing := headers.ServerTiming(rec.QueueWait, rec.Upstream)
+	mb := x.meter(resp) // its usage, read as it streams (cost.go)
 	n, err := upstream.CopyResponse(x.w, resp, func(hd http.Header) {
 		upstream.AppendVia(hd, resp.ProtoMajor, resp.ProtoMinor)
 		hd.Add("Server-Timing", timing)
 		hd.Set("X-Request-Id", rec.ID)
 	})
 	rec.Bytes = n
+	x.settle(mb)
 	switch {
 	case err == nil:
 		return nil

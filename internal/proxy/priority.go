@@ -32,6 +32,9 @@ type policy struct {
 	intercept    []config.HostPattern
 	interceptAll bool
 	clients      clientPolicies
+	// pricing is the hosts rules' pricing in tokens (cost.go); nil when
+	// no rule prices.
+	pricing []priceRule
 }
 
 // intercepts reports whether a CONNECT to dest is decrypted.
@@ -85,7 +88,12 @@ func compilePolicy(cfg config.Config) (*policy, error) {
 		return nil, err
 	}
 	pol.clients = compileClients(cfg.Clients)
-	pol.drop = []string{pol.header, pol.timeoutHeader}
+	// The default cost header is proxyd's own whatever the rule
+	// (docs/configuration.md, "Pricing requests: hosts[].cost").
+	pol.drop = []string{pol.header, pol.timeoutHeader, config.DefaultCostHeader}
+	if pol.pricing, err = compilePricing(cfg.Hosts, pol.drop); err != nil {
+		return nil, err
+	}
 	for _, r := range p.Rules {
 		c := rule{
 			pathPrefix: r.PathPrefix,

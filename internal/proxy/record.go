@@ -48,6 +48,12 @@ func (h *Handler) logRecord(rec *outcome.Record, span trace.Span) {
 	if rec.EgressDenied != "" {
 		fields = append(fields, zap.String("egress_denied", rec.EgressDenied))
 	}
+	if rec.CostEstimate > 0 {
+		fields = append(fields, zap.Int64("cost_estimate", rec.CostEstimate))
+		if rec.CostReported {
+			fields = append(fields, zap.Int64("cost_actual", rec.CostActual))
+		}
+	}
 	if rec.ClientWriteTimeout {
 		fields = append(fields, zap.Bool("client_write_timeout", true))
 	}

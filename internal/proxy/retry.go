@@ -140,16 +140,27 @@ func (b *retryBudget) allow(fraction float64) bool {
 	return true
 }
 
-// replayBody buffers a small request body so that it can be sent again;
-// ok is false when it cannot be (too large or of unknown length).
-func replayBody(r *http.Request) (body []byte, ok bool, err error) {
+// replayBody is the exchange's body buffered so that it can be sent
+// again (replayBody below): the body read whole to price it (cost.go), or
+// read now after the part read to price it.
+func (x *exchange) replayBody() (body []byte, ok bool, err error) {
+	if x.prefixAll && len(x.prefix) <= maxReplayBody {
+		return x.prefix, true, nil
+	}
+	return replayBody(x.in, x.inBody())
+}
+
+// replayBody buffers a small request body (of r, read from body) so that
+// it can be sent again; ok is false when it cannot be (too large or of
+// unknown length).
+func replayBody(r *http.Request, body io.Reader) ([]byte, bool, error) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil, true, nil
 	}
 	if r.ContentLength < 0 || r.ContentLength > maxReplayBody {
 		return nil, false, nil
 	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, r.ContentLength))
+	b, err := io.ReadAll(io.LimitReader(body, r.ContentLength))
 	if err != nil {
 		return nil, false, err
 	}

@@ -116,21 +116,21 @@ func TestRetryBudget(t *testing.T) {
 
 func TestReplayBody(t *testing.T) {
 	small := httptest.NewRequest("PUT", "http://x/", strings.NewReader("abc"))
-	b, ok, err := replayBody(small)
+	b, ok, err := replayBody(small, small.Body)
 	if err != nil || !ok || string(b) != "abc" {
 		t.Fatalf("small body: %q %v %v", b, ok, err)
 	}
 	big := httptest.NewRequest("PUT", "http://x/", strings.NewReader(strings.Repeat("x", maxReplayBody+1)))
-	if _, ok, _ := replayBody(big); ok {
+	if _, ok, _ := replayBody(big, big.Body); ok {
 		t.Fatal("a body over the bound was buffered")
 	}
 	unknown := httptest.NewRequest("PUT", "http://x/", strings.NewReader("abc"))
 	unknown.ContentLength = -1
-	if _, ok, _ := replayBody(unknown); ok {
+	if _, ok, _ := replayBody(unknown, unknown.Body); ok {
 		t.Fatal("a body of unknown length was buffered")
 	}
 	none := httptest.NewRequest("GET", "http://x/", nil)
-	if b, ok, _ := replayBody(none); !ok || b != nil {
+	if b, ok, _ := replayBody(none, none.Body); !ok || b != nil {
 		t.Fatal("no body should be replayable as nothing")
 	}
 }

@@ -1,0 +1,253 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/proxyd/proxyd/internal/config"
+	"github.com/proxyd/proxyd/internal/cost"
+	"github.com/proxyd/proxyd/internal/hostport"
+)
+
+// Pricing requests in tokens and reading what they used (docs/shaping.md,
+// "LLM APIs: pricing requests"; hosts[].cost in docs/configuration.md).
+//
+// Before admission (exchange.price), a request to a hosts rule with a
+// tokens quota is priced: its cost header (X-Proxy-Cost unless
+// cost.header says otherwise), else with estimate: body its JSON body read
+// up to cost.max_body (cost.Estimate), else cost.default. The body read
+// is forwarded as it came: the buffered prefix, then the rest still
+// streaming (exchange.inBody), replayed by retries like any buffered body.
+// The cost header is removed before forwarding whatever the rule (the
+// default name always; a rule's own name under that rule) and only read
+// under a rule with a tokens quota.
+//
+// After admission (exchange.respond), the response body is fed to a
+// cost.Meter chunk by chunk, each chunk once it was written (and flushed)
+// to the client (meteredBody), and when it ends the permit is settled
+// with the usage it reported (dispatch.Permit.Settle). A compressed body
+// (Content-Encoding other than identity) is not read: its cost stays the
+// estimate.
+
+// priceRule is one hosts rule as pricing sees it.
+type priceRule struct {
+	match   config.HostPattern
+	rule    string // its match in canonical form: the metric's rule label
+	priced  bool   // it has a tokens quota: its requests are priced
+	header  string // canonical cost header
+	body    bool   // estimate: body
+	def     int64  // cost.default
+	maxBody int64  // cost.max_body
+	paths   *cost.Paths
+	drop    []string // the policy's drop list, and header
+}
+
+// compilePricing compiles the hosts rules' pricing (validated), in rule
+// order: the first rule that matches a destination is its rule, as in the
+// dispatcher. None when no rule has a tokens quota or a cost header of its
+// own (then only the default header is removed, by the policy's drop).
+func compilePricing(hosts []config.HostRule, drop []string) ([]priceRule, error) {
+	need := false
+	for _, h := range hosts {
+		need = need || h.Cost != nil || hasTokens(h.Quotas)
+	}
+	if !need {
+		return nil, nil
+	}
+	out := make([]priceRule, 0, len(hosts))
+	for _, h := range hosts {
+		m, err := config.ParseHostPattern(h.Match)
+		if err != nil {
+			return nil, err
+		}
+		p := h.Cost.Pricing()
+		paths, err := cost.CompilePaths(p.Usage)
+		if err != nil {
+			return nil, err
+		}
+		pr := priceRule{match: m, rule: m.String(), priced: hasTokens(h.Quotas), header: p.Header,
+			body: p.Estimate == config.CostEstimateBody, def: p.Default, maxBody: p.MaxBody, paths: paths, drop: drop}
+		if !containsFold(drop, p.Header) {
+			pr.drop = append(append(make([]string, 0, len(drop)+1), drop...), p.Header)
+		}
+		out = append(out, pr)
+	}
+	return out, nil
+}
+
+func hasTokens(qs []config.Quota) bool {
+	for _, q := range qs {
+		if q.UnitOrDefault() == config.QuotaTokens {
+			return true
+		}
+	}
+	return false
+}
+
+func containsFold(list []string, s string) bool {
+	for _, v := range list {
+		if strings.EqualFold(v, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// priceRuleOf is the rule of dest, or nil.
+func (p *policy) priceRuleOf(dest hostport.HostPort) *priceRule {
+	for i := range p.pricing {
+		if p.pricing[i].match.Match(dest.Host, dest.Port) {
+			return &p.pricing[i]
+		}
+	}
+	return nil
+}
+
+// price prices the request before admission (see above): 0 when its rule
+// has no tokens quota. A bad cost header is a 400; a body that cannot be
+// read is the client's failure, as when it streams upstream.
+func (x *exchange) price() (int64, error) {
+	pr := x.pol.priceRuleOf(x.dest)
+	if pr == nil {
+		return 0, nil
+	}
+	x.drop = pr.drop
+	if !pr.priced {
+		return 0, nil // the header is removed and ignored
+	}
+	x.costRule = pr
+	x.rec.CostRule = pr.rule
+	if vals := x.in.Header[pr.header]; len(vals) > 0 {
+		if len(vals) > 1 {
+			return 0, badHeader(pr.header + ": more than one value")
+		}
+		n, err := cost.ParseHeader(vals[0])
+		if err != nil {
+			return 0, badHeader(pr.header + ": " + err.Error())
+		}
+		return n, nil
+	}
+	if pr.body {
+		n, ok, err := x.readEstimate(pr.maxBody)
+		if err != nil || ok {
+			return n, err
+		}
+	}
+	return pr.def, nil
+}
+
+// readEstimate reads the body up to maxBody and estimates its cost; ok
+// is false when there is no body, it is larger than maxBody (what was
+// read goes upstream first, then the rest) or it is not JSON.
+func (x *exchange) readEstimate(maxBody int64) (n int64, ok bool, err error) {
+	r := x.in
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || r.ContentLength > maxBody {
+		return 0, false, nil
+	}
+	var b []byte
+	if r.ContentLength > 0 {
+		// Known length: read it whole, in one allocation.
+		b = make([]byte, r.ContentLength)
+		var k int
+		k, err = io.ReadFull(r.Body, b)
+		b = b[:k]
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // the body ended before its length
+		}
+	} else {
+		b, err = io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	}
+	x.prefix = b
+	if err != nil {
+		return 0, false, bodyError(r.Context(), err)
+	}
+	if int64(len(b)) > maxBody {
+		return 0, false, nil
+	}
+	x.prefixAll = true
+	n, ok = cost.Estimate(b)
+	return n, ok, nil
+}
+
+// inBody is the request body as it goes upstream: what price read, then
+// the rest.
+func (x *exchange) inBody() io.ReadCloser {
+	if x.prefix == nil {
+		return x.in.Body
+	}
+	return prefixedBody{io.MultiReader(bytes.NewReader(x.prefix), x.in.Body), x.in.Body}
+}
+
+type prefixedBody struct {
+	io.Reader
+	c io.Closer
+}
+
+func (b prefixedBody) Close() error { return b.c.Close() }
+
+// meter wraps resp's body in a meteredBody when the request was priced
+// and its body can be read (not compressed); nil otherwise.
+func (x *exchange) meter(resp *http.Response) *meteredBody {
+	if x.costRule == nil || x.permit == nil {
+		return nil
+	}
+	return x.meterAlways(resp)
+}
+
+// meterAlways is meter without the permit check (benchmarks).
+func (x *exchange) meterAlways(resp *http.Response) *meteredBody {
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return nil
+	}
+	b := &meteredBody{rc: resp.Body, m: cost.NewMeter(resp.Header.Get("Content-Type"), x.costRule.paths)}
+	resp.Body = b
+	return b
+}
+
+// settle ends the metering of a response: the usage it reported corrects
+// the permit's cost, and both go to the record.
+func (x *exchange) settle(b *meteredBody) {
+	if b == nil {
+		return
+	}
+	n, ok := b.m.Usage()
+	if !ok {
+		return
+	}
+	x.rec.CostActual, x.rec.CostReported = n, true
+	x.permit.Settle(n)
+}
+
+// meteredBody is a response body that feeds each chunk to a cost.Meter
+// once the caller is done with it: at the next Read, after the caller
+// wrote (and flushed) it to the client, so that metering delays no byte.
+// A chunk that comes with an error (io.EOF with the last bytes) is
+// returned without it; the error comes with the next Read, after the
+// chunk was metered. The chunk is the caller's buffer, which it does not
+// reuse before calling Read again.
+type meteredBody struct {
+	rc   io.ReadCloser
+	m    *cost.Meter
+	last []byte
+	err  error
+}
+
+func (b *meteredBody) Read(p []byte) (int, error) {
+	if b.last != nil {
+		_, _ = b.m.Write(b.last)
+		b.last = nil
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.last, b.err = p[:n], err
+		return n, nil
+	}
+	return 0, err
+}
+
+func (b *meteredBody) Close() error { return b.rc.Close() }
