@@ -151,6 +151,7 @@ func (s *Server) updateLimits(whole bool) http.HandlerFunc {
 		}
 		var oldL, l config.Limits
 		var oldHosts, hosts []config.HostRule
+		store := s.storeKind()
 		err = s.backend.UpdateLimits(func(cur *config.Limits, curHosts *[]config.HostRule) error {
 			oldL, oldHosts = *cur, slices.Clone(*curHosts)
 			l, hosts = p.apply(*cur, *curHosts)
@@ -160,6 +161,7 @@ func (s *Server) updateLimits(whole bool) http.HandlerFunc {
 			}
 			problems = append(problems, split(l.Validate())...)
 			problems = append(problems, p.hostProblems(config.ValidateHosts(hosts))...)
+			problems = append(problems, p.hostProblems(config.CheckSharedConcurrency(store, l, hosts))...)
 			for i := len(p.problems); i < len(problems); i++ {
 				problems[i] = errors.New(clipQuoted(problems[i].Error()))
 			}
@@ -193,7 +195,7 @@ const (
 // them. encoding/json would match them case-insensitively.
 var (
 	limitsFields = []string{"rate", "burst", "concurrency", "queue_size", "max_wait", "quotas", "hosts"}
-	hostFields   = []string{"match", "rate", "burst", "concurrency", "quotas", "cost"}
+	hostFields   = []string{"match", "rate", "burst", "concurrency", "quotas", "cost", "shared_concurrency"}
 )
 
 // limitsPatch is a decoded PATCH or PUT body: nil fields are absent (or
@@ -354,6 +356,8 @@ func (p *limitsPatch) readHosts(v json.RawMessage) ([]config.HostRule, error) {
 				h.Quotas = p.readQuotas(name, m.value)
 			case "cost":
 				h.Cost = p.readCost(name, m.value)
+			case "shared_concurrency":
+				err = readBool(name, m.value, &h.SharedConcurrency)
 			}
 			if err != nil {
 				p.problems = append(p.problems, err)

@@ -67,6 +67,7 @@ func (d *Dispatcher) setHostsLocked(hosts []HostLimit, now time.Time) {
 	// Permits still holding a dropped rule's slots release them harmlessly.
 	d.mu.rules = rules
 	d.syncQuotasLocked(now) // new quotas follow the lease mode
+	d.syncSlotsLocked(now)  // and shared caps
 }
 
 // HostLimit is a per-destination rule (the config's hosts entries): every
@@ -77,6 +78,8 @@ type HostLimit struct {
 	Burst       int     // bucket size (>= 1 when Rate > 0)
 	Concurrency int     // HTTP requests in flight; 0 = unlimited
 	Quotas      []Quota // per-window quotas besides the bucket
+	// SharedConcurrency makes Concurrency fleet-wide (sharedslots.go).
+	SharedConcurrency bool
 }
 
 // rule is a HostLimit's live state.
@@ -105,6 +108,9 @@ type rule struct {
 	// lanes are the lanes kept (Dispatcher.mu.lanes, idle ones too) whose
 	// destination the rule matches.
 	lanes map[*lane]struct{}
+	// shared is the rule's side of a fleet-wide cap (SharedConcurrency,
+	// sharedslots.go).
+	shared slotLease
 }
 
 // waiting counts the requests waiting under r.
@@ -154,6 +160,7 @@ func HostLimitsOf(rules []config.HostRule) ([]HostLimit, error) {
 		if r.Concurrency != nil {
 			h.Concurrency = *r.Concurrency
 		}
+		h.SharedConcurrency = r.SharedConcurrency
 		if h.Quotas, err = QuotasOf(fmt.Sprintf("hosts[%d].quotas", i), r.Quotas); err != nil {
 			return nil, err
 		}
