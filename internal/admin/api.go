@@ -151,6 +151,7 @@ func (s *Server) updateLimits(whole bool) http.HandlerFunc {
 		}
 		var oldL, l config.Limits
 		var oldHosts, hosts []config.HostRule
+		store := s.storeKind()
 		err = s.backend.UpdateLimits(func(cur *config.Limits, curHosts *[]config.HostRule) error {
 			oldL, oldHosts = *cur, slices.Clone(*curHosts)
 			l, hosts = p.apply(*cur, *curHosts)
@@ -160,6 +161,7 @@ func (s *Server) updateLimits(whole bool) http.HandlerFunc {
 			}
 			problems = append(problems, p.unreported(l.Validate())...)
 			problems = append(problems, p.unreported(config.ValidateHosts(hosts))...)
+			problems = append(problems, p.unreported(config.CheckSharedConcurrency(store, l, hosts))...)
 			for i := len(p.problems); i < len(problems); i++ {
 				problems[i] = errors.New(clipQuoted(problems[i].Error()))
 			}

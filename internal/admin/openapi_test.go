@@ -54,7 +54,7 @@ func newSpecBackend() *fakeBackend {
 	l.Quotas = []config.Quota{{Limit: 10000, Per: 24 * time.Hour}}
 	return &fakeBackend{
 		l:     l,
-		hosts: []config.HostRule{{Match: "api.example.com", Rate: &rate, Burst: &burst, Concurrency: &conc, Quotas: []config.Quota{{Limit: 500, Per: time.Minute, Unit: config.QuotaRequests}}, Cost: &config.Cost{}}},
+		hosts: []config.HostRule{{Match: "api.example.com", Rate: &rate, Burst: &burst, Concurrency: &conc, Quotas: []config.Quota{{Limit: 500, Per: time.Minute, Unit: config.QuotaRequests}}, Cost: &config.Cost{}, SharedConcurrency: true}},
 	}
 }
 
@@ -90,7 +90,11 @@ func newSpecServer(t *testing.T) (*Server, *fakeBackend) {
 	t.Helper()
 	b := newSpecBackend()
 	reg := newSpecRegistry(t, b.Stats)
-	s := New(Config{Token: specToken, AllowedHosts: []string{requestHost}}, Deps{Backend: b, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})
+	// As with limits.store: redis, which hosts[].shared_concurrency needs.
+	st := func() (StoreStatus, bool) {
+		return StoreStatus{Store: config.StoreRedis, Up: true, Replicas: 3, Since: time.Date(2026, 12, 4, 4, 30, 0, 0, time.UTC)}, true
+	}
+	s := New(Config{Token: specToken, AllowedHosts: []string{requestHost}}, Deps{Backend: b, Store: st, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})
 	s.SetReady(true)
 	return s, b
 }

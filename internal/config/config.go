@@ -67,6 +67,9 @@ type Limits struct {
 	// Quotas are per-window quotas every request needs besides the token
 	// bucket (docs/configuration.md, "Quotas").
 	Quotas []Quota `mapstructure:"quotas" yaml:"quotas"`
+	// SharedConcurrency makes Concurrency a fleet-wide cap, leased from
+	// the shared store (needs Store redis; docs/shared-quota.md).
+	SharedConcurrency bool `mapstructure:"shared_concurrency" yaml:"shared_concurrency"`
 }
 
 // HostRule is a per-destination limit. Nil Rate or Concurrency means
@@ -81,6 +84,9 @@ type HostRule struct {
 	// Cost prices the rule's requests for its tokens quotas; nil means
 	// the defaults (Cost.Pricing).
 	Cost *Cost `mapstructure:"cost" yaml:"cost,omitempty" json:"cost,omitempty"`
+	// SharedConcurrency makes the rule's Concurrency fleet-wide, leased
+	// from the shared store (needs limits.store: redis).
+	SharedConcurrency bool `mapstructure:"shared_concurrency" yaml:"shared_concurrency,omitempty" json:"shared_concurrency,omitempty"`
 }
 
 // Priority configures urgency resolution (docs/configuration.md, "Priority").
@@ -194,7 +200,7 @@ func Default() Config {
 		TLS:             TLS{Intercept: []string{}, CertCacheSize: 1000},
 		Clients:         []Client{},
 		Fairness:        FairnessNone,
-		Redis:           Redis{KeyPrefix: "proxyd", Timeout: 100 * time.Millisecond, OnError: OnErrorLocal, Sentinel: RedisSentinel{Addrs: []string{}}, Cluster: RedisCluster{Addrs: []string{}}},
+		Redis:           Redis{KeyPrefix: "proxyd", Timeout: 100 * time.Millisecond, OnError: OnErrorLocal, SlotLease: 10 * time.Second, Sentinel: RedisSentinel{Addrs: []string{}}, Cluster: RedisCluster{Addrs: []string{}}},
 		Log:             Log{Level: "info", Format: "json"},
 		Tracing:         Tracing{OTLPProtocol: TracingHTTPProtobuf, SampleRatio: 1},
 		ShutdownTimeout: 30 * time.Second,

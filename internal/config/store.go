@@ -47,6 +47,10 @@ type Redis struct {
 	Password string `mapstructure:"password" yaml:"password"`
 	// TLS: PEM files for a private CA and client certificates.
 	TLS RedisTLS `mapstructure:"tls" yaml:"tls"`
+	// SlotLease is how long the store keeps a replica's slots of a shared
+	// concurrency cap without hearing from it (limits.shared_concurrency):
+	// a replica that dies gives its slots back after at most this long.
+	SlotLease time.Duration `mapstructure:"slot_lease" yaml:"slot_lease"`
 }
 
 // RedisSentinel is redis.sentinel (docs/shared-quota.md, "Highly available Redis").
@@ -145,6 +149,42 @@ func (c *Config) checkStore(p *problems) {
 	case OnErrorLocal, OnErrorOpen, OnErrorClosed:
 	default:
 		p.add("redis.on_error", "must be local, open or closed, got %q", r.OnError)
+	}
+	switch {
+	case r.SlotLease < minSlotLease:
+		p.add("redis.slot_lease", "must be at least %v, got %v", minSlotLease, r.SlotLease)
+	case c.Limits.Store == StoreRedis && r.SlotLease < 10*r.Timeout:
+		// A replica renews its slots at every call (every 100 ms at
+		// least): one slow call must not lose them.
+		p.add("redis.slot_lease", "must be at least 10 × redis.timeout (%v), got %v", 10*r.Timeout, r.SlotLease)
+	}
+	checkSharedConcurrency(p, c.Limits.Store, c.Limits, c.Hosts)
+}
+
+// minSlotLease is the shortest redis.slot_lease.
+const minSlotLease = time.Second
+
+// CheckSharedConcurrency refuses limits.shared_concurrency and
+// hosts[].shared_concurrency without the shared store (store is
+// limits.store): a fleet-wide cap needs one. The admin API runs it on a
+// PATCH or PUT of the hosts rules; the error names each key.
+func CheckSharedConcurrency(store string, l Limits, hosts []HostRule) error {
+	var p problems
+	checkSharedConcurrency(&p, store, l, hosts)
+	return p.err()
+}
+
+func checkSharedConcurrency(p *problems, store string, l Limits, hosts []HostRule) {
+	if store == StoreRedis {
+		return
+	}
+	if l.SharedConcurrency {
+		p.add("limits.shared_concurrency", "needs limits.store: redis (a fleet-wide cap is kept in the shared store), got limits.store: %s", store)
+	}
+	for i, h := range hosts {
+		if h.SharedConcurrency {
+			p.add(fmt.Sprintf("hosts[%d].shared_concurrency", i), "needs limits.store: redis (a fleet-wide cap is kept in the shared store), got limits.store: %s", store)
+		}
 	}
 }
 

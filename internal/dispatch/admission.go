@@ -11,6 +11,7 @@ import (
 func (d *Dispatcher) runLocked(now time.Time) {
 	d.expireLocked(now)
 	d.wakeSleepersLocked(now)
+	d.expireSlotsLocked(now) // shared caps' leases (sharedslots.go)
 	var wake time.Time
 	for {
 		l := d.pickLocked()
@@ -34,7 +35,7 @@ func (d *Dispatcher) runLocked(now time.Time) {
 		}
 		r := l.rule
 		if r != nil {
-			if l.key.kind == HTTP && !r.slots.Available() {
+			if l.key.kind == HTTP && !r.slotFree() {
 				d.slotWaitLocked(l)
 				continue
 			}
@@ -117,14 +118,14 @@ func (d *Dispatcher) runLocked(now time.Time) {
 // kinds with a free slot, or nil.
 func (d *Dispatcher) pickLocked() *lane {
 	for k := range d.mu.readyFree {
-		if l := d.mu.readyFree[k].top(); l != nil && d.mu.slots[k].Available() {
+		if l := d.mu.readyFree[k].top(); l != nil && d.slotFreeLocked(Kind(k)) {
 			return l
 		}
 	}
 	var best *lane
 	for k := range d.mu.ready {
 		l := d.mu.ready[k].top()
-		if l == nil || !d.mu.slots[k].Available() {
+		if l == nil || !d.slotFreeLocked(Kind(k)) {
 			continue
 		}
 		if best == nil || queue.Before(l.q.Peek(), best.q.Peek()) {
@@ -364,6 +365,9 @@ func (d *Dispatcher) armLocked(now, wake time.Time) {
 	}
 	if len(d.mu.pauseQ) > 0 {
 		earliest(d.mu.pauseQ[0].until)
+	}
+	if !d.mu.slotExpiry.IsZero() {
+		earliest(d.mu.slotExpiry)
 	}
 	if next.IsZero() {
 		return

@@ -18,6 +18,9 @@ type Limits struct {
 	// Quotas are per-window quotas every request (but NoToken ones)
 	// needs besides the global bucket (quota.go).
 	Quotas []Quota
+	// SharedConcurrency makes Concurrency fleet-wide: its slots are
+	// leased from a shared store (sharedslots.go).
+	SharedConcurrency bool
 }
 
 // Config configures a Dispatcher.
@@ -64,11 +67,12 @@ func (d *Dispatcher) SetLimits(l Limits) (old Limits) {
 
 func (d *Dispatcher) setLimitsLocked(l Limits, now time.Time) {
 	d.mu.limits = l
-	d.mu.rate.Set(now, l.Rate*d.mu.share, l.Burst)
+	d.mu.rate.Set(now, l.Rate*d.mu.share, localBurst(l.Burst, d.mu.share))
 	d.mu.slots[HTTP].SetCap(l.Concurrency)
 	d.mu.slots[Tunnel].SetCap(l.MaxTunnels)
 	d.mu.quotas = setQuotas(d.mu.quotas, l.Quotas)
 	d.syncQuotasLocked(now)
+	d.syncSlotsLocked(now)
 }
 
 // SetLocalShare sets the share of limits.rate that the local bucket
@@ -88,8 +92,9 @@ func (d *Dispatcher) SetLocalShare(share float64) {
 	}
 	now := d.clock.Now()
 	d.mu.share = share
-	d.mu.rate.Set(now, d.mu.limits.Rate*share, d.mu.limits.Burst)
+	d.mu.rate.Set(now, d.mu.limits.Rate*share, localBurst(d.mu.limits.Burst, share))
 	d.syncQuotasLocked(now) // and the quotas' local limits
+	d.syncSlotsLocked(now)  // and shared concurrency caps' (sharedslots.go)
 	d.runLocked(now)
 }
 
@@ -185,6 +190,8 @@ func LimitsOf(l config.Limits) Limits {
 		MaxWait:     l.MaxWait,
 		MaxTunnels:  l.MaxTunnels,
 		Quotas:      limitsQuotas(l.Quotas),
+
+		SharedConcurrency: l.SharedConcurrency,
 	}
 }
 

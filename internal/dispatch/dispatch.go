@@ -128,6 +128,11 @@ type Dispatcher struct {
 		admitted uint64                  // permits granted (Stats.Admitted)
 		// quotas are limits.Quotas' live state (quota.go).
 		quotas []*windowLog
+		// shared is the global cap's side when it is fleet-wide
+		// (Limits.SharedConcurrency, sharedslots.go); slotExpiry the
+		// soonest end of a shared cap's lease, zero when none.
+		shared     slotLease
+		slotExpiry time.Time
 		// caps are the provider caps (caps.go), capQ their ends (a
 		// min-heap by until, stale entries included).
 		caps map[capKey]*provCap
@@ -158,6 +163,7 @@ func New(cfg Config, deps Deps) *Dispatcher {
 	d.mu.limits = cfg.Limits
 	d.mu.quotas = setQuotas(nil, cfg.Limits.Quotas)
 	d.mu.reserve = max(cfg.Reserve, 0)
+	d.syncSlotsLocked(now)
 	return d
 }
 

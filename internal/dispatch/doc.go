@@ -152,8 +152,22 @@
 // tokens quotas take the request's cost (cost.go). While the store
 // cannot be reached, SetLocalShare scales the local bucket's rate to this
 // replica's share of limits.rate; the configured limits themselves are
-// set only by the application (SetLimits, Reconfigure).
+// set only by the application (SetLimits, Reconfigure). The local buckets
+// that take over start empty, with the same share of the burst
+// (outage.go).
 // docs/shared-quota.md states the bounds.
+//
+// # Fleet-wide concurrency caps
+//
+// With Limits.SharedConcurrency (HostLimit.SharedConcurrency for a rule)
+// a cap's slots are leased from the store as well (sharedslots.go): the
+// cap admits only while its slots in use stay below what the store holds
+// for this replica (a slotLease: limit, expiry, the store's target),
+// besides the local count. Demand reports each shared cap (giving back
+// the slots nobody here needs) and GrantSlots applies the answer; a lease
+// not renewed ends at its expiry (armLocked wakes for it). Releasing a
+// permit never changes the lease: the slot serves this replica's next
+// request, or goes back at the next Demand.
 //
 // # Files
 //
@@ -163,7 +177,8 @@
 // reserve). lanes.go: lanes and their heaps. hosts.go: hosts rules.
 // pauses.go: back-pressure pauses. source.go and lease.go: the token
 // sources; quota.go: per-window quotas; quotalease.go: their leased
-// units. config.go: Config, limits and the live setters, Reconfigure.
+// units; sharedslots.go: fleet-wide concurrency caps; outage.go: the
+// local buckets when leases go off. config.go: Config, limits and the live setters, Reconfigure.
 // stats.go and dump.go: Stats for operators, Dump for tests and debugging.
 //
 // Lock: Dispatcher.mu guards everything in mu; methods ending in Locked need

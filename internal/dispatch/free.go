@@ -14,7 +14,7 @@ func (d *Dispatcher) AcquireFree(r Request) (*Permit, bool) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.mu.draining || d.mu.readyFree[r.Kind].top() != nil || !d.mu.slots[r.Kind].Available() {
+	if d.mu.draining || d.mu.readyFree[r.Kind].top() != nil || !d.slotFreeLocked(r.Kind) {
 		return nil, false
 	}
 	now := d.clock.Now()

@@ -67,6 +67,7 @@ func (d *Dispatcher) setHostsLocked(hosts []HostLimit, now time.Time) {
 	// Permits still holding a dropped rule's slots release them harmlessly.
 	d.mu.rules = rules
 	d.syncQuotasLocked(now) // new quotas follow the lease mode
+	d.syncSlotsLocked(now)  // and shared caps
 }
 
 // HostLimit is a per-destination rule (the config's hosts entries): every
@@ -81,6 +82,8 @@ type HostLimit struct {
 	// without a Cost under a tokens quota, and the unit of
 	// priority.reserve in its tokens quotas (cost.go); 0 means 1.
 	CostDefault int64
+	// SharedConcurrency makes Concurrency fleet-wide (sharedslots.go).
+	SharedConcurrency bool
 }
 
 // rule is a HostLimit's live state.
@@ -109,6 +112,9 @@ type rule struct {
 	// lanes are the lanes kept (Dispatcher.mu.lanes, idle ones too) whose
 	// destination the rule matches.
 	lanes map[*lane]struct{}
+	// shared is the rule's side of a fleet-wide cap (SharedConcurrency,
+	// sharedslots.go).
+	shared slotLease
 }
 
 // waiting counts the requests waiting under r.
@@ -158,6 +164,7 @@ func HostLimitsOf(rules []config.HostRule) ([]HostLimit, error) {
 		if r.Concurrency != nil {
 			h.Concurrency = *r.Concurrency
 		}
+		h.SharedConcurrency = r.SharedConcurrency
 		if h.Quotas, err = QuotasOf(fmt.Sprintf("hosts[%d].quotas", i), r.Quotas); err != nil {
 			return nil, err
 		}

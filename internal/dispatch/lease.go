@@ -114,6 +114,9 @@ type Demand struct {
 	// Rules are the hosts rules with a rate, whose buckets the store
 	// shares too (keyed by their match).
 	Rules []RuleDemand
+	// Slots are the fleet-wide concurrency caps (sharedslots.go): the
+	// global one first, then the rules' in rule order.
+	Slots []SlotDemand
 	// Quotas are every quota, global ones first, then the hosts rules'
 	// in rule order (quotalease.go); their settlements are taken: each is
 	// reported once.
@@ -181,9 +184,14 @@ func (d *Dispatcher) SetLeased(on bool) {
 		d.wakeTokenWaitersLocked(r)
 	}
 	now := d.clock.Now()
+	if !on {
+		// The local buckets start empty (outage.go).
+		d.emptyLocalBucketsLocked(now)
+	}
 	// The quotas too: leased units, or the local window logs again
-	// (quotalease.go).
+	// (quotalease.go); and the shared caps (sharedslots.go).
 	d.syncQuotasLocked(now)
+	d.syncSlotsLocked(now)
 	d.runLocked(now)
 }
 
@@ -233,6 +241,7 @@ func (d *Dispatcher) Demand() Demand {
 		dm.Rules = append(dm.Rules, rd)
 	}
 	dm.Quotas = d.quotaDemandsLocked(now, dm.Waiting)
+	dm.Slots = d.slotDemandsLocked(now)
 	return dm
 }
 

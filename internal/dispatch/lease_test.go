@@ -42,9 +42,12 @@ func TestLeasedTokens(t *testing.T) {
 	if dm := h.d.Demand(); dm.Unspent != 1 {
 		t.Fatalf("refund: %+v, want the token back", dm)
 	}
-	// Off: the local bucket again, leases dropped.
+	// Off: the local bucket again, leases dropped; it starts empty
+	// (outage.go): its first token comes after 1/rate.
 	h.d.SetLeased(false)
 	h.add("e4", 4)
+	h.granted("b1", "c3", "a5")
+	h.clk.Advance(time.Millisecond)
 	h.granted("b1", "c3", "a5", "e4")
 }
 
@@ -66,7 +69,9 @@ func TestLeasedRuleTokens(t *testing.T) {
 	}
 	h.d.GrantRules(map[string]int{"api.example:443": 1}, t0.Add(time.Hour))
 	h.granted("other", "a")
-	h.d.SetLeased(false) // the rule's local bucket (1000/s) again
+	h.d.SetLeased(false) // the rule's local bucket (1000/s) again, empty at first
+	h.granted("other", "a")
+	h.clk.Advance(time.Millisecond)
 	h.granted("other", "a", "b")
 }
 

@@ -17,8 +17,10 @@ func TestRefundGoesToItsSource(t *testing.T) {
 	h.add("a", 3)
 	h.d.Grant(1, t0.Add(time.Hour))
 	h.granted("a")
-	h.d.SetLeased(false) // the local bucket again: one token
+	h.d.SetLeased(false) // the local bucket again, empty at first: a token a second
 	h.add("b", 3)
+	h.granted("a")
+	h.clk.Advance(time.Second)
 	h.granted("a", "b")
 	h.add("c", 3)
 	h.tickets["a"].Cancel() // a leased token: not the local bucket's

@@ -170,11 +170,15 @@ func (f *fleet) accuracy(start time.Time, from, to time.Duration) float64 {
 	return float64(n) / (to - from).Seconds()
 }
 
-// allowance is what the outages seen add to rate × t + burst: at each
-// switch to on_error: local every replica's local bucket starts full
-// (replicas × burst), and the shared bucket, unused meanwhile, holds a
-// burst again when they come back (docs/shared-quota.md, "When Redis
-// fails"). Outages of different replicas that overlap count once.
+// allowance is what the outages seen add to rate × t + burst: one burst
+// each (docs/shared-quota.md, "The bound across an outage"). The local
+// buckets start empty at the switch to on_error: local, so entering an
+// outage adds nothing; but the shared bucket, unused meanwhile, holds a
+// burst again when the replicas come back, beside what their local
+// buckets saved (their bursts are each its share of burst, at least 1:
+// max(burst, replicas) together). Outages of different replicas that
+// overlap count once. (Before issue 27 the local buckets started full,
+// with a whole burst each: (replicas + 1) × burst.)
 func (f *fleet) allowance(n int) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -192,7 +196,7 @@ func (f *fleet) allowance(n int) int {
 		}
 		ends = append(ends, o.up)
 	}
-	return events * (n + 1) * f.burst
+	return events * max(f.burst, n)
 }
 
 // maxIn is the most instants of sorted at in any window of length w.

@@ -16,10 +16,9 @@ func haConfig(prefix string) config.Redis {
 // Sentinel: a master, a replica and three sentinels; three replicas
 // offered twice a shared rate of 200/s; the master SIGKILLed a third of
 // the way in. Every request is answered; admissions stay within
-// rate × t + burst over every window, plus the outage allowance (each
-// replica's local bucket starts full when on_error: local takes over:
-// replicas × burst, docs/shared-quota.md); every replica uses the store
-// again within 1 s of the promotion.
+// rate × t + burst over every window, plus the outage allowance (one
+// burst: fleet.allowance, docs/shared-quota.md); every replica uses the
+// store again within 1 s of the promotion.
 func TestSentinelFailover(t *testing.T) {
 	set := testredis.StartSentinels(t)
 	rc := haConfig("ha")

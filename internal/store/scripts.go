@@ -51,8 +51,10 @@ return {redis.call('HINCRBY', KEYS[2], 'ver', 1), redis.call('HGET', KEYS[2], 'e
 // hash, "time,tokens"), refills the bucket up to burst less the rule's
 // tokens held by all replicas, and grants up to want. Then the quotas
 // (quota.go: quotaLua, after the rules' ARGV; their hashes after the
-// rules' keys). Returns {granted, rate (string), burst, version, replicas,
-// {rule grants}, epoch, {{granted, used} per quota}}; version -1 when the
+// rules' keys), then the shared concurrency caps (slots.go: slotLua,
+// after the quotas' ARGV and keys). Returns {granted, rate (string),
+// burst, version, replicas, {rule grants}, epoch, {{granted, used} per
+// quota}, {{granted, target} per shared cap}}; version -1 when the
 // fleet has no limits (an empty Redis). A rule's rate and burst come from the asking replica's
 // configuration: keep hosts rules the same on every replica.
 var leaseScript = redis.NewScript(`
@@ -174,6 +176,6 @@ else
   redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(math.max(now, ts)))
 end
 redis.call('HSET', KEYS[3], ARGV[1], record .. tostring(unspent + granted))
-` + quotaLua + `
-return {granted, tostring(rate), burst, ver, replicas, rules, redis.call('HGET', KEYS[2], 'epoch') or '', quotas}
+` + quotaLua + slotLua + `
+return {granted, tostring(rate), burst, ver, replicas, rules, redis.call('HGET', KEYS[2], 'epoch') or '', quotas, slots}
 `)

@@ -20,7 +20,9 @@
 // (dispatch.Dispatcher.GrantRules), and units of every quota
 // (limits.quotas, hosts[].quotas) from the fleet's window of each
 // (dispatch.Dispatcher.GrantQuotas; quota.go states the design and
-// proves the bound).
+// proves the bound), and slots of every fleet-wide concurrency cap
+// (limits.shared_concurrency, hosts[].shared_concurrency:
+// dispatch.Dispatcher.GrantSlots; slots.go).
 //
 // A replica asks for its waiting requests less its unspent tokens, and
 // never holds more than rate × 4 × Interval (at least 1) unspent
@@ -71,9 +73,12 @@
 //
 // A call that fails or takes longer than redis.timeout switches the
 // replica to redis.on_error at once, logged once: local (the local bucket
-// at the share 1 / replicas of the configured rate, replicas as last seen:
-// Dispatcher.SetLocalShare), open (share 1) or closed (leases stay on and
-// none come: nothing is admitted; requests wait, then time out as usual).
+// at the share 1 / replicas of the configured rate and burst, replicas as
+// last seen: Dispatcher.SetLocalShare, starting empty), open (share 1) or
+// closed (leases stay on and none come: nothing is admitted; requests
+// wait, then time out as usual). A shared concurrency cap keeps the slots
+// the store still records for the replica until their lease ends, then
+// the same share of the cap (internal/dispatch/sharedslots.go).
 // The goroutine keeps calling every Interval (busy or not); the first
 // call that succeeds switches back, within one Interval and a dial of
 // Redis answering again (client.go, "Recovery": go-redis's own dial
@@ -121,6 +126,9 @@ type Dispatcher interface {
 	GrantRules(grants map[string]int, expires time.Time)
 	// GrantQuotas hands over the quota units a call leased (quota.go).
 	GrantQuotas(lease uint64, sent, expires time.Time, grants []dispatch.QuotaGrant)
+	// GrantSlots hands over the shared caps' slots a call leased
+	// (slots.go), kept by the store until expires.
+	GrantSlots(grants []dispatch.SlotGrant, expires time.Time)
 	SetLeased(on bool)
 	SetLeaseWake(ch chan<- struct{})
 	// SetLocalShare sets the share of the configured rate that the local
@@ -176,6 +184,9 @@ type Store struct {
 
 // New connects nothing yet: Start does. reg may be nil.
 func New(cfg config.Redis, d Dispatcher, hooks Hooks, log *zap.Logger, reg prometheus.Registerer) (*Store, error) {
+	if cfg.SlotLease <= 0 {
+		cfg.SlotLease = DefaultSlotLease
+	}
 	dial := &dialer{}
 	rdb, err := newClient(cfg, dial) // client.go
 	if err != nil {
@@ -438,6 +449,7 @@ func (s *Store) lease(ctx context.Context) bool {
 		}
 	}
 	keys, args = s.appendQuotas(keys, args, dm)
+	keys, args = s.appendSlots(keys, args, dm)
 	// Tokens expire LeaseTTL after the call was sent: never later than
 	// LeaseTTL after the store gave them out, which is how long it counts
 	// them as held.
@@ -494,6 +506,7 @@ func (s *Store) lease(ctx context.Context) bool {
 		}
 	}
 	s.quotaGrants(res, dm, sent, expires)
+	s.slotGrants(res, dm, sent)
 	epoch := ""
 	if len(res) > 6 {
 		epoch = fmt.Sprint(res[6])

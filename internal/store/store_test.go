@@ -55,6 +55,7 @@ func (f *fakeDisp) state() (leased bool, share float64) {
 }
 func (f *fakeDisp) GrantRules(map[string]int, time.Time)                            {}
 func (f *fakeDisp) GrantQuotas(uint64, time.Time, time.Time, []dispatch.QuotaGrant) {}
+func (f *fakeDisp) GrantSlots([]dispatch.SlotGrant, time.Time)                      {}
 func (f *fakeDisp) SetLeased(on bool)                                               { f.mu.Lock(); defer f.mu.Unlock(); f.leased = on }
 func (f *fakeDisp) SetLeaseWake(chan<- struct{})                                    {}
 func (f *fakeDisp) total() int                                                      { f.mu.Lock(); defer f.mu.Unlock(); return f.granted }

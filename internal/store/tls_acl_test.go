@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/proxyd/proxyd/internal/config"
+	"github.com/proxyd/proxyd/internal/dispatch"
 	"github.com/proxyd/proxyd/internal/testredis"
 )
 
@@ -107,6 +109,31 @@ func TestACLLeastPrivilege(t *testing.T) {
 		t.Fatalf("the least-privileged user failed: %v", downLogs(logs)[0].ContextMap())
 	}
 
+	t.Run("shared concurrency", func(t *testing.T) {
+		// The shared caps' part of the lease script (slots.go) needs no
+		// other command or key.
+		d := dispatch.New(dispatch.Config{Limits: dispatch.Limits{Concurrency: 2, SharedConcurrency: true, QueueSize: 10, MaxWait: time.Minute, MaxTunnels: 1}}, dispatch.Deps{})
+		defer d.Close()
+		s, err := New(rc, d, Hooks{}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Start(0, 1)
+		defer s.Close()
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		p, err := d.Acquire(ctx, dispatch.Request{Urgency: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Release()
+		if !s.Status().Up {
+			t.Fatal("the store is down for the least-privileged user with shared_concurrency")
+		}
+		if v, err := r.Do("HGET", "{acl}:slots:global", "born"); err != nil || v == nil {
+			t.Fatalf("no slots hash written by the least-privileged user: %v %v", v, err)
+		}
+	})
 	t.Run("a command missing", func(t *testing.T) {
 		r.MustDo("ACL", "SETUSER", "weak", "on", ">pw-secret-2", "~{acl}:*", "-@all", "+evalsha", "+eval", "+hello", "+ping")
 		rc := rc
