@@ -71,7 +71,11 @@ func TestSentinelFailover(t *testing.T) {
 			t.Errorf("replica %d still down at the end", i)
 		}
 	}
-	f.check(f.allowance(n))
+	// Redis replicates asynchronously: the promoted replica may miss the
+	// master's last writes, and the tokens they granted can be granted
+	// again (docs/shared-quota.md, "The bound across an outage"): allow
+	// rate × 50 ms of replication lag.
+	f.check(f.allowance(n) + rate*50/1000)
 }
 
 // Cluster: three masters; three replicas offered twice a shared rate of
