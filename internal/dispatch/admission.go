@@ -83,6 +83,7 @@ func (d *Dispatcher) runLocked(now time.Time) {
 			}
 		}
 		w := d.mu.q.Pop(l.q).Value.(*Ticket)
+		d.leftLaneLocked(w)
 		d.mu.slots[w.kind].Acquire()
 		w.permit = Permit{w: w, d: d, tok: tok, waited: now.Sub(w.item.Enqueued), cost: permitCost(w, r)}
 		if l.cap != nil {
@@ -307,6 +308,7 @@ func (d *Dispatcher) expireLocked(now time.Time) {
 // rejectLocked answers a waiting request with err and removes it.
 func (d *Dispatcher) rejectLocked(w *Ticket, err error, now time.Time) {
 	d.mu.q.Remove(&w.item)
+	d.leftLaneLocked(w)
 	d.laneChangedLocked(w.lane)
 	w.state = rejected
 	w.err = &RejectError{Err: err, RetryAfter: d.retryAfterLocked(w.item.Urgency, w.lane.key.dest, now)}

@@ -164,9 +164,6 @@ func (d *Dispatcher) Limits() Limits {
 // reload), the proxy test harness and benchmarks all build their
 // dispatcher with it, so that none of them drifts from the others.
 func ConfigOf(cfg config.Config) (Config, error) {
-	if err := tokensNeedLocalStore(cfg); err != nil {
-		return Config{}, err
-	}
 	hosts, err := HostLimitsOf(cfg.Hosts)
 	if err != nil {
 		return Config{}, err

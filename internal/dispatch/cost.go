@@ -2,7 +2,7 @@ package dispatch
 
 import (
 	"errors"
-	"fmt"
+	"slices"
 	"time"
 
 	"github.com/proxyd/proxyd/internal/config"
@@ -232,6 +232,7 @@ func adjustTokenCap(p *Permit, delta int64, now time.Time) bool {
 // (a limit lowered under it): ErrCostExceedsQuota, no RetryAfter.
 func (d *Dispatcher) rejectCostLocked(w *Ticket) {
 	d.mu.q.Remove(&w.item)
+	d.leftLaneLocked(w)
 	d.laneChangedLocked(w.lane)
 	w.state = rejected
 	w.err = &RejectError{Err: ErrCostExceedsQuota}
@@ -286,18 +287,49 @@ func (p *Permit) Settle(actual int64) {
 	if diff == 0 {
 		return
 	}
+	// done are the quotas corrected so far: a leased take spread over
+	// several batches left one receipt per batch, and each quota gives
+	// back at most -diff, or is charged diff, once.
+	type corrected struct {
+		w    *windowLog
+		left int64
+	}
+	var done []corrected
 	for i, t := range p.quotaToks {
-		w, ok := t.src.(*windowLog)
-		if !ok || w.q.Unit != config.QuotaTokens {
+		w, _ := t.src.(*windowLog)
+		b, _ := t.src.(*quotaBatch)
+		if b != nil {
+			w = b.log // leased units (quotalease.go): the fleet's window
+		}
+		if w == nil || w.q.Unit != config.QuotaTokens {
 			continue
 		}
-		if diff < 0 {
-			give := int32(min(-diff, int64(t.n)))
+		k := slices.IndexFunc(done, func(c corrected) bool { return c.w == w })
+		if k < 0 {
+			done = append(done, corrected{w: w, left: -diff})
+			k = len(done) - 1
+			if diff > 0 {
+				n := int(min(diff, int64(w.q.Limit)))
+				w.charge(now, n)
+				if w.lease.on {
+					// Charged in the fleet's window by the next store
+					// call, at its time (lease 0, offset 0: no earlier
+					// than it was known).
+					w.lease.settle = append(w.lease.settle, QuotaSettlement{Spent: n})
+				}
+			}
+		}
+		if diff > 0 {
+			continue
+		}
+		give := int32(min(done[k].left, int64(t.n)))
+		done[k].left -= int64(give)
+		if b != nil {
+			b.correct(int(give))
+		} else {
 			w.refund(taken{src: w, n: give, expires: t.expires}, now)
-			p.quotaToks[i].n -= give
-			continue
 		}
-		w.charge(now, int(min(diff, int64(w.q.Limit))))
+		p.quotaToks[i].n -= give
 	}
 	woke := adjustTokenCap(p, -diff, now) && diff < 0
 	if l := p.w.lane; woke && l != nil && !l.idle && l.state == laneSleeping {
@@ -308,24 +340,6 @@ func (p *Permit) Settle(actual int64) {
 		d.wakeTokenWaitersLocked(p.rule)
 	}
 	d.runLocked(now)
-}
-
-// tokensNeedLocalStore refuses tokens quotas with limits.store: redis:
-// their leases are counted per request, not per token, and settled usage
-// is not shared yet (docs/shared-quota.md); a quota silently counted
-// wrong is worse than none.
-func tokensNeedLocalStore(cfg config.Config) error {
-	if cfg.Limits.Store != config.StoreRedis {
-		return nil
-	}
-	for i, h := range cfg.Hosts {
-		for j, q := range h.Quotas {
-			if q.UnitOrDefault() == config.QuotaTokens {
-				return fmt.Errorf("hosts[%d].quotas[%d].unit: tokens quotas are not shared through limits.store: redis yet (docs/shared-quota.md); use limits.store: memory", i, j)
-			}
-		}
-	}
-	return nil
 }
 
 // newHeadLocked wakes l when w, just queued, became its head and is

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -395,14 +394,18 @@ func BenchmarkAdmitTokens(b *testing.B) {
 	}
 }
 
-// With limits.store: redis, a tokens quota is refused at start, naming
-// its key: leases are counted per request.
-func TestTokensNeedLocalStore(t *testing.T) {
+// With limits.store: redis, tokens quotas are shared like requests
+// quotas (docs/shared-quota.md, "Tokens"): the configuration is accepted
+// and the rule keeps both quotas.
+func TestTokensQuotasWithSharedStore(t *testing.T) {
 	cfg := config.Default()
 	cfg.Limits.Store, cfg.Redis.URL = config.StoreRedis, "redis://127.0.0.1:6379/0"
 	cfg.Hosts = []config.HostRule{{Match: "api.openai.com", Quotas: []config.Quota{{Limit: 500, Per: time.Minute}, {Limit: 90000, Per: time.Minute, Unit: config.QuotaTokens}}}}
-	_, err := ConfigOf(cfg)
-	if want := "hosts[0].quotas[1].unit: tokens quotas are not shared through limits.store: redis yet"; err == nil || !strings.HasPrefix(err.Error(), want) {
-		t.Fatalf("ConfigOf = %v, want %q…", err, want)
+	dc, err := ConfigOf(cfg)
+	if err != nil {
+		t.Fatalf("ConfigOf = %v, want tokens quotas accepted with limits.store: redis", err)
+	}
+	if qs := dc.Hosts[0].Quotas; len(qs) != 2 || qs[1].Unit != config.QuotaTokens || qs[1].Limit != 90000 {
+		t.Fatalf("the rule's quotas %+v, want 500/1m requests and 90000/1m tokens", qs)
 	}
 }

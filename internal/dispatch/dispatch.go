@@ -224,6 +224,7 @@ func (d *Dispatcher) Enqueue(r Request) (*Ticket, error) {
 		return nil, &RejectError{Err: ErrQueueFull, RetryAfter: d.retryAfterLocked(r.Urgency, r.Dest, now)}
 	}
 	w.lane = l
+	l.join(w)
 	// l holds the newcomer: if it was an idle lane being reused, it is idle
 	// no more before the victim's lane turns idle, which may sweep every
 	// idle lane. (The victim's lane must be fixed before any heap

@@ -107,7 +107,11 @@
 // head may fit where the old one did not. A cost above a tokens quota's
 // limit is refused at once (ErrCostExceedsQuota). Permit.Settle corrects
 // the cost once the response told its usage: refunded in the window at
-// the admission's time, or charged at the time of settling (debt).
+// the admission's time, or charged at the time of settling (debt). With
+// leases (quotalease.go) a rule's quotas report the waiting requests'
+// costs and the rule's head, which the store grants whole or not at all,
+// and the corrections reach the fleet's window (docs/shared-quota.md,
+// "Tokens").
 //
 // # No goroutine of its own
 //

@@ -45,6 +45,10 @@ type lane struct {
 	// tcap is its destination's provider cap in tokens, the same way
 	// (cost.go).
 	tcap *provCap
+	// costs and unpriced are its waiting requests' Request.Cost sum and
+	// how many have none (quotalease.go: a Demand in tokens).
+	costs    int64
+	unpriced int
 }
 
 // laneHeap orders lanes by their heads (ready) or by wakeAt (sleeping).

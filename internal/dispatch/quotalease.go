@@ -3,6 +3,9 @@ package dispatch
 import (
 	"math"
 	"time"
+
+	"github.com/proxyd/proxyd/internal/config"
+	"github.com/proxyd/proxyd/internal/queue"
 )
 
 // Leased quota units: per-window quotas shared through a store
@@ -32,6 +35,19 @@ import (
 // on, the admissions made meanwhile are reported too (settlements of
 // lease 0, at their offsets before the call), so the fleet's window counts
 // them.
+//
+// A hosts rule's quota also reports its next request (QuotaDemand.Head*):
+// in a tokens quota a single request may cost more than a lease (Waiting
+// is the waiting requests' costs, the want is capped as for requests but
+// never below the head's need), and the store grants a head all it lacks
+// or nothing, in the fleet-wide order of the replicas' heads, so that no
+// replica ever holds part of a request's units waiting for the rest
+// (docs/shared-quota.md, "Tokens"). A correction (Permit.Settle) of units
+// that came from a batch reaches the fleet's window too: while the batch
+// is not settled it spends fewer; once settled, a refund (QuotaSettlement
+// .Refund) uncharges them from the slot the batch's spends were placed in
+// (its grant's Redis time, QuotaGrant.At, plus its latest spend), and
+// debt is charged when it is known (lease 0, at the call's time).
 
 // QuotaDemand is one quota's side of a Demand.
 type QuotaDemand struct {
@@ -46,9 +62,20 @@ type QuotaDemand struct {
 	Waiting int
 	Unspent int
 	// Settle are the batches done since the last Demand (fully spent,
-	// expired, or leases switched off), and the admissions made without
-	// a lease since leases were last off (Lease 0).
+	// expired, or leases switched off), the admissions made without
+	// a lease since leases were last off and the debts (Lease 0), and
+	// the refunds of settled batches' units (Refund).
 	Settle []QuotaSettlement
+	// HeadUrgency, HeadNeed and HeadID are, for a hosts rule's quota, the
+	// rule's next request (the most urgent, then earliest, waiting under
+	// the rule and not held by a pause or the rule's cap): its urgency,
+	// the units it lacks beyond Unspent, and its sequence number (the
+	// store keeps its place among the replicas' heads while it stays the
+	// head). HeadUrgency is queue.Levels when nothing waits; global
+	// quotas leave them zero.
+	HeadUrgency int
+	HeadNeed    int
+	HeadID      uint64
 }
 
 // QuotaSettlement is what became of one batch of leased units.
@@ -62,6 +89,12 @@ type QuotaSettlement struct {
 	// Offset is the latest admission, from when the lease's store call
 	// was sent; 0 when none was spent.
 	Offset time.Duration
+	// Refund, when above 0, makes this a correction instead: Refund
+	// units of a settled batch given back (Permit.Settle), uncharged
+	// from the slot of At, the Redis time (µs) where that batch's spends
+	// were placed; Lease, Spent and Offset are then 0.
+	Refund int
+	At     int64
 }
 
 // QuotaGrant is a store's answer for one quota of a Demand.
@@ -73,6 +106,9 @@ type QuotaGrant struct {
 	// in the window after this grant (what Stats reports while leased).
 	N    int
 	Used int
+	// At is the grant's Redis time in µs (0: unknown), where a refund
+	// finds the batch's spends once they are settled.
+	At int64
 }
 
 // quotaLease is a quota's leased units, the window log's source while
@@ -92,7 +128,9 @@ type quotaLease struct {
 // own, so that a take spread over several batches leaves one receipt per
 // batch and a refund goes back exactly where the units came from.
 type quotaBatch struct {
+	log     *windowLog // the quota it is of
 	lease   uint64
+	at      int64     // the grant's Redis time (µs), 0 if unknown
 	sent    time.Time // when the store call was sent
 	expires time.Time
 	granted int
@@ -136,12 +174,27 @@ func (b *quotaBatch) settlement() QuotaSettlement {
 	return s
 }
 
-// grant adds a batch; while leases are off it is settled at once, unspent.
-func (l *quotaLease) grant(lease uint64, sent, expires time.Time, n int) {
+// correct gives back n units of a permit's that the batch counted
+// (Permit.Settle): the batch spent fewer while it is not settled; once
+// it is, a refund from the slot its spends were placed in is reported
+// (none when the grant's Redis time is unknown: they stay counted).
+func (b *quotaBatch) correct(n int) {
+	switch {
+	case n <= 0:
+	case !b.done:
+		b.spent -= min(n, b.spent)
+	case b.at > 0:
+		b.log.lease.settle = append(b.log.lease.settle, QuotaSettlement{Refund: n, At: b.at + b.last.Microseconds()})
+	}
+}
+
+// grant adds a batch of w's; while leases are off it is settled at
+// once, unspent.
+func (l *quotaLease) grant(w *windowLog, lease uint64, at int64, sent, expires time.Time, n int) {
 	if n <= 0 {
 		return
 	}
-	b := &quotaBatch{lease: lease, sent: sent, expires: expires, granted: n}
+	b := &quotaBatch{log: w, lease: lease, at: at, sent: sent, expires: expires, granted: n}
 	if !l.on {
 		l.settle = append(l.settle, b.settlement())
 		return
@@ -303,12 +356,80 @@ func (d *Dispatcher) quotaDemandsLocked(now time.Time, waiting int) []QuotaDeman
 		if len(r.quotas) == 0 {
 			continue
 		}
-		n := r.waiting()
+		n, costs := r.waitingCosts()
+		head := ruleHead(r, now)
 		for _, w := range r.quotas {
-			add(r.limit.Match.String(), w, n)
+			units := n * tokensPerRequest
+			if w.q.Unit == config.QuotaTokens {
+				units = int(min(costs, math.MaxInt32))
+			}
+			add(r.limit.Match.String(), w, units)
+			q := &out[len(out)-1]
+			q.HeadUrgency = queue.Levels
+			if head != nil {
+				q.HeadUrgency = min(max(head.item.Urgency, 0), queue.Levels-1)
+				q.HeadNeed = max(0, unitsFor(w, head.costUnder(r))-q.Unspent)
+				q.HeadID = head.item.Seq()
+			}
 		}
 	}
 	return out
+}
+
+// join and leftLaneLocked keep l's waiting costs (costs, unpriced) as
+// w enters and leaves it.
+func (l *lane) join(w *Ticket) {
+	l.costs += w.cost
+	if w.cost <= 0 {
+		l.unpriced++
+	}
+}
+
+// leftLaneLocked counts w out of its lane's costs (w just left the
+// lane's queue: admitted, rejected or canceled). A lane asleep for its rule's tokens wakes: its new head may cost less
+// than the one that left and fit now (with one unit per request it
+// never does, as in newHeadLocked); it reports whether it woke.
+func (d *Dispatcher) leftLaneLocked(w *Ticket) bool {
+	l := w.lane
+	l.costs -= w.cost
+	if w.cost <= 0 {
+		l.unpriced--
+	}
+	if l.tokenWait && l.state == laneSleeping && l.q.Len() > 0 && ruleTokens(l.rule) {
+		d.readyLocked(l)
+		return true
+	}
+	return false
+}
+
+// waitingCosts counts the requests waiting under r and their price in
+// tokens (costUnder: cost.default for those without a Cost).
+func (r *rule) waitingCosts() (n int, costs int64) {
+	price := max(r.limit.CostDefault, 1)
+	for l := range r.lanes {
+		n += l.q.Len()
+		costs += l.costs + int64(l.unpriced)*price
+	}
+	return n, costs
+}
+
+// ruleHead is the request that goes next under r: the most urgent, then
+// earliest, head of r's lanes that are not held by a pause or the
+// rule's concurrency cap; nil when none waits.
+func ruleHead(r *rule, now time.Time) *Ticket {
+	var best *queue.Item
+	for l := range r.lanes {
+		if l.q.Len() == 0 || l.state == laneSlotWait || now.Before(l.pausedUntil) {
+			continue
+		}
+		if it := l.q.Peek(); best == nil || queue.Before(it, best) {
+			best = it
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return best.Value.(*Ticket)
 }
 
 // GrantQuotas adds the units a store call leased (its id lease, sent at
@@ -332,7 +453,7 @@ func (d *Dispatcher) GrantQuotas(lease uint64, sent, expires time.Time, grants [
 		if g.Scope == "" {
 			if w := find(d.mu.quotas, g); w != nil {
 				w.lease.used = g.Used
-				w.lease.grant(lease, sent, expires, g.N)
+				w.lease.grant(w, lease, g.At, sent, expires, g.N)
 				run = run || g.N > 0
 			}
 			continue
@@ -343,7 +464,7 @@ func (d *Dispatcher) GrantQuotas(lease uint64, sent, expires time.Time, grants [
 			}
 			if w := find(r.quotas, g); w != nil {
 				w.lease.used = g.Used
-				w.lease.grant(lease, sent, expires, g.N)
+				w.lease.grant(w, lease, g.At, sent, expires, g.N)
 				if g.N > 0 && w.lease.on {
 					d.wakeTokenWaitersLocked(r)
 					run = true

@@ -181,8 +181,8 @@ func TestLeasedRuleQuota(t *testing.T) {
 // batches give nothing and take nothing back.
 func TestQuotaLeaseTakeAcrossBatches(t *testing.T) {
 	l := quotaLease{on: true}
-	l.grant(1, t0, t0.Add(100*time.Millisecond), 2)
-	l.grant(2, t0.Add(10*time.Millisecond), t0.Add(110*time.Millisecond), 3)
+	l.grant(nil, 1, 0, t0, t0.Add(100*time.Millisecond), 2)
+	l.grant(nil, 2, 0, t0.Add(10*time.Millisecond), t0.Add(110*time.Millisecond), 3)
 	now := t0.Add(20 * time.Millisecond)
 	if ok, _ := l.check(now, 6); ok {
 		t.Fatal("6 units fit in 5")

@@ -133,8 +133,12 @@ func (w *Ticket) Cancel() {
 	switch w.state {
 	case waiting:
 		d.mu.q.Remove(&w.item)
+		woke := d.leftLaneLocked(w)
 		d.laneChangedLocked(w.lane)
 		w.state = canceled
+		if woke {
+			d.runLocked(d.clock.Now()) // its lane's new head may fit
+		}
 		d.mu.Unlock()
 	case granted:
 		d.mu.Unlock()

@@ -32,10 +32,33 @@ import (
 //     the store could not be reached) charges at now + offset (negative);
 //  3. grant g = min(want, limit − sum − reserved) units, where reserved is,
 //     for a global quota, what other replicas need right now at strictly
-//     more urgent levels (as for the global bucket; a hosts rule's quota
-//     is first come, first served across replicas, as the rule's bucket),
-//     charge them to the slot of now + LeaseTTL (they may be spent until
-//     then) and record the lease (id → t, slot, g) under the replica.
+//     more urgent levels (as for the global bucket), and for a hosts
+//     rule's quota the demand ahead of this replica's head (below); a
+//     head is granted all it lacks or nothing; charge them to the slot of
+//     now + LeaseTTL (they may be spent until then) and record the lease
+//     (id → t, slot, g) under the replica.
+//
+// Settlements also carry corrections (dispatch.Permit.Settle): a refund
+// ("r", units, at) uncharges units from the slot of at, the Redis time
+// where the batch they came from placed its spends (its grant's time,
+// returned in each reply, plus its latest spend), if that slot is still
+// in the window; debt is lease 0 at offset 0 (charged at now).
+//
+// # Heads (hosts rules' quotas, tokens ones above all)
+//
+// A request priced in tokens may cost more than a lease. Each call
+// reports, per rule quota, the replica's head (the rule's next request:
+// urgency, the units it lacks beyond those held, its id); the quota's
+// field "dem" keeps per replica "id,ts,u,need,want,hid,since", need and
+// want being what is left after this call's grant and since the Redis
+// time of the first call that reported that head. Heads are ordered by
+// (u, since, id); reserved is the fresh (FreshDemand) want of others at
+// more urgent levels plus the need of others' heads of the same urgency
+// that go first. The first head has nothing reserved ahead of it and
+// every other grant leaves its need free, so it is granted within per of
+// becoming first, whatever its price (≤ limit); no replica holds part of
+// a head's units, so none waits on another's (docs/shared-quota.md,
+// "Tokens", states the bound with corrections and debt).
 //
 // # The bound
 //
@@ -120,8 +143,12 @@ func (s *Store) appendQuotas(keys []string, args []any, dm dispatch.Demand) ([]s
 			global = 1
 		}
 		keys = append(keys, key)
-		args = append(args, global, q.Limit, q.Per.Microseconds(), quotaWant(q), len(settle))
+		args = append(args, global, q.Limit, q.Per.Microseconds(), quotaWant(q), q.HeadUrgency, q.HeadNeed, q.HeadID, len(settle))
 		for _, st := range settle {
+			if st.Refund > 0 {
+				args = append(args, "r", st.Refund, st.At)
+				continue
+			}
 			args = append(args, st.Lease, st.Spent, st.Offset.Microseconds())
 		}
 	}
@@ -129,8 +156,8 @@ func (s *Store) appendQuotas(keys []string, args []any, dm dispatch.Demand) ([]s
 }
 
 // quotaGrants hands the reply's quota grants (its 8th value: {granted,
-// used} per quota, in dm's order) to the dispatcher, as lease s.quota.seq
-// sent at sent; the settlements are written.
+// used, Redis time} per quota, in dm's order) to the dispatcher, as lease
+// s.quota.seq sent at sent; the settlements are written.
 func (s *Store) quotaGrants(res []any, dm dispatch.Demand, sent, expires time.Time) {
 	s.quota.pending = nil
 	if len(dm.Quotas) == 0 {
@@ -144,10 +171,13 @@ func (s *Store) quotaGrants(res []any, dm dispatch.Demand, sent, expires time.Ti
 	for i, q := range dm.Quotas {
 		g := dispatch.QuotaGrant{Scope: q.Scope, Per: q.Per, Unit: q.Unit}
 		if i < len(qr) {
-			if pair, _ := qr[i].([]any); len(pair) == 2 {
-				n, _ := pair[0].(int64)
-				used, _ := pair[1].(int64)
+			if v, _ := qr[i].([]any); len(v) >= 2 {
+				n, _ := v[0].(int64)
+				used, _ := v[1].(int64)
 				g.N, g.Used = int(n), int(used)
+				if len(v) > 2 {
+					g.At, _ = v[2].(int64)
+				}
 			}
 		}
 		grants = append(grants, g)
@@ -159,9 +189,11 @@ func (s *Store) quotaGrants(res []any, dm dispatch.Demand, sent, expires time.Ti
 // requests need beyond the units it holds, never so many that it would
 // hold more than maxQuotaLease: leases stay small (a unit held unspent
 // is lost to the fleet until its lease ends), and requests held by
-// something else (a concurrency cap) never pile units up.
+// something else (a concurrency cap) never pile units up. But never less
+// than its head lacks: in a tokens quota one request may cost more than
+// a lease, and the store grants a head all it lacks or nothing.
 func quotaWant(q dispatch.QuotaDemand) int {
-	return max(0, min(q.Waiting, maxQuotaLease(q.Limit, q.Per))-q.Unspent)
+	return max(0, min(q.Waiting, maxQuotaLease(q.Limit, q.Per))-q.Unspent, q.HeadNeed)
 }
 
 // maxQuotaLease is the most units of a quota a replica holds: its average
@@ -176,6 +208,8 @@ func maxQuotaLease(limit int, per time.Duration) int {
 // now and ttl are set. Lease records are "lease,t,slot,g" joined by ";".
 const quotaLua = `
 local quotas = {}
+local gonemap = {}
+for _, id in ipairs(gone) do gonemap[id] = true end
 local qa = 9 + n * 5
 local nq = tonumber(ARGV[qa] or '0') or 0
 local qlease = ARGV[qa + 1]
@@ -184,8 +218,9 @@ qa = qa + 2
 local function slot(i) return 's' .. string.format('%.0f', i) end
 for i = 1, nq do
   local key = KEYS[3 + n + i]
-  local global, limit, per, qwant, ns = tonumber(ARGV[qa]), tonumber(ARGV[qa + 1]), tonumber(ARGV[qa + 2]), tonumber(ARGV[qa + 3]), tonumber(ARGV[qa + 4])
-  qa = qa + 5
+  local global, limit, per, qwant = tonumber(ARGV[qa]), tonumber(ARGV[qa + 1]), tonumber(ARGV[qa + 2]), tonumber(ARGV[qa + 3])
+  local qu, qneed, qhid, ns = tonumber(ARGV[qa + 4]), tonumber(ARGV[qa + 5]), ARGV[qa + 6], tonumber(ARGV[qa + 7])
+  qa = qa + 8
   local w = math.max(1, math.floor(per / 1024))
   -- Slots up to cut have left the window: (cut + 1) * w + per <= now.
   local cut = math.floor((now - per) / w) - 1
@@ -216,7 +251,21 @@ for i = 1, nq do
     local ls, spent, off = ARGV[qa], math.max(0, tonumber(ARGV[qa + 1]) or 0), tonumber(ARGV[qa + 2]) or 0
     qa = qa + 3
     local at, top = nil, nil
-    if ls == '0' then
+    if ls == 'r' then
+      -- A refund (Permit.Settle): spent units given back, uncharged from
+      -- the slot of off (Redis µs) where their batch placed its spends.
+      local c = math.floor(off / w)
+      if c > cut and c >= lo then
+        local v = tonumber(redis.call('HGET', key, slot(c)) or '') or 0
+        local k = math.min(spent, v)
+        if k >= v then
+          redis.call('HDEL', key, slot(c))
+        elseif k > 0 then
+          redis.call('HSET', key, slot(c), v - k)
+        end
+        sum = sum - k
+      end
+    elseif ls == '0' then
       at, top = now + math.min(off, 0), math.floor(now / w)
     elseif recs[ls] then
       local r = recs[ls]
@@ -251,9 +300,53 @@ for i = 1, nq do
   end
   -- The grant, charged to the lease's end.
   local avail = limit - sum
-  if global == 1 then avail = avail - reserved end
+  local heads, since = {}, now
+  if global == 1 then
+    avail = avail - reserved
+  else
+    -- A hosts rule's quota: the replicas' heads in order (urgency, then
+    -- since: when the head was first reported, then replica id); a
+    -- replica is granted only what the fresh demand ahead of its head
+    -- leaves: others' residual want at more urgent levels, others'
+    -- heads' residual need at its own. Records "id,ts,u,need,want,hid,since".
+    local ahead = 0
+    for id, ts, du, dneed, dwant, dhid, dsince in string.gmatch(redis.call('HGET', key, 'dem') or '', '([^,;]+),(%d+),(%d+),(%d+),(%d+),(%d+),(%d+)') do
+      ts = tonumber(ts)
+      if id == ARGV[1] then
+        if dhid == qhid then since = tonumber(dsince) end
+      elseif now - ts <= alive and not gonemap[id] then
+        heads[#heads + 1] = {id, ts, tonumber(du), tonumber(dneed), tonumber(dwant), dhid, tonumber(dsince)}
+      end
+    end
+    for _, o in ipairs(heads) do
+      if now - o[2] <= fresh then
+        if o[3] < qu then
+          ahead = ahead + o[5]
+        elseif o[3] == qu and (o[7] < since or (o[7] == since and o[1] < ARGV[1])) then
+          ahead = ahead + o[4]
+        end
+      end
+    end
+    avail = avail - ahead
+  end
   local g = 0
-  if qwant > 0 and avail >= 1 then g = math.min(qwant, math.floor(avail)) end
+  -- A head gets all it lacks or nothing: no replica holds part of one
+  -- request's units while waiting for the rest.
+  if qwant > 0 and avail >= math.max(1, qneed) then g = math.min(qwant, math.floor(avail)) end
+  if global == 0 then
+    local recs2 = {}
+    for _, o in ipairs(heads) do
+      recs2[#recs2 + 1] = string.format('%s,%.0f,%d,%.0f,%.0f,%s,%.0f', o[1], o[2], o[3], o[4], o[5], o[6], o[7])
+    end
+    if qu < 8 then
+      recs2[#recs2 + 1] = string.format('%s,%.0f,%d,%.0f,%.0f,%s,%.0f', ARGV[1], now, qu, math.max(0, qneed - g), math.max(0, qwant - g), qhid, since)
+    end
+    if #recs2 > 0 then
+      redis.call('HSET', key, 'dem', table.concat(recs2, ';'))
+    else
+      redis.call('HDEL', key, 'dem')
+    end
+  end
   if g > 0 then
     local c = math.floor((now + ttl) / w)
     redis.call('HINCRBY', key, slot(c), g)
@@ -269,6 +362,6 @@ for i = 1, nq do
   for _, id in ipairs(gone) do redis.call('HDEL', key, 'l:' .. id) end
   redis.call('HSET', key, 'lo', string.format('%.0f', lo), 'hi', string.format('%.0f', hi), 'sum', string.format('%.0f', sum))
   redis.call('PEXPIRE', key, math.floor(per / 1000) + 60000)
-  quotas[i] = {g, sum}
+  quotas[i] = {g, sum, now}
 end
 `

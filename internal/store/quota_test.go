@@ -44,7 +44,7 @@ func TestQuotaScript(t *testing.T) {
 		demand[u] = strconv.Itoa(waiting)
 		args := []any{id, 0, fmt.Sprint(demand[0], ",", demand[1], ",", demand[2], ",", demand[3], ",", demand[4], ",", demand[5], ",", demand[6], ",", demand[7]),
 			FreshDemand.Microseconds(), (2 * time.Second).Microseconds(), 0, 0, LeaseTTL.Microseconds(),
-			1, seq, 1, 5, time.Minute.Microseconds(), want, len(settle) / 3}
+			1, seq, 1, 5, time.Minute.Microseconds(), want, 8, 0, 0, len(settle) / 3}
 		for _, v := range settle {
 			args = append(args, v)
 		}
