@@ -110,7 +110,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.quota.duration, "quota-duration", o.quota.duration, "quota: length of the offered load (at least one window, 1m)")
 	o.llm = defaultLLMOpts()
 	fs.DurationVar(&o.llm.duration, "llm-duration", o.llm.duration, "llm: length of the offered load (at least one window, 1m)")
-	quick := fs.Bool("quick", false, "a short smoke run: 2 rounds of 0.5s, 3s open loops, limits 100 and 1000, 2000 waiting, shared runs of 4s and 3s, quota and llm for 70s (flags given explicitly still win)")
+	quick := fs.Bool("quick", false, "a short smoke run: 2 rounds of 0.5s, 3s open loops, limits 100 and 1000, 2000 waiting, shared runs of 4s and 3s and a 6s failover, quota and llm for 70s (flags given explicitly still win)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -2,9 +2,9 @@ package main
 
 // Scenario 6: one quota shared by three proxyd replicas through Redis
 // (docs/shared-quota.md): accuracy at 2× overload, priority across
-// replicas, and what the store costs (Redis calls per admitted request,
+// replicas, what the store costs (Redis calls per admitted request,
 // call latency, and the queue wait it adds under light load against a
-// memory-store proxyd).
+// memory-store proxyd), and a Sentinel failover (sentinel.go).
 
 import (
 	"context"
@@ -39,6 +39,11 @@ type sharedOpts struct {
 	skip time.Duration
 	// urgent, bulk and lightRate are offered per second.
 	urgent, bulk, lightRate float64
+	// The Sentinel failover run (sentinel.go): its length (the master is
+	// killed a third of the way in), the sentinels'
+	// down-after-milliseconds, and how often each replica's
+	// GET /api/v1/store is polled.
+	failover, downAfter, pollEvery time.Duration
 	// explicit: the scenario was named on the command line; a missing
 	// redis-server is then an error, not a skip.
 	explicit bool
@@ -47,12 +52,13 @@ type sharedOpts struct {
 func defaultSharedOpts() sharedOpts {
 	return sharedOpts{rate: 200, burst: 10, queueSize: 300, maxWait: 500 * time.Millisecond, replicas: 3,
 		accuracy: 10 * time.Second, priority: 5 * time.Second, light: 5 * time.Second, skip: time.Second,
-		urgent: 60, bulk: 400, lightRate: 50}
+		urgent: 60, bulk: 400, lightRate: 50,
+		failover: 10 * time.Second, downAfter: 500 * time.Millisecond, pollEvery: 5 * time.Millisecond}
 }
 
 // quick shortens the runs for --quick.
 func (o *sharedOpts) quick() {
-	o.accuracy, o.priority, o.light = 4*time.Second, 3*time.Second, 3*time.Second
+	o.accuracy, o.priority, o.light, o.failover = 4*time.Second, 3*time.Second, 3*time.Second, 6*time.Second
 }
 
 // errNoRedis is returned when redis-server cannot be found.
@@ -603,10 +609,22 @@ func runShared(ctx context.Context, e *env, o sharedOpts) error {
 		return fmt.Errorf("light load (memory): %w", err)
 	}
 	lightRow("memory (one proxyd alone)", mr)
+	pd.stop()
+
+	// 4. A Sentinel failover (sentinel.go).
+	if err := pause(); err != nil {
+		return err
+	}
+	failTbl, err := runSentinelFailover(ctx, e, o, up)
+	if err != nil {
+		return err
+	}
 	costTbl.notes = append(costTbl.notes, "Calls are the sum over the replicas of proxyd_store_requests_total's increase during the run and its 1 s grace (idle replicas included: each calls every 100 ms when nothing waits, every 5 ms while requests wait); admitted counts the upstream's arrivals over the same span. Call latency is from proxyd_store_request_duration_seconds: mean = Δsum / Δcount, p99 the upper bound of the histogram bucket holding the 99th percentile.")
 	waitTbl.notes = append(waitTbl.notes, fmt.Sprintf("No overload: %.0f/s against a rate of %g/s, so a memory-store proxyd almost always has a token at hand. With the shared store a replica spends only tokens it leased; queue wait is proxyd's Server-Timing queue;dur. The redis row runs while the other two replicas idle; the memory row after the fleet and Redis are stopped.", o.lightRate, o.rate))
-	for _, t := range []*table{accTbl, prioTbl, costTbl, waitTbl} {
-		e.rep.table(t)
+	for _, t := range []*table{accTbl, prioTbl, costTbl, waitTbl, failTbl} {
+		if t != nil {
+			e.rep.table(t)
+		}
 	}
 	return nil
 }

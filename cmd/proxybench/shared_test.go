@@ -19,17 +19,23 @@ func TestParseFlagsShared(t *testing.T) {
 		t.Errorf("scenarios %v, explicit %v", o.scenarios, o.shared.explicit)
 	}
 	s := o.shared
-	if s.rate != 200 || s.burst != 10 || s.replicas != 3 || s.accuracy != 10*time.Second || s.priority != 5*time.Second || s.light != 5*time.Second {
+	if s.rate != 200 || s.burst != 10 || s.replicas != 3 || s.accuracy != 10*time.Second || s.priority != 5*time.Second || s.light != 5*time.Second ||
+		s.failover != 10*time.Second || s.downAfter != 500*time.Millisecond {
 		t.Errorf("defaults: %+v", s)
 	}
-	// Under a minute by default: the runs, their 1 s grace and pauses.
-	if total := s.accuracy + 2*s.priority + s.light*2 + 10*time.Second; total > 60*time.Second {
+	// The master dies a third of the way in: the outage (down-after plus
+	// about 2 s of Sentinel's failover) ends well before the run does.
+	if s.failover/3+s.downAfter+2*time.Second > s.failover*3/4 {
+		t.Errorf("failover run %v too short for down-after %v", s.failover, s.downAfter)
+	}
+	// About a minute by default: the runs, their 1 s grace and pauses.
+	if total := s.accuracy + 2*s.priority + s.light*2 + s.failover + 12*time.Second; total > 65*time.Second {
 		t.Errorf("default runs take %v", total)
 	}
 	if o, err = parseFlags([]string{"--quick", "--scenario", "rate,shared"}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if o.shared.accuracy != 4*time.Second || o.shared.priority != 3*time.Second || o.shared.light != 3*time.Second || !o.shared.explicit {
+	if o.shared.accuracy != 4*time.Second || o.shared.priority != 3*time.Second || o.shared.light != 3*time.Second || o.shared.failover != 6*time.Second || !o.shared.explicit {
 		t.Errorf("quick: %+v", o.shared)
 	}
 	// Through all, a missing redis-server skips the scenario.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -117,6 +118,11 @@ type proxydConf struct {
 	// RedisURL and RedisPrefix (redis.url, redis.key_prefix:
 	// docs/configuration.md, "Shared quota: `limits.store`, `redis`").
 	Store, RedisURL, RedisPrefix string
+	// SentinelMaster and SentinelAddrs are redis.sentinel.master and
+	// redis.sentinel.addrs, instead of RedisURL (docs/shared-quota.md,
+	// "Highly available Redis").
+	SentinelMaster string
+	SentinelAddrs  []string
 	// Hosts are per-destination rules (docs/configuration.md, "Per-
 	// destination limits: `hosts`"); only match, rate and quotas are
 	// written.
@@ -218,8 +224,12 @@ func (e *env) startProxyd(c proxydConf) (*proxydServer, error) {
 	}
 	var ports [3]int
 	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
-			return nil, err
+		// Each free port's listener is closed before the next is asked
+		// for: the kernel may hand the same one out twice.
+		for ports[i] == 0 || slices.Contains(ports[:i], ports[i]) {
+			if ports[i], err = freePort(); err != nil {
+				return nil, err
+			}
 		}
 	}
 	s := &proxydServer{
@@ -241,8 +251,14 @@ func (e *env) startProxyd(c proxydConf) (*proxydServer, error) {
 	if c.Store != "" {
 		fmt.Fprintf(&b, "  store: %s\n", c.Store)
 	}
-	if c.RedisURL != "" {
-		fmt.Fprintf(&b, "redis:\n  url: %q\n", c.RedisURL)
+	if c.RedisURL != "" || c.SentinelMaster != "" {
+		b.WriteString("redis:\n")
+		if c.RedisURL != "" {
+			fmt.Fprintf(&b, "  url: %q\n", c.RedisURL)
+		}
+		if c.SentinelMaster != "" {
+			fmt.Fprintf(&b, "  sentinel:\n    master: %q\n    addrs: [%s]\n", c.SentinelMaster, quoteList(c.SentinelAddrs))
+		}
 		if c.RedisPrefix != "" {
 			fmt.Fprintf(&b, "  key_prefix: %s\n", c.RedisPrefix)
 		}

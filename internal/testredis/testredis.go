@@ -3,6 +3,8 @@
 // (StartTLS, tls.go), a master with a replica and three sentinels
 // (StartSentinels, sentinel.go) and a Redis Cluster of three masters
 // (StartCluster, cluster.go). Every process ends with the test.
+// LaunchSentinels starts the Sentinel set outside a test, for
+// cmd/proxybench's failover row; its caller stops it.
 package testredis
 
 import (
@@ -25,7 +27,7 @@ import (
 // Restart it to test a store outage (Restart keeps the port, and starts
 // empty).
 type Server struct {
-	t    testing.TB
+	t    testing.TB // nil when launched outside a test (LaunchSentinels)
 	bin  string
 	port int
 	args func(port int) []string // the command line after the program
@@ -36,6 +38,9 @@ type Server struct {
 	rdb  *redis.Client
 	// answered is when the last start's first PING was answered.
 	answered time.Time
+
+	// prepare, if not nil, sees each command before it starts.
+	prepare func(*exec.Cmd)
 }
 
 // Start runs redis-server until the test ends; it skips the test, naming
@@ -71,28 +76,56 @@ func plainArgs(port int) []string {
 // closed).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
 	return port
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 func start(t testing.TB, bin string, tc *tls.Config, args func(port int) []string) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: bin, port: FreePort(t), args: args, tls: tc, dir: t.TempDir()}
-	s.start()
-	t.Cleanup(func() {
-		s.Kill()
-		s.mu.Lock()
-		if s.rdb != nil {
-			_ = s.rdb.Close()
-		}
-		s.mu.Unlock()
-	})
+	s, err := launch(bin, t.TempDir(), tc, nil, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.t = t
+	t.Cleanup(s.close)
 	return s
+}
+
+// launch runs bin on a free port, working in dir, outside any test:
+// the caller stops it with close. prepare, if not nil, sees each command
+// before it starts.
+func launch(bin, dir string, tc *tls.Config, prepare func(*exec.Cmd), args func(port int) []string) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{bin: bin, port: port, args: args, tls: tc, dir: dir, prepare: prepare}
+	if err := s.run(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// close stops the server and its client.
+func (s *Server) close() {
+	s.Kill()
+	s.mu.Lock()
+	if s.rdb != nil {
+		_ = s.rdb.Close()
+	}
+	s.mu.Unlock()
 }
 
 // Addr is host:port; URL the redis:// URL of database 0.
@@ -104,12 +137,22 @@ func (s *Server) Port() int { return s.port }
 
 func (s *Server) start() {
 	s.t.Helper()
+	if err := s.run(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// run starts the process and waits until it answers PING.
+func (s *Server) run() error {
 	cmd := exec.Command(s.bin, s.args(s.port)...)
 	cmd.Dir = s.dir
+	if s.prepare != nil {
+		s.prepare(cmd)
+	}
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("%s: %v", s.bin, err)
+		return fmt.Errorf("%s: %w", s.bin, err)
 	}
 	s.mu.Lock()
 	s.cmd = cmd
@@ -122,13 +165,14 @@ func (s *Server) start() {
 		if time.Now().After(deadline) {
 			err := s.ping()
 			s.Kill()
-			s.t.Fatalf("%s on %s did not answer PING within 10 s (%v); its output:\n%s", s.bin, s.Addr(), err, out.String())
+			return fmt.Errorf("%s on %s did not answer PING within 10 s (%v); its output:\n%s", s.bin, s.Addr(), err, out.String())
 		}
 		<-tick.C
 	}
 	s.mu.Lock()
 	s.answered = time.Now()
 	s.mu.Unlock()
+	return nil
 }
 
 // Answered is when the server last began to answer PING (polled every
@@ -183,7 +227,8 @@ func (s *Server) Kill() {
 	_ = cmd.Wait()
 }
 
-// Restart starts the server again on the same port (empty).
+// Restart starts the server again on the same port (empty). Only for a
+// test's servers (not LaunchSentinels').
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Kill()
@@ -205,7 +250,8 @@ func (s *Server) Do(args ...any) (any, error) {
 	return rdb.Do(ctx, args...).Result()
 }
 
-// MustDo is Do that fails the test on an error.
+// MustDo is Do that fails the test on an error. Only for a test's
+// servers (not LaunchSentinels').
 func (s *Server) MustDo(args ...any) any {
 	s.t.Helper()
 	v, err := s.Do(args...)
