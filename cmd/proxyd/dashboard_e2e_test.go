@@ -1,9 +1,11 @@
 package main
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -67,6 +69,12 @@ type providerRow struct {
 	Rule, Unit, Remaining, Limit, Reset, State string
 }
 
+// quotaRow is a row of the page's "Quotas" table: the cells, the width
+// of its budget bar and its classes.
+type quotaRow struct {
+	Used, Limit, Debt, Ratio, State, Bar, BarClass string
+}
+
 // pageView is what the page shows, read from its DOM.
 type pageView struct {
 	Snapshot    string            `json:"snapshot"`
@@ -92,6 +100,8 @@ type pageView struct {
 	FormStatus  string            `json:"formStatus"`
 	// Providers are the "Provider limits" rows, by "destination unit".
 	Providers map[string]providerRow `json:"providers"`
+	// Quotas are the "Quotas" rows, by "rule unit per".
+	Quotas map[string]quotaRow `json:"quotas"`
 }
 
 const readPage = `(() => {
@@ -107,17 +117,26 @@ const readPage = `(() => {
     v.p50[r.dataset.priority] = r.querySelector(".p50").textContent;
     v.oldest[r.dataset.priority] = r.querySelector(".oldest").textContent;
   });
-  for (const id of ["admitted-legend", "inflight-legend", "depth-legend", "prio-legend", "hosts-legend"]) v.legends[id] = t("#" + id);
+  for (const id of ["admitted-legend", "inflight-legend", "depth-legend", "prio-legend", "hosts-legend", "providers-legend", "quotas-legend"]) v.legends[id] = t("#" + id);
   const bg = (s) => { const e = document.querySelector(s); return e ? getComputedStyle(e).backgroundColor : ""; };
   v.colors = {legendBar: bg("#hosts-legend .sw-bar"), legendFull: bg("#hosts-legend .sw-full"),
     bar: bg("#hosts-table .bar:not(.full) > div"), barFull: bg("#hosts-table .bar.full > div"),
-    prioLegendBar: bg("#prio-legend .sw-bar"), prioBar: bg("#prio-table .bar > div")};
+    prioLegendBar: bg("#prio-legend .sw-bar"), prioBar: bg("#prio-table .bar > div"),
+    quotaLegendDebt: bg("#quotas-legend .sw-debt"), quotaBarDebt: bg("#quotas-table .bar.debt > div"),
+    quotaLegendBar: bg("#quotas-legend .sw-bar"), quotaBar: bg("#quotas-table .bar:not(.full):not(.debt) > div")};
   document.querySelectorAll("#paused-table tbody tr").forEach((r) => v.paused.push(r.dataset.destination));
   document.querySelectorAll("#hosts-table tbody tr").forEach((r) => { v.hosts[r.dataset.match] = r.querySelector(".inflight").textContent; });
   v.providers = {};
   document.querySelectorAll("#providers-table tbody tr").forEach((r) => {
     const c = (k) => r.querySelector("." + k).textContent;
     v.providers[r.dataset.destination + " " + r.dataset.unit] = {Rule: c("rule"), Unit: c("unit"), Remaining: c("remaining"), Limit: c("limit"), Reset: c("reset"), State: c("state")};
+  });
+  v.quotas = {};
+  document.querySelectorAll("#quotas-table tbody tr").forEach((r) => {
+    const c = (k) => r.querySelector("." + k).textContent;
+    const bar = r.querySelector(".bar");
+    v.quotas[r.dataset.rule + " " + r.dataset.unit + " " + r.dataset.per] = {Used: c("used"), Limit: c("limit"), Debt: c("debt-units"), Ratio: c("ratio"), State: c("state"),
+      Bar: bar.firstChild.style.width, BarClass: bar.className};
   });
   return v;
 })()`
@@ -126,8 +145,10 @@ const readPage = `(() => {
 // against a running proxyd with traffic (docs/admin-api.md, "GET /dashboard"): the page asks for the
 // token, shows the numbers of /api/v1/queue and /api/v1/limits and what
 // the providers last said is left (an origin answering OpenAI's
-// x-ratelimit-* headers) with its reset counting down, changes the rate
-// through its form, and is screenshotted (to
+// x-ratelimit-* headers) with its reset counting down, a budget bar per
+// quota with a tokens quota in debt (an LLM origin answering, gzip
+// compressed, more usage than its request was priced at), changes the
+// rate through its form, and is screenshotted (to
 // PROXYD_DASHBOARD_SCREENSHOT when set, else under t.TempDir()).
 func TestDashboardInChromium(t *testing.T) {
 	chrome := chromiumPath(t)
@@ -156,7 +177,8 @@ func TestDashboardInChromium(t *testing.T) {
 	}))
 	t.Cleanup(limited.Close)
 	// An OpenAI-style origin: 3 requests left of 60 until +100 s, and
-	// tokens (recorded, not enforced) until +6 min, capped at max_pause.
+	// tokens until +6 min, capped at max_pause (not priced: its rule has
+	// no tokens quota).
 	openai := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		h := w.Header()
 		h.Set("X-Ratelimit-Limit-Requests", "60")
@@ -168,6 +190,21 @@ func TestDashboardInChromium(t *testing.T) {
 		_, _ = w.Write([]byte("ok\n"))
 	}))
 	t.Cleanup(openai.Close)
+	// An LLM origin under a tokens quota: its gzip answer reports 1300
+	// tokens used, above the request's price (400), and its provider
+	// says 5000 tokens of 10000 are left.
+	llm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		h := w.Header()
+		h.Set("X-Ratelimit-Limit-Tokens", "10000")
+		h.Set("X-Ratelimit-Remaining-Tokens", "5000")
+		h.Set("X-Ratelimit-Reset-Tokens", "6m0s")
+		h.Set("Content-Type", "application/json")
+		h.Set("Content-Encoding", "gzip")
+		zw := gzip.NewWriter(w)
+		_, _ = zw.Write([]byte(`{"choices":[{"message":{"content":"ok"}}],"usage":{"prompt_tokens":1000,"completion_tokens":300,"total_tokens":1300}}`))
+		_ = zw.Close()
+	}))
+	t.Cleanup(llm.Close)
 	flowing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	}))
@@ -176,6 +213,7 @@ func TestDashboardInChromium(t *testing.T) {
 	heldRule := "127.0.0.1:" + heldPort
 	openaiDest := openai.Listener.Addr().String()
 	limitedDest := limited.Listener.Addr().String()
+	llmDest := llm.Listener.Addr().String()
 
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "proxyd.yaml")
@@ -195,7 +233,8 @@ hosts:
   - {match: "api.openai.com:443", rate: 50, concurrency: 16}
   - {match: "api.stripe.com", rate: 25}
   - {match: "hooks.slack.com", rate: 1, concurrency: 1}
-`, token, heldRule, openaiDest))
+  - {match: "%s", quotas: [{limit: 100, per: 1m}, {limit: 1000, per: 1h, unit: tokens}]}
+`, token, heldRule, openaiDest, llmDest))
 	p := startProxyd(t, "--config", cfg)
 	c := p.client()
 
@@ -211,6 +250,41 @@ hosts:
 	}
 	if st := getStatus(c, openai.URL+"/v1/chat/completions"); st != http.StatusOK {
 		t.Fatalf("GET openai: %d", st)
+	}
+	// Priced 400 tokens, used 1300: 300 above the quota's 1000.
+	preq, _ := http.NewRequest(http.MethodPost, llm.URL+"/v1/chat/completions", strings.NewReader(`{"model":"m","messages":[]}`))
+	preq.Header.Set("X-Proxy-Cost", "400")
+	presp, err := c.Do(preq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := io.ReadAll(presp.Body); presp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"total_tokens":1300`) {
+		t.Fatalf("POST llm: %d %q", presp.StatusCode, body)
+	}
+	presp.Body.Close()
+	var stats struct {
+		Hosts []struct {
+			Match  string `json:"match"`
+			Quotas []struct {
+				Unit string `json:"unit"`
+				Used int    `json:"used"`
+				Debt int    `json:"debt"`
+			} `json:"quotas"`
+			CostRatio *struct {
+				Count uint64  `json:"count"`
+				Sum   float64 `json:"sum"`
+			} `json:"cost_ratio"`
+		} `json:"hosts"`
+	}
+	adminGet(t, p, token, "/api/v1/stats", &stats)
+	for _, h := range stats.Hosts {
+		if h.Match != llmDest {
+			continue
+		}
+		if len(h.Quotas) != 2 || h.Quotas[1].Unit != "tokens" || h.Quotas[1].Used != 1300 || h.Quotas[1].Debt != 300 || h.Quotas[0].Used != 1 || h.Quotas[0].Debt != 0 ||
+			h.CostRatio == nil || h.CostRatio.Count != 1 || h.CostRatio.Sum != 3.25 {
+			t.Errorf("GET /api/v1/stats: rule %s = %+v (cost ratio %+v), want 1 request and 1300 tokens used, 300 in debt, one answer at 3.25 its price", h.Match, h.Quotas, h.CostRatio)
+		}
 	}
 	// Held traffic: two in flight (the rule's cap), six waiting at three
 	// urgencies.
@@ -331,7 +405,7 @@ hosts:
 		a, err := strconv.ParseFloat(v.Admitted, 64)
 		n, _ := strconv.Atoi(v.Samples)
 		return n >= 10 && !v.AuthShown && v.State == "live" && err == nil && a > 0 && v.P50["0"] != "–" && v.P50["0"] != "" &&
-			len(v.Paused) == 1 && len(v.Hosts) == 7 && len(v.Providers) == 3
+			len(v.Paused) == 1 && len(v.Hosts) == 8 && len(v.Providers) == 4 && len(v.Quotas) == 2
 	})
 	if v.StoreShown {
 		t.Errorf("the store section is shown without a shared store")
@@ -346,14 +420,27 @@ hosts:
 	// colours of what they explain: the held rule's bar is full (2 of 2).
 	for id, want := range map[string]string{
 		"admitted-legend": "limits.rate", "inflight-legend": "limits.concurrency", "depth-legend": "stacked by priority",
-		"prio-legend": "oldest wait", "hosts-legend": "at its concurrency",
+		"prio-legend": "oldest wait", "hosts-legend": "at its concurrency", "quotas-legend": "in debt: used above the limit",
+		"providers-legend": "tokens: requests priced in tokens go while their price fits",
 	} {
 		if !strings.Contains(v.Legends[id], want) {
 			t.Errorf("legend #%s = %q, want it to say %q", id, v.Legends[id], want)
 		}
 	}
-	if c := v.Colors; c["barFull"] == "" || c["legendFull"] != c["barFull"] || c["legendBar"] != c["bar"] || c["legendBar"] == c["legendFull"] || c["prioLegendBar"] != c["prioBar"] {
+	if c := v.Colors; c["barFull"] == "" || c["legendFull"] != c["barFull"] || c["legendBar"] != c["bar"] || c["legendBar"] == c["legendFull"] || c["prioLegendBar"] != c["prioBar"] ||
+		c["quotaBarDebt"] == "" || c["quotaLegendDebt"] != c["quotaBarDebt"] || c["quotaLegendDebt"] == c["legendFull"] || c["quotaLegendBar"] != c["quotaBar"] {
 		t.Errorf("legend colours %v do not match the bars'", c)
+	}
+	// Quotas: a budget bar each; the tokens quota is in debt (its bar full
+	// and red, 300 above its limit) and shows its answers' usage against
+	// their price; the requests quota holds one request of 100.
+	for k, want := range map[string]quotaRow{
+		llmDest + " tokens 1h":   {Used: "1300", Limit: "1000", Debt: "300", Ratio: "3.25", State: "in debt", Bar: "100%", BarClass: "bar full debt"},
+		llmDest + " requests 1m": {Used: "1", Limit: "100", Debt: "–", Ratio: "–", State: "", Bar: "1%", BarClass: "bar"},
+	} {
+		if got := v.Quotas[k]; got != want {
+			t.Errorf("quotas row %q = %+v, want %+v (rows %v)", k, got, want, v.Quotas)
+		}
 	}
 	if v.PrioFull != 0 {
 		t.Errorf("%d priority bars drawn as full: they have no cap", v.PrioFull)
@@ -367,7 +454,8 @@ hosts:
 	resetIn := regexp.MustCompile(`^([0-9.]+) s$`)
 	for k, want := range map[string]providerRow{
 		openaiDest + " requests":  {Rule: openaiDest, Unit: "requests", Remaining: "3", Limit: "60"},
-		openaiDest + " tokens":    {Rule: openaiDest, Unit: "tokens", Remaining: "149000", Limit: "150000", State: "recorded"},
+		openaiDest + " tokens":    {Rule: openaiDest, Unit: "tokens", Remaining: "149000", Limit: "150000", State: "not priced"},
+		llmDest + " tokens":       {Rule: llmDest, Unit: "tokens", Remaining: "5000", Limit: "10000"},
 		limitedDest + " requests": {Rule: "–", Unit: "requests", Remaining: "0", Limit: "–", State: "paused"},
 	} {
 		got, ok := v.Providers[k]

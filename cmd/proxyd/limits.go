@@ -505,6 +505,36 @@ type hostView struct {
 	Burst       json.Number `json:"burst"`
 	Concurrency json.Number `json:"concurrency"`
 	Quotas      []quotaView `json:"quotas"`
+	Cost        *costView   `json:"cost"`
+}
+
+// costView is a hosts rule's cost in the limits answer (every field with
+// its default applied; absent when the rule sets none).
+type costView struct {
+	Header   string      `json:"header"`
+	Estimate string      `json:"estimate"`
+	Default  json.Number `json:"default"`
+	MaxBody  string      `json:"max_body"`
+	Usage    []string    `json:"usage"`
+}
+
+// costCell formats a rule's pricing for a table cell (docs/configuration.md,
+// "hosts[].cost"): "body, default 1000, max_body 1MiB, header X-Proxy-Cost,
+// usage built-in"; "defaults" for a rule priced in tokens (a tokens quota)
+// without a cost of its own; "-" for a rule not priced.
+func costCell(h hostView) string {
+	c := h.Cost
+	if c == nil {
+		if slices.ContainsFunc(h.Quotas, func(q quotaView) bool { return q.Unit == "tokens" }) {
+			return "defaults"
+		}
+		return "-"
+	}
+	usage := "built-in"
+	if len(c.Usage) > 0 {
+		usage = strings.Join(c.Usage, "+")
+	}
+	return fmt.Sprintf("%s, default %s, max_body %s, header %s, usage %s", c.Estimate, c.Default, c.MaxBody, c.Header, usage)
 }
 
 // quotaView is a quota in the limits answer.
@@ -556,12 +586,18 @@ func writeLimitsTable(w io.Writer, data []byte) error {
 		fmt.Fprintf(tw, "quotas\t%s\n", quotasCell(v.Quotas))
 	}
 	ruleQuotas := slices.ContainsFunc(v.Hosts, func(h hostView) bool { return len(h.Quotas) > 0 })
+	// Pricing shows when a rule is priced (docs/configuration.md,
+	// "hosts[].cost").
+	ruleCost := slices.ContainsFunc(v.Hosts, func(h hostView) bool { return costCell(h) != "-" })
 	fmt.Fprintln(tw)
+	header := "MATCH\tRATE\tBURST\tCONCURRENCY"
 	if ruleQuotas {
-		fmt.Fprintln(tw, "MATCH\tRATE\tBURST\tCONCURRENCY\tQUOTAS")
-	} else {
-		fmt.Fprintln(tw, "MATCH\tRATE\tBURST\tCONCURRENCY")
+		header += "\tQUOTAS"
 	}
+	if ruleCost {
+		header += "\tCOST"
+	}
+	fmt.Fprintln(tw, header)
 	if len(v.Hosts) == 0 {
 		fmt.Fprintln(tw, "(none)")
 	}
@@ -569,6 +605,9 @@ func writeLimitsTable(w io.Writer, data []byte) error {
 		row := fmt.Sprintf("%s\t%s\t%s\t%s", h.Match, orDash(h.Rate), orDash(h.Burst), orDash(h.Concurrency))
 		if ruleQuotas {
 			row += "\t" + quotasCell(h.Quotas)
+		}
+		if ruleCost {
+			row += "\t" + costCell(h)
 		}
 		fmt.Fprintln(tw, row)
 	}

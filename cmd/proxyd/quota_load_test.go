@@ -106,13 +106,47 @@ func TestLimitsTableShowsQuotas(t *testing.T) {
 	}
 	for _, want := range []string{
 		"quotas       10000/24h\n",
-		"MATCH           RATE  BURST  CONCURRENCY  QUOTAS\n",
-		"api.github.com  -     -      -            5000/1h\n",
-		"api.openai.com  5     -      -            500/1m, 90000/1m tokens\n",
-		"other.example   -     -      2            -\n",
+		"MATCH           RATE  BURST  CONCURRENCY  QUOTAS                   COST\n",
+		"api.github.com  -     -      -            5000/1h                  -\n",
+		"api.openai.com  5     -      -            500/1m, 90000/1m tokens  defaults\n",
+		"other.example   -     -      2            -                        -\n",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// proxyd limits get shows each rule's pricing (hosts[].cost) when a rule
+// is priced: its cost as GET answers it (defaults applied), "defaults" for
+// a tokens quota without one, "-" for a rule not priced.
+func TestLimitsTableShowsCost(t *testing.T) {
+	in := `{"rate":100,"burst":10,"concurrency":64,"queue_size":10000,"max_wait":"30s","quotas":[],
+	"hosts":[{"match":"api.openai.com","quotas":[{"limit":200000,"per":"1m","unit":"tokens"}],"cost":{"header":"X-Proxy-Cost","estimate":"body","default":2000,"max_body":"512KiB","usage":[]}},
+	{"match":"api.anthropic.com","quotas":[{"limit":80000,"per":"1m","unit":"tokens"}]},
+	{"match":"llm.example","cost":{"header":"X-Cost","estimate":"default","default":1000,"max_body":"1MiB","usage":["usage.in","usage.out"]}},
+	{"match":"other.example","concurrency":2}]}`
+	var out strings.Builder
+	if err := writeLimitsTable(&out, []byte(in)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"MATCH              RATE  BURST  CONCURRENCY  QUOTAS            COST\n",
+		"api.openai.com     -     -      -            200000/1m tokens  body, default 2000, max_body 512KiB, header X-Proxy-Cost, usage built-in\n",
+		"api.anthropic.com  -     -      -            80000/1m tokens   defaults\n",
+		"llm.example        -     -      -            -                 default, default 1000, max_body 1MiB, header X-Cost, usage usage.in+usage.out\n",
+		"other.example      -     -      2            -                 -\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	// No rule priced: no COST column.
+	out.Reset()
+	if err := writeLimitsTable(&out, []byte(`{"rate":1,"quotas":[],"hosts":[{"match":"a.example","quotas":[{"limit":5,"per":"1m","unit":"requests"}]}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "COST") {
+		t.Errorf("a COST column without a priced rule:\n%s", out.String())
 	}
 }

@@ -59,7 +59,7 @@ type statsDoc struct {
 
 type providerCapDoc struct {
 	Destination string `json:"destination"` // "host:port"
-	Unit        string `json:"unit"`        // requests (enforced) or tokens (recorded)
+	Unit        string `json:"unit"`        // requests or tokens (for requests priced in tokens), both enforced
 	Stated      int64  `json:"stated"`      // the remaining count the last response stated
 	Remaining   int64  `json:"remaining"`   // stated less proxyd's admissions since
 	Reset       string `json:"reset"`       // when the cap ends, RFC 3339
@@ -97,6 +97,19 @@ type hostStatsDoc struct {
 	AdmittedTotal uint64  `json:"admitted_total"`
 	// Quotas are the rule's quotas with their use.
 	Quotas []quotaUseDoc `json:"quotas"`
+	// CostRatio is how the rule's prices compared with the usage its
+	// answers reported (proxyd_cost_estimate_error_ratio{rule}); null
+	// until one did.
+	CostRatio *costRatioDoc `json:"cost_ratio"`
+}
+
+// costRatioDoc is a rule's proxyd_cost_estimate_error_ratio: answers
+// whose usage was read, and the sum of their actual/estimate ratios. The
+// mean over an interval is the difference of two snapshots' sums over the
+// difference of their counts (the dashboard shows it).
+type costRatioDoc struct {
+	Count uint64  `json:"count"`
+	Sum   float64 `json:"sum"`
 }
 
 type storeDoc struct {
@@ -157,6 +170,7 @@ func (s *Server) getStats(w http.ResponseWriter, _ *http.Request) {
 			Waiting:       h.Waiting,
 			AdmittedTotal: h.Admitted,
 			Quotas:        quotaUseDocs(h.Quotas),
+			CostRatio:     costRatioOf(c.CostRatio, h.Match),
 		})
 	}
 	doc.Quotas = quotaUseDocs(st.Quotas)
@@ -180,6 +194,15 @@ func (s *Server) getStats(w http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, doc)
+}
+
+// costRatioOf is rule's cost ratio in ratios, or nil.
+func costRatioOf(ratios map[string]metrics.RatioSum, rule string) *costRatioDoc {
+	r, ok := ratios[rule]
+	if !ok {
+		return nil
+	}
+	return &costRatioDoc{Count: r.Count, Sum: r.Sum}
 }
 
 // storeStatusDoc is GET /api/v1/store (docs/admin-api.md, "GET /api/v1/store").

@@ -28,7 +28,11 @@ func (b statsBackend) Stats() dispatch.Stats {
 	s := b.fakeBackend.Stats()
 	p, _ := config.ParseHostPattern("api.example.com")
 	s.Admitted = 17
-	s.Hosts = []dispatch.HostStats{{Match: "api.example.com", Limit: dispatch.HostLimit{Match: p, Rate: 10, Burst: 10, Concurrency: 5}, InFlight: 2, Waiting: 1, Admitted: 9}}
+	s.Hosts = []dispatch.HostStats{{Match: "api.example.com", Limit: dispatch.HostLimit{Match: p, Rate: 10, Burst: 10, Concurrency: 5}, InFlight: 2, Waiting: 1, Admitted: 9,
+		Quotas: []dispatch.QuotaStats{
+			{Quota: dispatch.Quota{Limit: 500, Per: time.Minute, Unit: config.QuotaRequests}, Used: 120},
+			{Quota: dispatch.Quota{Limit: 20000, Per: time.Minute, Unit: config.QuotaTokens}, Used: 23500}, // in debt
+		}}}
 	s.Paused = []dispatch.Paused{{Dest: "api.example.com:443", Until: statsNow.Add(4 * time.Second)}}
 	s.Caps = []dispatch.ProviderCap{
 		{Dest: "api.openai.com:443", Rule: "api.openai.com", Unit: dispatch.CapRequests, Stated: 3, Remaining: 1, Limit: 60, Until: statsNow.Add(2 * time.Second)},
@@ -46,6 +50,9 @@ func newStatsServer(t *testing.T, store bool) *Server {
 	}
 	m.Observe(&outcome.Record{Priority: 3, Outcome: outcome.Forwarded, Admitted: true, QueueWait: 20 * time.Millisecond})
 	m.Observe(&outcome.Record{Priority: 3, Outcome: outcome.Shed})
+	for _, actual := range []int64{250, 1500} {
+		m.Observe(&outcome.Record{Priority: 3, Outcome: outcome.Forwarded, Admitted: true, CostRule: "api.example.com", CostEstimate: 1000, CostActual: actual, CostReported: true})
+	}
 	deps := Deps{Backend: b, Counts: m.Counts, Clock: clock.NewFake(statsNow)}
 	if store {
 		deps.Store = func() (StoreStatus, bool) {
@@ -78,7 +85,12 @@ func TestStatsSchema(t *testing.T) {
 		if len(hosts) != 1 {
 			t.Fatalf("hosts = %v, want one", hosts)
 		}
-		sameKeys(t, "HostStats", schemaNamed(t, doc, "HostStats"), hosts[0].(map[string]any))
+		host := hosts[0].(map[string]any)
+		sameKeys(t, "HostStats", schemaNamed(t, doc, "HostStats"), host)
+		sameKeys(t, "CostRatio", schemaNamed(t, doc, "CostRatio"), host["cost_ratio"].(map[string]any))
+		for _, q := range host["quotas"].([]any) {
+			sameKeys(t, "QuotaUse", schemaNamed(t, doc, "QuotaUse"), q.(map[string]any))
+		}
 		caps := obj["provider_caps"].([]any)
 		if len(caps) != 2 {
 			t.Fatalf("provider_caps = %v, want two", caps)
@@ -148,14 +160,22 @@ func TestStatsValues(t *testing.T) {
 	if st.AdmittedTotal != 17 || st.MaxTunnels != config.Default().Limits.MaxTunnels {
 		t.Errorf("admitted_total %d, max_tunnels %d; want 17 and %d", st.AdmittedTotal, st.MaxTunnels, config.Default().Limits.MaxTunnels)
 	}
-	if st.RequestsTotal["forwarded"] != 1 || st.RequestsTotal["shed"] != 1 || len(st.RequestsTotal) != len(outcome.All) {
-		t.Errorf("requests_total = %v, want forwarded 1, shed 1, every outcome", st.RequestsTotal)
+	if st.RequestsTotal["forwarded"] != 3 || st.RequestsTotal["shed"] != 1 || len(st.RequestsTotal) != len(outcome.All) {
+		t.Errorf("requests_total = %v, want forwarded 3, shed 1, every outcome", st.RequestsTotal)
 	}
 	h := st.QueueWait.ByPriority["3"]
-	if h.Count != 1 || len(h.Buckets) != len(st.QueueWait.Bounds) || len(st.QueueWait.Bounds) == 0 {
-		t.Errorf("queue_wait[3] = %+v with %d bounds, want one observation", h, len(st.QueueWait.Bounds))
+	if h.Count != 3 || len(h.Buckets) != len(st.QueueWait.Bounds) || len(st.QueueWait.Bounds) == 0 {
+		t.Errorf("queue_wait[3] = %+v with %d bounds, want three observations", h, len(st.QueueWait.Bounds))
 	}
-	want := hostStatsDoc{Match: "api.example.com", Rate: 10, Burst: 10, Concurrency: 5, InFlight: 2, Waiting: 1, AdmittedTotal: 9, Quotas: []quotaUseDoc{}}
+	// Each quota's use, what is above its limit (the tokens quota's debt)
+	// and the rule's cost ratio: two answers at 0.25 and 1.5 of their
+	// price.
+	want := hostStatsDoc{Match: "api.example.com", Rate: 10, Burst: 10, Concurrency: 5, InFlight: 2, Waiting: 1, AdmittedTotal: 9,
+		Quotas: []quotaUseDoc{
+			{Limit: 500, Per: "1m", Unit: "requests", Used: 120, Debt: 0},
+			{Limit: 20000, Per: "1m", Unit: "tokens", Used: 23500, Debt: 3500},
+		},
+		CostRatio: &costRatioDoc{Count: 2, Sum: 1.75}}
 	if len(st.Hosts) != 1 || !reflect.DeepEqual(st.Hosts[0], want) {
 		t.Errorf("hosts = %+v, want [%+v]", st.Hosts, want)
 	}

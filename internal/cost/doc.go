@@ -2,8 +2,9 @@
 // reads what they actually used from the response as it streams
 // (docs/shaping.md, "LLM APIs: pricing requests"; the keys are
 // hosts[].cost in docs/configuration.md). It knows nothing of HTTP
-// beyond a Content-Type string: the proxy reads the body, calls Estimate
-// or ParseHeader, and feeds the response to a Meter.
+// beyond a Content-Type and a Content-Encoding string: the proxy reads
+// the body, calls Estimate or ParseHeader, and feeds the response to a
+// Meter, or to an Inflater in front of one when it is compressed.
 //
 //   - Estimate(body): len(body)/4 plus the first of the top-level
 //     max_tokens, max_completion_tokens and max_output_tokens (else Gemini's
@@ -19,6 +20,9 @@
 //     stream_options.include_usage, Anthropic's message_start and
 //     cumulative message_delta, Gemini's last usageMetadata; the last
 //     number of each path wins).
+//   - Inflater: in front of a Meter for a gzip or deflate body (its
+//     Content-Encoding), fed the compressed chunks; see "Compressed
+//     bodies".
 //
 // # One scanner
 //
@@ -67,9 +71,41 @@
 // Gemini's totalTokenCount. Configured paths (hosts[].cost.usage) are
 // summed instead.
 //
-// Not read: compressed bodies (the Meter sees what the client sees; with
-// Content-Encoding the usage is missed and the estimate kept), and
-// values in arrays below the top level.
+// Not read: values in arrays below the top level, and bodies in an
+// encoding Go's standard library cannot decode (br, zstd; below).
+//
+// # Compressed bodies
+//
+// The OpenAI and Anthropic SDKs send Accept-Encoding: gzip, so their
+// answers often come compressed; the proxy forwards them as they are, and
+// an Inflater feeds the Meter the decoded bytes (gzip, x-gzip, deflate as
+// zlib or raw). compress/flate pulls from an io.Reader and cannot stop at
+// the end of a chunk and resume with the next, so the Inflater decodes in
+// a goroutine of its own, started with the body's first byte: Write
+// copies the compressed chunk into a queue under a mutex and returns (the
+// copy to the client never waits for the decoder); the decoder takes the
+// whole queue at a time (two buffers swapped) and inflates it into the
+// Meter. Usage (the body ended) or Close (it was abandoned) ends the input
+// and waits for the decoder to finish what it was given; no decoder
+// outlives its body (goleak).
+//
+// Bounded: a decoder more than InflateBehind (128 KiB) compressed bytes
+// behind gives up rather than queue more (ErrBehind), and so does a body
+// that inflates more than 64 times past its first MiB (ErrInflation, a
+// decompression bomb), so the queue, the decoding work left when the
+// body ends, and the memory (two queues, a pooled 32 KiB window and
+// 16 KiB buffer) are bounded. A body that gave up, or is corrupt (bad
+// checksum, trailing garbage), reports no usage: the estimate stays. The
+// price (BenchmarkMeteredCopy in internal/proxy, side by side): a 64 KiB
+// gzip JSON answer metered takes about 2.4 times the plain metered copy
+// (44 against 18 µs: the inflating), a gzip stream of 200 events about
+// 1.7 times (165 against 98 µs: a goroutine handoff per event), with 3 KB
+// and 12 KB allocated per response.
+//
+// br and zstd are not decoded: the standard library has no decoder, and
+// a dependency for them (andybalholm/brotli, klauspost/compress) was not
+// worth it while the SDKs ask for gzip; their usage is missed and the
+// estimate kept (NewInflater's ErrEncoding), as for more than one coding.
 //
 // # Invariants, checked by the fuzz targets
 //
@@ -77,5 +113,9 @@
 // bytes; a Meter's usage is the same whatever the chunking and equals a
 // reference that decodes whole (encoding/json, the WHATWG line algorithm);
 // well-formed OpenAI, Anthropic and Gemini responses, JSON and streamed,
-// give exactly their usage when split at every byte boundary.
+// give exactly their usage when split at every byte boundary, and so do
+// they gzip- and deflate-compressed, through an Inflater, split at every
+// byte boundary of the compressed body (FuzzInflateWellFormed); an
+// Inflater never panics on garbage and answers the same whatever the
+// chunking (FuzzInflateGarbage).
 package cost

@@ -19,6 +19,16 @@ type Counts struct {
 	Outcomes [queue.Levels][]uint64
 	// Wait[u] is proxyd_queue_wait_seconds{priority=u}.
 	Wait [queue.Levels]Histogram
+	// CostRatio is proxyd_cost_estimate_error_ratio by rule (a hosts
+	// rule's match): the answers whose usage was read and the sum of their
+	// actual/estimate ratios; a rule without one is absent.
+	CostRatio map[string]RatioSum
+}
+
+// RatioSum is a ratio histogram's count and sum.
+type RatioSum struct {
+	Count uint64
+	Sum   float64
 }
 
 // Histogram is a histogram's cumulative state.
@@ -62,5 +72,31 @@ func (m *Metrics) Counts() Counts {
 			c.Wait[u].Buckets[i] = b.GetCumulativeCount()
 		}
 	}
+	c.CostRatio = m.costRatios()
 	return c
+}
+
+// costRatios reads proxyd_cost_estimate_error_ratio's series as they are
+// (reading a child by its label would create it).
+func (m *Metrics) costRatios() map[string]RatioSum {
+	ch := make(chan prometheus.Metric, 16)
+	go func() {
+		m.costRatio.Collect(ch)
+		close(ch)
+	}()
+	out := make(map[string]RatioSum)
+	var pb dto.Metric
+	for mt := range ch {
+		pb.Reset()
+		if err := mt.Write(&pb); err != nil {
+			continue
+		}
+		for _, l := range pb.GetLabel() {
+			if l.GetName() == "rule" {
+				h := pb.GetHistogram()
+				out[l.GetValue()] = RatioSum{Count: h.GetSampleCount(), Sum: h.GetSampleSum()}
+			}
+		}
+	}
+	return out
 }

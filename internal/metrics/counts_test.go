@@ -60,3 +60,36 @@ func TestCounts(t *testing.T) {
 		t.Errorf("wait[7] = %+v, want one observation of 0 s", c.Wait[7])
 	}
 }
+
+// Counts carries proxyd_cost_estimate_error_ratio's count and sum by
+// rule, and reading them creates no series for a rule without one.
+func TestCountsCostRatio(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(reg, Deps{Stats: fixedStats})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := m.Counts(); len(c.CostRatio) != 0 {
+		t.Errorf("cost ratios before any answer: %v", c.CostRatio)
+	}
+	for _, rec := range []outcome.Record{
+		{Outcome: outcome.Forwarded, CostRule: "api.openai.com", CostEstimate: 1000, CostActual: 250, CostReported: true},
+		{Outcome: outcome.Forwarded, CostRule: "api.openai.com", CostEstimate: 1000, CostActual: 1500, CostReported: true},
+		{Outcome: outcome.Forwarded, CostRule: "api.anthropic.com", CostEstimate: 400},
+	} {
+		m.Observe(&rec)
+	}
+	c := m.Counts()
+	if got, want := c.CostRatio, map[string]RatioSum{"api.openai.com": {Count: 2, Sum: 1.75}}; len(got) != 1 || got["api.openai.com"] != want["api.openai.com"] {
+		t.Errorf("cost ratios = %v, want %v", got, want)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "proxyd_cost_estimate_error_ratio" && len(mf.GetMetric()) != 1 {
+			t.Errorf("%d series of %s after Counts, want the one observed", len(mf.GetMetric()), mf.GetName())
+		}
+	}
+}

@@ -2,9 +2,12 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
+
+	"go.uber.org/zap"
 
 	"github.com/proxyd/proxyd/internal/config"
 	"github.com/proxyd/proxyd/internal/cost"
@@ -27,9 +30,13 @@ import (
 // After admission (exchange.respond), the response body is fed to a
 // cost.Meter chunk by chunk, each chunk once it was written (and flushed)
 // to the client (meteredBody), and when it ends the permit is settled
-// with the usage it reported (dispatch.Permit.Settle). A compressed body
-// (Content-Encoding other than identity) is not read: its cost stays the
-// estimate.
+// with the usage it reported (dispatch.Permit.Settle). A gzip or deflate
+// body (the OpenAI and Anthropic SDKs ask for gzip) is fed to a
+// cost.Inflater instead, which queues a copy of each chunk for a decoder
+// goroutine of its own and never makes the copy wait; it gives up (the
+// estimate kept, logged at debug) when the decoder falls behind or the
+// body is corrupt. br and zstd, which Go's standard library cannot decode,
+// are not read: their cost stays the estimate.
 
 // priceRule is one hosts rule as pricing sees it.
 type priceRule struct {
@@ -188,7 +195,7 @@ type prefixedBody struct {
 func (b prefixedBody) Close() error { return b.c.Close() }
 
 // meter wraps resp's body in a meteredBody when the request was priced
-// and its body can be read (not compressed); nil otherwise.
+// and its body can be read (identity, gzip or deflate); nil otherwise.
 func (x *exchange) meter(resp *http.Response) *meteredBody {
 	if x.costRule == nil || x.permit == nil {
 		return nil
@@ -198,10 +205,16 @@ func (x *exchange) meter(resp *http.Response) *meteredBody {
 
 // meterAlways is meter without the permit check (benchmarks).
 func (x *exchange) meterAlways(resp *http.Response) *meteredBody {
-	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		return nil
+	m := cost.NewMeter(resp.Header.Get("Content-Type"), x.costRule.paths)
+	b := &meteredBody{rc: resp.Body, m: m}
+	if ce := strings.Join(resp.Header.Values("Content-Encoding"), ","); cost.Encoded(ce) {
+		z, err := cost.NewInflater(ce, m)
+		if err != nil {
+			x.h.log.Debug("response usage not read: the estimate stays", zap.String("request_id", x.rec.ID), zap.String("host", x.dest.Host), zap.Error(err))
+			return nil
+		}
+		b.m, b.z = z, z
 	}
-	b := &meteredBody{rc: resp.Body, m: cost.NewMeter(resp.Header.Get("Content-Type"), x.costRule.paths)}
 	resp.Body = b
 	return b
 }
@@ -213,6 +226,15 @@ func (x *exchange) settle(b *meteredBody) {
 		return
 	}
 	n, ok := b.m.Usage()
+	if b.z != nil {
+		if err := b.z.Err(); err != nil {
+			lvl := zap.DebugLevel
+			if errors.Is(err, cost.ErrPanic) {
+				lvl = zap.ErrorLevel // a bug
+			}
+			x.h.log.Log(lvl, "compressed response usage not read: the estimate stays", zap.String("request_id", x.rec.ID), zap.String("host", x.dest.Host), zap.Error(err))
+		}
+	}
 	if !ok {
 		return
 	}
@@ -220,16 +242,28 @@ func (x *exchange) settle(b *meteredBody) {
 	x.permit.Settle(n)
 }
 
-// meteredBody is a response body that feeds each chunk to a cost.Meter
+// usageMeter is what a meteredBody feeds: a cost.Meter, or a
+// cost.Inflater in front of one.
+type usageMeter interface {
+	io.Writer
+	Usage() (int64, bool)
+}
+
+// meteredBody is a response body that feeds each chunk to a usageMeter
 // once the caller is done with it: at the next Read, after the caller
 // wrote (and flushed) it to the client, so that metering delays no byte.
 // A chunk that comes with an error (io.EOF with the last bytes) is
 // returned without it; the error comes with the next Read, after the
 // chunk was metered. The chunk is the caller's buffer, which it does not
-// reuse before calling Read again.
+// reuse before calling Read again (an Inflater copies it).
+//
+// Close ends a compressed body's decoder (cost.Inflater.Close: it
+// decodes what it was given, then ends) whether the body ended or was
+// abandoned, so that no decoder outlives its response.
 type meteredBody struct {
 	rc   io.ReadCloser
-	m    *cost.Meter
+	m    usageMeter
+	z    *cost.Inflater // m when the body is compressed
 	last []byte
 	err  error
 }
@@ -250,4 +284,9 @@ func (b *meteredBody) Read(p []byte) (int, error) {
 	return 0, err
 }
 
-func (b *meteredBody) Close() error { return b.rc.Close() }
+func (b *meteredBody) Close() error {
+	if b.z != nil {
+		b.z.Close()
+	}
+	return b.rc.Close()
+}

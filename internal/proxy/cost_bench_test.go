@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"net/http"
@@ -97,7 +98,9 @@ func (r *eventReader) Close() error { return nil }
 // BenchmarkMeteredCopy is a response's copy to the client
 // (upstream.CopyResponse) with its body fed to a cost.Meter (meteredBody)
 // and without: a stream of 200 OpenAI chunks then its usage, and a 64 KiB
-// JSON answer read 32 KiB at a time.
+// JSON answer read 32 KiB at a time; then both gzip-compressed, the
+// metered copy going through a cost.Inflater (its decoder goroutine
+// included: the time is until Usage has the usage).
 func BenchmarkMeteredCopy(b *testing.B) {
 	var events [][]byte
 	for i := range 200 {
@@ -106,21 +109,45 @@ func BenchmarkMeteredCopy(b *testing.B) {
 	events = append(events, []byte(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":200,"total_tokens":210}}`+"\n\n"), []byte("data: [DONE]\n\n"))
 	json := []byte(`{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"` +
 		strings.Repeat("lorem ipsum ", 64<<10/12) + `"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":5000,"total_tokens":5010}}`)
+	// The same, gzip-compressed as a server does it: the stream flushed
+	// after each event (one chunk per event), the JSON whole.
+	var gzEvents [][]byte
+	var zb bytes.Buffer
+	zw := gzip.NewWriter(&zb)
+	for _, ev := range events {
+		_, _ = zw.Write(ev)
+		_ = zw.Flush()
+		gzEvents = append(gzEvents, bytes.Clone(zb.Bytes()))
+		zb.Reset()
+	}
+	_ = zw.Close()
+	gzEvents[len(gzEvents)-1] = append(gzEvents[len(gzEvents)-1], zb.Bytes()...)
+	zb.Reset()
+	zw.Reset(&zb)
+	_, _ = zw.Write(json)
+	_ = zw.Close()
+	gzJSON := bytes.Clone(zb.Bytes())
 	pr := &priceRule{rule: "api.openai.com"}
 	for _, tt := range []struct {
-		name, ct string
-		body     func() io.ReadCloser
-		want     int64
+		name, ct, ce string
+		body         func() io.ReadCloser
+		want         int64
 	}{
-		{"sse", "text/event-stream", func() io.ReadCloser { return &eventReader{events: events} }, 210},
-		{"json", "application/json", func() io.ReadCloser { return rereader{bytes.NewReader(json)} }, 5010},
+		{"sse", "text/event-stream", "", func() io.ReadCloser { return &eventReader{events: events} }, 210},
+		{"json", "application/json", "", func() io.ReadCloser { return rereader{bytes.NewReader(json)} }, 5010},
+		{"sse-gzip", "text/event-stream", "gzip", func() io.ReadCloser { return &eventReader{events: gzEvents} }, 210},
+		{"json-gzip", "application/json", "gzip", func() io.ReadCloser { return rereader{bytes.NewReader(gzJSON)} }, 5010},
 	} {
 		for _, metered := range []bool{false, true} {
 			b.Run(fmt.Sprintf("%s/metered=%v", tt.name, metered), func(b *testing.B) {
 				b.ReportAllocs()
 				w := &discardWriter{h: http.Header{}}
+				hdr := http.Header{"Content-Type": {tt.ct}}
+				if tt.ce != "" {
+					hdr.Set("Content-Encoding", tt.ce)
+				}
 				for b.Loop() {
-					resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {tt.ct}}, Body: tt.body(), ContentLength: -1}
+					resp := &http.Response{StatusCode: 200, Header: hdr.Clone(), Body: tt.body(), ContentLength: -1}
 					x := exchange{costRule: pr, permit: nil}
 					var mb *meteredBody
 					if metered {

@@ -2,15 +2,21 @@ package proxy_test
 
 import (
 	"bufio"
-	"bytes"
 	"compress/gzip"
+	"compress/zlib"
+	"encoding/base64"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/proxyd/proxyd/internal/clock"
 	"github.com/proxyd/proxyd/internal/config"
@@ -46,8 +52,10 @@ func tokensPer(limit int, per time.Duration) config.Quota {
 }
 
 // The usage an answer reports replaces the estimate in the quota: a JSON
-// answer's and a streamed one's (OpenAI's final usage chunk); a streamed
-// answer without usage and a compressed one keep the estimate.
+// answer's and a streamed one's (OpenAI's final usage chunk), also
+// compressed with gzip (as the OpenAI and Anthropic SDKs ask for) and
+// deflate; a streamed answer without usage, and one in an encoding proxyd
+// cannot decode (br), keep the estimate.
 func TestCostCorrectsQuota(t *testing.T) {
 	t.Parallel()
 	for _, tunnel := range []bool{false, true} {
@@ -55,31 +63,38 @@ func TestCostCorrectsQuota(t *testing.T) {
 			t.Parallel()
 			prov := testprovider.New(testprovider.Config{})
 			handle := func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == "/gzip" {
-					var b bytes.Buffer
-					zw := gzip.NewWriter(&b)
-					_, _ = zw.Write([]byte(`{"usage":{"total_tokens":5}}`))
-					_ = zw.Close()
+				switch r.URL.Path {
+				case "/br":
 					w.Header().Set("Content-Type", "application/json")
-					w.Header().Set("Content-Encoding", "gzip")
-					_, _ = w.Write(b.Bytes())
+					w.Header().Set("Content-Encoding", "br")
+					_, _ = w.Write([]byte("\x0b\x02\x80not really brotli"))
 					return
+				case "/v1/chat/completions":
+					if enc := r.URL.Query().Get("encoding"); enc != "" {
+						compressed(t, enc, prov.ServeHTTP)(w, r)
+						return
+					}
 				}
 				prov.ServeHTTP(w, r)
 			}
 			e, o, client := providerEnv(t, tunnel, handle, []config.Quota{tokensPer(1_000_000, time.Hour)})
 			want := 0
+			noUsage := strings.Replace(chatBody(800, 300, 40, true), `"include_usage":true`, `"include_usage":false`, 1)
 			for _, tt := range []struct {
-				name             string
+				name, query      string
 				body             string
 				estimate, actual int64
 				reported         bool
 			}{
-				{"json", chatBody(400, 500, 20, false), 100 + 500, 100 + 20, true},
-				{"stream", chatBody(800, 300, 40, true), 200 + 300, 200 + 40, true},
-				{"stream without usage", strings.Replace(chatBody(800, 300, 40, true), `"include_usage":true`, `"include_usage":false`, 1), 200 + 300, 0, false},
+				{"json", "", chatBody(400, 500, 20, false), 100 + 500, 100 + 20, true},
+				{"stream", "", chatBody(800, 300, 40, true), 200 + 300, 200 + 40, true},
+				{"stream without usage", "", noUsage, 200 + 300, 0, false},
+				{"gzip json", "?encoding=gzip", chatBody(400, 500, 30, false), 100 + 500, 100 + 30, true},
+				{"gzip stream", "?encoding=gzip", chatBody(1200, 300, 50, true), 300 + 300, 300 + 50, true},
+				{"deflate json", "?encoding=deflate", chatBody(400, 500, 60, false), 100 + 500, 100 + 60, true},
+				{"gzip stream without usage", "?encoding=gzip", noUsage, 200 + 300, 0, false},
 			} {
-				r := e.req(http.MethodPost, o.URL+"/v1/chat/completions", strings.NewReader(tt.body))
+				r := e.req(http.MethodPost, o.URL+"/v1/chat/completions"+tt.query, strings.NewReader(tt.body))
 				res := roundTrip(client, r)
 				wantStatus(t, res, http.StatusOK)
 				rec := e.record(idOf(r))
@@ -95,13 +110,16 @@ func TestCostCorrectsQuota(t *testing.T) {
 					t.Errorf("%s: tokens used %d, want %d", tt.name, u, want)
 				}
 			}
-			r := e.req(http.MethodGet, o.URL+"/gzip", nil, "X-Proxy-Cost", "300")
+			r := e.req(http.MethodGet, o.URL+"/br", nil, "X-Proxy-Cost", "300")
 			wantStatus(t, roundTrip(client, r), http.StatusOK)
 			if rec := e.record(idOf(r)); rec.CostReported {
-				t.Errorf("a compressed answer's usage was read: %d", rec.CostActual)
+				t.Errorf("a br answer's usage was read: %d", rec.CostActual)
 			}
 			if u := e.tokensUsed(); u != want+300 {
-				t.Errorf("gzip: tokens used %d, want %d (its price)", u, want+300)
+				t.Errorf("br: tokens used %d, want %d (its price)", u, want+300)
+			}
+			if n := e.logs.FilterMessage("response usage not read: the estimate stays").FilterField(zap.String("request_id", idOf(r))).Len(); n != 1 {
+				t.Errorf("%d debug lines for the br answer's usage, want 1", n)
 			}
 			// The access log line carries both.
 			var found bool
@@ -115,6 +133,72 @@ func TestCostCorrectsQuota(t *testing.T) {
 				t.Error("no access-log line with cost_estimate 600 and cost_actual 120")
 			}
 		})
+	}
+}
+
+// compressingWriter is a ResponseWriter that compresses what the handler
+// writes (gzip or deflate) and flushes the compressor when the handler
+// flushes, as a server compressing an event stream does.
+type compressingWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+	z  interface {
+		Write([]byte) (int, error)
+		Flush() error
+		Close() error
+	}
+	wrote bool
+}
+
+func newCompressingWriter(t *testing.T, w http.ResponseWriter, enc string) *compressingWriter {
+	cw := &compressingWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
+	switch enc {
+	case "gzip":
+		cw.z = gzip.NewWriter(w)
+	case "gzip-stored":
+		// Stored blocks: as fast as a copy, for noise that would not
+		// compress anyway.
+		cw.z, _ = gzip.NewWriterLevel(w, gzip.NoCompression)
+		enc = "gzip"
+	case "deflate":
+		cw.z = zlib.NewWriter(w)
+	default:
+		t.Errorf("unknown encoding %q", enc)
+	}
+	w.Header().Set("Content-Encoding", enc)
+	return cw
+}
+
+func (c *compressingWriter) WriteHeader(code int) {
+	c.wrote = true
+	c.Header().Del("Content-Length")
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *compressingWriter) Write(p []byte) (int, error) {
+	if !c.wrote {
+		c.WriteHeader(http.StatusOK)
+	}
+	return c.z.Write(p)
+}
+
+func (c *compressingWriter) FlushError() error {
+	if err := c.z.Flush(); err != nil {
+		return err
+	}
+	return c.rc.Flush()
+}
+
+// compressed wraps a handler so that its answer goes out compressed with
+// enc, ended when the handler returns.
+func compressed(t *testing.T, enc string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		cw := newCompressingWriter(t, w, enc)
+		h(cw, r)
+		if !cw.wrote {
+			cw.WriteHeader(http.StatusOK)
+		}
+		_ = cw.z.Close()
 	}
 }
 
@@ -211,10 +295,12 @@ func (f *flushTimes) Unwrap() http.ResponseWriter { return f.ResponseWriter }
 // only once the client has read the one before (it waits on a fake clock
 // that the test advances after the read), so an event held back in the
 // proxy would stall the test. The lag from the provider's flush to the
-// client's read is measured and logged (directly and through proxyd).
+// client's read is measured and logged (directly and through proxyd,
+// plain, intercepted, and gzip-compressed: the usage then read through
+// the decoder on the side).
 func TestStreamEventsNotHeldBack(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []string{"direct", "plain", "intercepted"} {
+	for _, mode := range []string{"direct", "plain", "intercepted", "gzip"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			const events = 40
@@ -223,6 +309,11 @@ func TestStreamEventsNotHeldBack(t *testing.T) {
 			flushed := make(chan time.Time, events+8)
 			handle := func(w http.ResponseWriter, r *http.Request) {
 				prov.ServeHTTP(&flushTimes{ResponseWriter: w, rc: http.NewResponseController(w), at: flushed}, r)
+			}
+			if mode == "gzip" {
+				// Compressed, flushed per event: the client (Go's, which
+				// asked for gzip) decodes it; proxyd's meter too.
+				handle = compressed(t, "gzip", handle)
 			}
 			e, o, client := providerEnv(t, mode == "intercepted", handle, []config.Quota{tokensPer(1_000_000, time.Hour)})
 			if mode == "direct" {
@@ -235,7 +326,18 @@ func TestStreamEventsNotHeldBack(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
-			br := bufio.NewReader(resp.Body)
+			var stream io.Reader = resp.Body
+			if mode == "gzip" {
+				if ce := resp.Header.Get("Content-Encoding"); ce != "gzip" {
+					t.Fatalf("Content-Encoding %q, want gzip", ce)
+				}
+				zr, err := gzip.NewReader(resp.Body) // the client decodes as it reads
+				if err != nil {
+					t.Fatal(err)
+				}
+				stream = zr
+			}
+			br := bufio.NewReader(stream)
 			// readEvent reads one event (up to its blank line).
 			readEvent := func() string {
 				var ev strings.Builder
@@ -292,3 +394,84 @@ func TestStreamEventsNotHeldBack(t *testing.T) {
 }
 
 var t0stream = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// decoders counts the goroutines decoding a compressed answer's usage
+// (cost.Inflater).
+func decoders() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "internal/cost.(*Inflater).run(")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// A gzip event stream whose client stops reading mid-stream (cut by
+// client_write_timeout), or leaves, ends its usage decoder with the
+// response: no goroutine is left behind. Not parallel: it counts the
+// decoders of the whole process.
+func TestCompressedStreamClientGoneNoLeak(t *testing.T) {
+	for _, mode := range []string{"stops reading", "leaves"} {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t, func(s *setup) {
+				s.cfg.Hosts = []config.HostRule{{Match: "127.0.0.1", Quotas: []config.Quota{tokensPer(1_000_000, time.Hour)}}}
+				s.cfg.ClientWriteTimeout = 200 * time.Millisecond
+			})
+			// An endless stream: its usage first, then (once the test saw
+			// the decoder start) comment lines of noise, as large
+			// compressed, until the proxy stops taking them.
+			more := make(chan struct{})
+			o := e.newOrigin(compressed(t, "gzip-stored", func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				rc := http.NewResponseController(w)
+				_, _ = io.WriteString(w, "event: message_start\ndata: {\"message\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\n")
+				if rc.Flush() != nil {
+					return
+				}
+				<-more
+				r := rand.New(rand.NewPCG(1, 2))
+				noise := make([]byte, 30<<10)
+				for i := range noise {
+					noise[i] = byte(r.Uint32())
+				}
+				line := ": " + base64.StdEncoding.EncodeToString(noise) + "\n"
+				for range 2048 { // at most 80 MiB
+					if _, err := io.WriteString(w, line); err != nil || rc.Flush() != nil {
+						return
+					}
+				}
+			}))
+			c, err := net.Dial("tcp", e.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			host := strings.TrimPrefix(o.URL, "http://")
+			if _, err := fmt.Fprintf(c, "GET %s/stream HTTP/1.1\r\nHost: %s\r\nX-Request-Id: gz-stream\r\nAccept-Encoding: gzip\r\n\r\n", o.URL, host); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("reading the stream's head: %v", err)
+			}
+			if ce := resp.Header.Get("Content-Encoding"); ce != "gzip" {
+				t.Fatalf("Content-Encoding %q, want gzip", ce)
+			}
+			waitFor(t, "the usage decoder running", func() bool { return decoders() == 1 })
+			close(more)
+			if mode == "leaves" {
+				c.Close()
+			}
+			rec := e.record("gz-stream")
+			if rec.CostRule == "" || rec.Bytes <= 0 {
+				t.Errorf("Record: rule %q, %d bytes; want a priced response cut mid-stream", rec.CostRule, rec.Bytes)
+			}
+			if mode == "stops reading" && !rec.ClientWriteTimeout {
+				t.Errorf("Record: client write timeout %v, want the stream cut by it (err %v)", rec.ClientWriteTimeout, rec.Err)
+			}
+			waitFor(t, "no usage decoder left", func() bool { return decoders() == 0 })
+		})
+	}
+}

@@ -28,7 +28,8 @@
 //     removed at once.
 //  5. forward (forward.go): one attempt, then one retry decision, until
 //     an answer; respond copies the response (a priced request's body fed
-//     to a cost.Meter, the permit settled with its usage), and the permit
+//     to a cost.Meter, through a cost.Inflater when gzip or deflate, the
+//     permit settled with its usage: cost.go), and the permit
 //     is released when the body is done. A CONNECT opens its tunnel instead
 //     (openTunnel, tunnel.go), spliced or decrypted (intercept.go).
 //  6. finish: the answer of an error (answer.go), then one outcome.Record

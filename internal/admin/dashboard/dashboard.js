@@ -345,7 +345,8 @@
     renderPriorities(cur, rOld);
     renderOutcomes(cur, rOld, outcomes);
     renderPaused(q.paused);
-    renderProviders(s.provider_caps || [], q.paused);
+    renderProviders(s.provider_caps || [], q.paused, s.hosts);
+    renderQuotas(cur);
     renderHosts(cur, rOld);
     renderStore(s.store);
     fillForm(l);
@@ -425,36 +426,95 @@
 
   const MAX_PROVIDER_ROWS = 200; // soonest reset first; more are counted, not drawn
 
+  const hasTokens = (qs) => (qs || []).some((q) => q.unit === "tokens");
+
   // renderProviders: what each destination's provider last said is left
   // (provider_caps, soonest reset first), with the time to its reset on
-  // the server's clock, counting down with each snapshot.
-  function renderProviders(caps, paused) {
+  // the server's clock, counting down with each snapshot. Both units are
+  // enforced; a tokens cap holds only requests priced in tokens, those of
+  // a rule with a tokens quota.
+  function renderProviders(caps, paused, hosts) {
     $("providers-none").hidden = caps.length > 0;
     $("providers-table").hidden = caps.length === 0;
     $("providers-legend").hidden = caps.length === 0;
     const isPaused = new Set(paused.map((p) => p.destination));
+    const priced = new Set(hosts.filter((h) => hasTokens(h.quotas)).map((h) => h.match));
     const shown = caps.slice(0, MAX_PROVIDER_ROWS);
     $("providers-shown").textContent = shown.length < caps.length ? ", " + shown.length + " of " + caps.length + " shown" : "";
     const rows = shown.map((c) => {
-      let state = "";
+      let state = "", stateTitle = "";
+      const unpriced = c.unit === "tokens" && !priced.has(c.rule);
       if (isPaused.has(c.destination)) state = "paused";
-      else if (c.unit !== "requests") state = "recorded";
+      else if (unpriced) { state = "not priced"; stateTitle = "the destination's hosts rule has no tokens quota: its requests are not priced in tokens, and this cap holds none of them"; }
       else if (c.remaining === 0) state = "waiting for reset";
       const tr = row([
         { text: c.destination, cls: "match", title: c.destination },
         { text: c.rule === null || c.rule === undefined ? "\u2013" : c.rule, cls: "rule" },
         { text: c.unit, cls: "unit" },
-        { text: String(c.remaining), cls: "remaining", title: "stated " + c.stated + (c.unit === "requests" ? ", " + (c.stated - c.remaining) + " admitted since" : "") },
+        { text: String(c.remaining), cls: "remaining", title: "stated " + c.stated + ", " + (c.stated - c.remaining) + (c.unit === "requests" ? " admitted since" : " in prices admitted since, corrected by their usage") },
         { text: c.limit === null || c.limit === undefined ? "\u2013" : String(c.limit), cls: "limit" },
         { text: fmtDur(c.reset_seconds), cls: "reset", title: "at " + c.reset },
-        { text: state, cls: "state" },
+        { text: state, cls: "state", title: stateTitle },
       ]);
       tr.dataset.destination = c.destination;
       tr.dataset.unit = c.unit;
-      if (c.remaining === 0 && c.unit === "requests") tr.classList.add("exhausted");
+      if (c.remaining === 0 && !unpriced) tr.classList.add("exhausted");
       return tr;
     });
     $("providers-table").tBodies[0].replaceChildren(...rows);
+  }
+
+  const MAX_QUOTA_ROWS = 500; // more are counted, not drawn
+
+  // costRatio is a rule's mean actual/price: over the last QUANTILE_S
+  // seconds when answers reported their usage in them, else since start;
+  // null before any. recent says which.
+  function costRatio(match, cur, old) {
+    const r = cur.s.hosts.find((h) => h.match === match);
+    const c = r && r.cost_ratio;
+    if (!c || !(c.count > 0)) return null;
+    const o = old && (old.s.hosts.find((h) => h.match === match) || {}).cost_ratio;
+    if (o && c.count > o.count) return { v: (c.sum - o.sum) / (c.count - o.count), recent: true, c };
+    return { v: c.sum / c.count, recent: false, c };
+  }
+
+  // renderQuotas: a budget bar per quota, the global ones (limits.quotas)
+  // first, then each hosts rule's, with the debt (used above the limit)
+  // and the rule's cost ratio on its tokens quotas.
+  function renderQuotas(cur) {
+    const s = cur.s, old = back(QUANTILE_S);
+    const list = [];
+    for (const q of s.quotas || []) list.push({ rule: null, q });
+    for (const h of s.hosts) for (const q of h.quotas || []) list.push({ rule: h.match, q });
+    $("quotas-none").hidden = list.length > 0;
+    $("quotas-table").hidden = list.length === 0;
+    $("quotas-legend").hidden = list.length === 0;
+    const rows = list.slice(0, MAX_QUOTA_ROWS).map(({ rule, q }) => {
+      const debt = q.debt || 0;
+      const b = bar(q.used, q.limit, true);
+      if (debt > 0) b.classList.add("debt");
+      let state = "";
+      if (debt > 0) state = "in debt";
+      else if (q.used >= q.limit) state = "full";
+      const ratio = q.unit === "tokens" && rule !== null ? costRatio(rule, cur, old) : null;
+      const tr = row([
+        { text: rule === null ? "(global)" : rule, cls: "rule", title: rule === null ? "limits.quotas" : rule },
+        { text: q.unit, cls: "unit" }, { text: q.per, cls: "per" },
+        { node: b },
+        { text: String(q.used), cls: "used" }, { text: String(q.limit), cls: "limit" },
+        { text: debt > 0 ? String(debt) : "\u2013", cls: "debt-units" },
+        { text: ratio ? fmtNum(ratio.v) : "\u2013", cls: "ratio",
+          title: ratio ? (ratio.recent ? "last " + QUANTILE_S + " s; " : "") + "since start " + fmtNum(ratio.c.sum / ratio.c.count) + " over " + ratio.c.count + " answers" : "" },
+        { text: state, cls: "state" },
+      ]);
+      tr.dataset.rule = rule === null ? "" : rule;
+      tr.dataset.unit = q.unit;
+      tr.dataset.per = q.per;
+      if (debt > 0) tr.classList.add("debt");
+      else if (q.used >= q.limit) tr.classList.add("full");
+      return tr;
+    });
+    $("quotas-table").tBodies[0].replaceChildren(...rows);
   }
 
   const MAX_HOST_ROWS = 500; // more are counted, not drawn
