@@ -69,7 +69,8 @@ func (d *Dispatcher) runLocked(now time.Time) {
 			keep := d.keepLocked(l.q.Peek().Urgency, now)
 			// The global quotas bind every request as the global bucket
 			// does: when one is short, nobody goes until it has room.
-			if ok, retry := checkQuotas(d.mu.quotas, now, tokensPerRequest, keep); !ok {
+			u := l.q.Peek().Urgency
+			if ok, retry := checkQuotas(d.mu.quotas, now, tokensPerRequest, keep, u); !ok {
 				wake = retry
 				break
 			}
@@ -92,7 +93,7 @@ func (d *Dispatcher) runLocked(now time.Time) {
 		takeTokenCapLocked(w, l, now)
 		if nq := len(d.mu.quotas) + ruleQuotas(r); !l.key.free && nq > 0 {
 			// One allocation for the receipts of every quota.
-			w.permit.quotaToks = takeQuotas(d.mu.quotas, now, tokensPerRequest, make([]taken, 0, nq))
+			w.permit.quotaToks = takeQuotas(d.mu.quotas, now, tokensPerRequest, w.item.Urgency, make([]taken, 0, nq))
 		}
 		if r != nil {
 			w.permit.rule = r
@@ -329,11 +330,11 @@ func (d *Dispatcher) retryAfterLocked(urgency int, dest string, now time.Time) t
 		need := float64(d.mu.q.CountUpTo(urgency)+1) - r.Tokens(now)
 		ra = max(ra, time.Duration(math.Ceil(need/r.Rate()))*time.Second)
 	}
-	if ok, retry := checkQuotas(d.mu.quotas, now, tokensPerRequest, 0); !ok && !retry.IsZero() {
+	if ok, retry := checkQuotas(d.mu.quotas, now, tokensPerRequest, 0, 0); !ok && !retry.IsZero() {
 		ra = max(ra, retry.Sub(now))
 	}
 	if r := matchRule(d.mu.rules, dest); r != nil && len(r.quotas) > 0 {
-		if ok, retry := checkQuotas(r.quotas, now, tokensPerRequest, 0); !ok && !retry.IsZero() {
+		if ok, retry := checkQuotas(r.quotas, now, tokensPerRequest, 0, 0); !ok && !retry.IsZero() {
 			ra = max(ra, retry.Sub(now))
 		}
 	}

@@ -106,7 +106,7 @@ const (
 // tokens has a head that goes first (see "Order within a rule" above).
 func (d *Dispatcher) checkRuleQuotasLocked(l *lane, r *rule, now time.Time) (ruleQuotaGate, time.Time) {
 	if !ruleTokens(r) {
-		if ok, retry := checkQuotas(r.quotas, now, tokensPerRequest, 0); !ok {
+		if ok, retry := checkQuotas(r.quotas, now, tokensPerRequest, 0, l.q.Peek().Urgency); !ok {
 			return gateWait, retry
 		}
 		return gateOpen, time.Time{}
@@ -127,7 +127,7 @@ func (d *Dispatcher) checkRuleQuotasLocked(l *lane, r *rule, now time.Time) (rul
 			k = int(min(keep, int64(w.q.Limit)))
 		}
 		// One quota at a time (each in its unit), through checkQuotas.
-		fits, rt := checkQuotas(r.quotas[i:i+1], now, unitsFor(w, cost), k)
+		fits, rt := checkQuotas(r.quotas[i:i+1], now, unitsFor(w, cost), k, head.Urgency)
 		if fits {
 			continue
 		}
@@ -169,11 +169,11 @@ func heldBehind(l *lane, r *rule, head *queue.Item) (time.Time, bool) {
 // takeQuotas one quota at a time, and appends the receipts to into.
 func takeRuleQuotasLocked(w *Ticket, r *rule, now time.Time, into []taken) []taken {
 	if !ruleTokens(r) {
-		return takeQuotas(r.quotas, now, tokensPerRequest, into)
+		return takeQuotas(r.quotas, now, tokensPerRequest, w.item.Urgency, into)
 	}
 	cost := w.permit.cost
 	for i, q := range r.quotas {
-		into = takeQuotas(r.quotas[i:i+1], now, unitsFor(q, cost), into)
+		into = takeQuotas(r.quotas[i:i+1], now, unitsFor(q, cost), w.item.Urgency, into)
 	}
 	return into
 }
@@ -243,12 +243,12 @@ func (d *Dispatcher) rejectCostLocked(w *Ticket) {
 
 // charge counts n units at now whether they fit or not: a quota in debt
 // holds later requests until enough has left the window.
-func (w *windowLog) charge(now time.Time, n int) {
+func (w *windowLog) charge(now time.Time, n, u int) {
 	if n < 1 {
 		return
 	}
 	w.prune(now)
-	w.add(now, n)
+	w.add(now, n, u)
 }
 
 // Cost is the tokens the permit was admitted at: its Request.Cost, or its
@@ -310,7 +310,7 @@ func (p *Permit) Settle(actual int64) {
 			k = len(done) - 1
 			if diff > 0 {
 				n := int(min(diff, int64(w.q.Limit)))
-				w.charge(now, n)
+				w.charge(now, n, p.w.item.Urgency)
 				if w.lease.on {
 					// Charged in the fleet's window by the next store
 					// call, at its time (lease 0, offset 0: no earlier
@@ -327,7 +327,7 @@ func (p *Permit) Settle(actual int64) {
 		if b != nil {
 			b.correct(int(give))
 		} else {
-			w.refund(taken{src: w, n: give, expires: t.expires}, now)
+			w.refund(taken{src: w, n: give, expires: t.expires, lv: t.lv}, now)
 		}
 		p.quotaToks[i].n -= give
 	}

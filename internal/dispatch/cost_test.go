@@ -163,7 +163,10 @@ func TestTokensPriorityWithinBudget(t *testing.T) {
 	h.priced("b2", 7, api, 400)
 	h.priced("a1", 0, api, 400)
 	h.granted("fill")
-	h.clk.Advance(time.Second) // room for 1000: a1, then b1; b2 does not fit
+	h.clk.Advance(time.Second) // room for 1000: a1; b1 leaves a1's headroom (quota.go)
+	h.granted("fill", "a1")
+	h.pending("b1")
+	h.clk.Advance(999 * time.Millisecond) // the headroom is due by the window's end: b1; b2 does not fit
 	h.granted("fill", "a1", "b1")
 	h.pending("b2")
 
@@ -219,10 +222,11 @@ func TestTokensReserve(t *testing.T) {
 	h.clk.Advance(time.Second)
 	h.granted("u", "u2", "batch")
 
-	// Without a reserve, batch goes at once.
+	// Without a reserve, batch goes at once (leaving the urgency headroom
+	// of u's 100: quota.go).
 	h = newCostHarness(t, 0, tokensRule(t, "api.example", 100, tokensQuota(1000, time.Second)))
 	h.priced("u", 0, api, 100)
-	h.priced("batch", 7, api, 800)
+	h.priced("batch", 7, api, 700)
 	h.granted("u", "batch")
 }
 

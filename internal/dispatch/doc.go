@@ -37,6 +37,9 @@
 // lane as the global bucket does (the timer waits for its room); a rule's
 // quota sleeps the lane, as its bucket does, and a refund wakes it.
 // docs/shaping.md ("Quotas") states the bounds; quota_test.go proves them.
+// Each log also counts its admissions by urgency, and a request keeps
+// the headroom more urgent requests' recent use calls for (headroom;
+// docs/shaping.md, "Priority in quotas"; headroom_test.go).
 //
 // With SetLeased(true) (a shared store, quotalease.go) a quota admits from
 // leased units instead: batches granted by the store (GrantQuotas), each

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/proxyd/proxyd/internal/config"
+	"github.com/proxyd/proxyd/internal/queue"
 )
 
 // Quota is a per-window quota (limits.quotas, hosts[].quotas;
@@ -66,7 +67,57 @@ type windowLog struct {
 	groups []quotaGroup
 	head   int
 	sum    int
+	// byLevel is the same log split by the admissions' urgency, for the
+	// urgency headroom (headroom).
+	byLevel [queue.Levels]levelLog
 }
+
+// levelLog is the admissions of one urgency in the window: groups as in
+// windowLog.
+type levelLog struct {
+	groups []quotaGroup
+	head   int
+	sum    int
+}
+
+func (l *levelLog) prune(cut int64) {
+	for l.head < len(l.groups) && l.groups[l.head].last <= cut {
+		l.sum -= l.groups[l.head].n
+		l.head++
+	}
+	if l.head == len(l.groups) {
+		l.groups, l.head = l.groups[:0], 0
+	} else if l.head > 64 && l.head*2 > len(l.groups) {
+		l.groups = append(l.groups[:0], l.groups[l.head:]...)
+		l.head = 0
+	}
+}
+
+func (l *levelLog) add(at int64, n int, span int64) {
+	if k := len(l.groups) - 1; k >= l.head && at-l.groups[k].first < span {
+		g := &l.groups[k]
+		g.last = max(g.last, at)
+		g.n += n
+	} else {
+		l.groups = append(l.groups, quotaGroup{first: at, last: at, n: n})
+	}
+	l.sum += n
+}
+
+func (l *levelLog) refund(at int64, n int) {
+	for i := len(l.groups) - 1; i >= l.head; i-- {
+		g := &l.groups[i]
+		if g.first <= at && at <= g.last {
+			k := min(n, g.n)
+			g.n -= k
+			l.sum -= k
+			return
+		}
+	}
+}
+
+// level clamps an urgency to the queue's levels.
+func level(u int) int { return min(max(u, 0), queue.Levels-1) }
 
 // quotaGroup is admissions within Per/windowGroups of its first.
 type quotaGroup struct {
@@ -90,6 +141,9 @@ func (w *windowLog) prune(now time.Time) {
 	} else if w.head > 64 && w.head*2 > len(w.groups) {
 		w.groups = append(w.groups[:0], w.groups[w.head:]...)
 		w.head = 0
+	}
+	for i := range w.byLevel {
+		w.byLevel[i].prune(cut)
 	}
 }
 
@@ -120,10 +174,11 @@ func (w *windowLog) limit() int {
 }
 
 // checkKeep reports whether n units fit at now leaving keep (capped at
-// Limit-n) for more urgent arrivals, and if not when they will: when
+// Limit-n) for more urgent arrivals, and the urgency headroom for
+// requests more urgent than u (headroom), and if not when they will: when
 // enough groups have left the window. The zero time means never (n above
 // Limit: only a limit change helps, and it runs admission).
-func (w *windowLog) checkKeep(now time.Time, n, keep int) (bool, time.Time) {
+func (w *windowLog) checkKeep(now time.Time, n, keep, u int) (bool, time.Time) {
 	if n < 1 {
 		return true, time.Time{}
 	}
@@ -140,7 +195,7 @@ func (w *windowLog) checkKeep(now time.Time, n, keep int) (bool, time.Time) {
 	held := w.heldAt(now)
 	over := w.sum + held + n + keep - limit
 	if over <= 0 {
-		return true, time.Time{}
+		return w.headroom(now, -over, u)
 	}
 	// Units leave in time order: the groups', and the held ones at
 	// heldUntil.
@@ -162,21 +217,85 @@ func (w *windowLog) checkKeep(now time.Time, n, keep int) (bool, time.Time) {
 	return false, time.Time{} // unreachable: sum and held count every unit
 }
 
-func (w *windowLog) check(now time.Time, n int) (bool, time.Time) { return w.checkKeep(now, n, 0) }
+func (w *windowLog) check(now time.Time, n int) (bool, time.Time) {
+	return w.checkKeep(now, n, 0, 0)
+}
+
+// headroomShare caps the urgency headroom at Limit/headroomShare.
+const headroomShare = 2
+
+// headroomMargin scales the more urgent requests' expected pace, for
+// arrivals that come faster than the last window's average for a while.
+const headroomMargin = 1.25
+
+// headroom reports whether a request of urgency u may leave free units of
+// the window free (after its take and the reserve), and if not when to
+// ask again (docs/shaping.md, "Priority in quotas"). The more urgent
+// requests' demand is taken to go on at the pace of the last window: U,
+// the units admitted to requests more urgent than u in the window ending
+// now (at most Limit/headroomShare), per Per. The request may go only if,
+// for every moment t of the next Per, the free units plus those leaving
+// the window by t cover headroomMargin × U × (t-now)/Per: so that a
+// backlog that spent the
+// window early cannot leave more urgent arrivals with nothing until the
+// window moves. Units leaving the window spread over it (as they do once
+// admissions follow arrivals) cover that demand by themselves, and the
+// whole window is spent; with no more urgent admission in the window
+// (the first window, a quota without urgent traffic) it is spent as
+// without headroom. Headroom only ever refuses, so the window bound holds.
+// O(groups) for a less urgent request while more urgent ones used the
+// window, O(Levels) otherwise.
+func (w *windowLog) headroom(now time.Time, free, u int) (bool, time.Time) {
+	urgent := 0
+	for v := 0; v < u && v < queue.Levels; v++ {
+		urgent += w.byLevel[v].sum
+	}
+	urgent = min(urgent, w.limit()/headroomShare)
+	// The demand over a whole window, beyond which nothing more is asked.
+	most := float64(urgent) * headroomMargin
+	if urgent <= 0 || float64(free) >= most {
+		return true, time.Time{}
+	}
+	per := float64(w.q.Per) / headroomMargin
+	at := now.UnixNano()
+	ok, retry := true, int64(0)
+	cover := free // free units plus those gone by the group's leave time
+	for i := w.head; i < len(w.groups) && float64(cover) < most; i++ {
+		leave := w.groups[i].last + int64(w.q.Per)
+		need := float64(urgent) * float64(leave-at) / per
+		if float64(cover) < need {
+			// Fits once the demand until leave shrinks to cover.
+			ok = false
+			retry = max(retry, leave-int64(float64(cover)*per/float64(urgent)))
+		}
+		cover += w.groups[i].n
+	}
+	if ok {
+		return true, time.Time{}
+	}
+	// At most windowGroups wakes per window.
+	return false, time.Unix(0, max(retry, at+int64(w.q.Per/windowGroups)))
+}
 
 // take counts n units at now if they fit leaving keep. The receipt's
 // expires is the take's time, which finds its group on a refund.
 func (w *windowLog) take(now time.Time, n, keep int) (taken, bool, time.Time) {
-	if ok, retry := w.checkKeep(now, n, keep); !ok || n < 1 {
-		return taken{}, ok, retry
-	}
-	return taken{src: w, n: int32(n), expires: w.add(now, n)}, true, time.Time{}
+	return w.takeAt(now, n, keep, 0)
 }
 
-// add counts n units at now, whether they fit or not, and returns the
-// take's time (a receipt's expires).
-func (w *windowLog) add(now time.Time, n int) int64 {
+// takeAt is take for a request of urgency u (checkKeep).
+func (w *windowLog) takeAt(now time.Time, n, keep, u int) (taken, bool, time.Time) {
+	if ok, retry := w.checkKeep(now, n, keep, u); !ok || n < 1 {
+		return taken{}, ok, retry
+	}
+	return taken{src: w, n: int32(n), expires: w.add(now, n, u), lv: int8(level(u))}, true, time.Time{}
+}
+
+// add counts n units at now for a request of urgency u, whether they fit
+// or not, and returns the take's time (a receipt's expires).
+func (w *windowLog) add(now time.Time, n, u int) int64 {
 	at := now.UnixNano()
+	w.byLevel[level(u)].add(at, n, int64(w.q.Per/windowGroups))
 	if k := len(w.groups) - 1; k >= w.head && at-w.groups[k].first < int64(w.q.Per/windowGroups) {
 		g := &w.groups[k]
 		g.last = max(g.last, at)
@@ -199,6 +318,7 @@ func (w *windowLog) refund(t taken, now time.Time) {
 			k := min(int(t.n), g.n)
 			g.n -= k
 			w.sum -= k
+			w.byLevel[t.lv].refund(t.expires, k)
 			return
 		}
 	}
@@ -230,13 +350,14 @@ func setQuotas(old []*windowLog, qs []Quota) []*windowLog {
 	return out
 }
 
-// checkQuotasLocked reports whether n units fit in every quota of qs at
-// now leaving keep, and if not when to ask again (the latest retry among
-// those short: all must fit together; zero: never by itself).
-func checkQuotas(qs []*windowLog, now time.Time, n, keep int) (bool, time.Time) {
+// checkQuotas reports whether n units fit in every quota of qs at now
+// leaving keep and the urgency headroom for requests more urgent than u,
+// and if not when to ask again (the latest retry among those short: all
+// must fit together; zero: never by itself).
+func checkQuotas(qs []*windowLog, now time.Time, n, keep, u int) (bool, time.Time) {
 	ok, retry := true, time.Time{}
 	for _, w := range qs {
-		if fits, r := w.checkKeep(now, n, keep); !fits {
+		if fits, r := w.checkKeep(now, n, keep, u); !fits {
 			if r.IsZero() {
 				return false, time.Time{}
 			}
@@ -252,16 +373,17 @@ func checkQuotas(qs []*windowLog, now time.Time, n, keep int) (bool, time.Time) 
 // takeQuotas takes n units from every quota of qs (checked just before,
 // under the same lock) and appends the receipts to into. A leased quota's
 // units come from its batches (a receipt per batch), and its log records
-// them too (for redis.on_error: quotalease.go).
-func takeQuotas(qs []*windowLog, now time.Time, n int, into []taken) []taken {
+// them too (for redis.on_error: quotalease.go). u is the request's
+// urgency, which the logs record for the headroom.
+func takeQuotas(qs []*windowLog, now time.Time, n, u int, into []taken) []taken {
 	for _, w := range qs {
 		if w.lease.on {
 			into = w.lease.takeInto(now, n, into)
 			w.prune(now) // nothing else prunes the log while leased
-			w.add(now, n)
+			w.add(now, n, u)
 			continue
 		}
-		if t, ok, _ := w.take(now, n, 0); ok && t.src != nil {
+		if t, ok, _ := w.takeAt(now, n, 0, u); ok && t.src != nil {
 			into = append(into, t)
 		}
 	}

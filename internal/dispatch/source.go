@@ -33,6 +33,7 @@ type tokenSource interface {
 type taken struct {
 	src tokenSource // where the tokens go back to; nil: nowhere
 	n   int32       // tokens taken
+	lv  int8        // a quota's: the urgency the units were taken at
 	// expires, for leased tokens, is the soonest expiry among them (Unix
 	// nanoseconds): a refund never outlives its lease.
 	expires int64
