@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -186,9 +185,9 @@ func (s *Server) updateLimits(whole bool) http.HandlerFunc {
 // Bounds on what a 400 answer echoes, so that a 60 KB field does not come
 // back as a 60 KB error.
 const (
-	maxQuote      = 200 // bytes of one user-supplied string quoted in a problem
-	maxProblemLen = 600 // bytes of one problem, whatever it quotes
-	maxProblems   = 10  // problems listed; the rest are only counted
+	maxQuote      = config.MaxQuote // bytes of one user-supplied string quoted in a problem
+	maxProblemLen = 600             // bytes of one problem, whatever it quotes
+	maxProblems   = 10              // problems listed; the rest are only counted
 )
 
 // limitsFields are the Limits object's fields (docs/admin-api.md, "The
@@ -398,31 +397,10 @@ func jsonError(err error) error {
 	return fmt.Errorf("body: %s", strings.TrimPrefix(err.Error(), "json: "))
 }
 
-// clip returns s cut to at most n bytes at a rune boundary, marked with
-// "…" and the full length when cut.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	i := n
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return fmt.Sprintf("%s… (%d bytes)", s[:i], len(s))
-}
-
-// quote is strconv.Quote of at most maxQuote bytes of s; the mark of a cut
-// is outside the quotes.
-func quote(s string) string {
-	if len(s) <= maxQuote {
-		return strconv.Quote(s)
-	}
-	i := maxQuote
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:i]), len(s))
-}
+// clip and quote hold user-supplied text in a message to a bound (the
+// configuration's decoder does the same for its problems).
+func clip(s string, n int) string { return config.Clip(s, n) }
+func quote(s string) string       { return config.Quote(s) }
 
 // split returns the errors joined in err (errors.Join), or err alone.
 func split(err error) []error {

@@ -726,7 +726,17 @@ func suggestKey(path, k string, fields map[string]reflect.StructField) string {
 
 // maxQuote bounds the bytes of one user-supplied string quoted in a JSON
 // problem, so that a 60 KB field does not come back as a 60 KB error.
-const maxQuote = 200
+const maxQuote = MaxQuote
+
+// MaxQuote is how many bytes of a user-supplied string a problem quotes
+// (Quote); the admin API holds its own messages to it too.
+const MaxQuote = 200
+
+// Clip is clip for other packages' messages (the admin API's).
+func Clip(s string, n int) string { return clip(s, n) }
+
+// Quote is quote for other packages' messages (the admin API's).
+func Quote(s string) string { return quote(s) }
 
 // clip returns s cut to at most n bytes at a rune boundary, marked with
 // "…" and the full length when cut.
