@@ -72,7 +72,9 @@ func fileLoader(t *testing.T, path string) (load func() (config.Config, error), 
 func waitFor(t *testing.T, within time.Duration, what string, cond func() (done bool, seen any)) {
 	t.Helper()
 	var seen any
-	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); <-tick.C {
 		var done bool
 		if done, seen = cond(); done {
 			return
