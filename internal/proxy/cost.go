@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -153,6 +154,25 @@ func (x *exchange) readEstimate(maxBody int64) (n int64, ok bool, err error) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || r.ContentLength > maxBody {
 		return 0, false, nil
 	}
+	// The bytes read stay held until the exchange ends (they are sent
+	// upstream, and replayed on a retry): within the process's pricing
+	// budget, or not read at all (priced cost.default, streamed).
+	need := r.ContentLength
+	if need < 0 {
+		need = maxBody + 1
+	}
+	if !x.h.pricing.take(need) {
+		x.h.log.Debug("pricing memory full: priced cost.default", zap.String("request_id", x.rec.ID), zap.Int64("held", x.h.pricing.held.Load()))
+		return 0, false, nil
+	}
+	x.pricingHeld = need
+	defer func() {
+		// Hold what was read, not what was feared.
+		if held := int64(cap(x.prefix)); held < x.pricingHeld {
+			x.h.pricing.give(x.pricingHeld - held)
+			x.pricingHeld = held
+		}
+	}()
 	var b []byte
 	if r.ContentLength > 0 {
 		// Known length: read it whole, in one allocation.
@@ -289,4 +309,43 @@ func (b *meteredBody) Close() error {
 		b.z.Close()
 	}
 	return b.rc.Close()
+}
+
+// DefaultPricingMemory is the pricing budget when Deps.PricingMemory is
+// 0: at most 64 MiB of request bodies held at once to price them
+// (docs/configuration.md, hosts[].cost.max_body). Without a bound, a
+// queue of limits.queue_size priced requests could hold queue_size ×
+// cost.max_body bytes (10 GiB with the defaults).
+const DefaultPricingMemory = 64 << 20
+
+// pricingBudget counts the body bytes held to price requests; a request
+// that does not fit is priced cost.default and its body streams, as one
+// larger than cost.max_body does.
+type pricingBudget struct {
+	limit int64
+	held  atomic.Int64
+}
+
+// take reserves n bytes if they fit.
+func (b *pricingBudget) take(n int64) bool {
+	for {
+		h := b.held.Load()
+		if h+n > b.limit {
+			return false
+		}
+		if b.held.CompareAndSwap(h, h+n) {
+			return true
+		}
+	}
+}
+
+// give returns n bytes.
+func (b *pricingBudget) give(n int64) { b.held.Add(-n) }
+
+// releasePricing gives the exchange's held body bytes back (end).
+func (x *exchange) releasePricing() {
+	if x.pricingHeld > 0 {
+		x.h.pricing.give(x.pricingHeld)
+		x.pricingHeld = 0
+	}
 }

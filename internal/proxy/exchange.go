@@ -57,11 +57,12 @@ type exchange struct {
 	// rule's pricing, the start of the body read to price it (all of it
 	// with prefixAll), and the headers never forwarded (nil: the
 	// policy's).
-	cost      int64
-	costRule  *priceRule
-	prefix    []byte
-	prefixAll bool
-	drop      []string
+	cost        int64
+	costRule    *priceRule
+	prefix      []byte
+	prefixAll   bool
+	drop        []string
+	pricingHeld int64 // bytes of the pricing budget held for prefix
 
 	// Forwarding (forward.go).
 	canRetry bool        // idempotent, retries on, and its body can be sent again
@@ -334,6 +335,7 @@ func (x *exchange) end() {
 		x.h.tunnelEnded()
 	}
 	x.release()
+	x.releasePricing()
 }
 
 // clientWatcher is the h1 server's ResponseWriter: WatchClient makes it

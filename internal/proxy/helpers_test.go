@@ -77,7 +77,9 @@ type setup struct {
 	users *auth.Users
 	// tracer, when set, traces requests (proxy.Deps.Tracer).
 	tracer trace.TracerProvider
-	t      testing.TB
+	// pricingMemory is proxy.Deps.PricingMemory; 0: the default.
+	pricingMemory int64
+	t             testing.TB
 }
 
 // allowLoopback lets a test proxy reach the loopback upstreams every test
@@ -164,6 +166,8 @@ func newEnv(t *testing.T, opts ...func(*setup)) *env {
 		Logger:     zap.New(core),
 		Observe:    e.observe,
 		Tracer:     s.tracer,
+
+		PricingMemory: s.pricingMemory,
 	})
 	if err != nil {
 		disp.Close()

@@ -49,6 +49,10 @@ type Deps struct {
 	// Tracer traces requests (trace.go); nil or a no-op provider: no
 	// tracing, at no cost.
 	Tracer trace.TracerProvider
+	// PricingMemory bounds the bytes of request bodies held at once to
+	// price them (hosts[].cost estimate: body; cost.go); 0:
+	// DefaultPricingMemory.
+	PricingMemory int64
 }
 
 // Handler is the proxy's http.Handler. Create it with New.
@@ -70,6 +74,8 @@ type Handler struct {
 	retries   *retryBudget
 	// writeTimeout is client_write_timeout, in nanoseconds (reload).
 	writeTimeout atomic.Int64
+	// pricing counts the body bytes held to price requests (cost.go).
+	pricing pricingBudget
 
 	// Tunnels end when tunnelCtx is canceled (CloseTunnels, at shutdown).
 	tunnelCtx    context.Context
@@ -137,6 +143,10 @@ func New(cfg config.Config, deps Deps) (*Handler, error) {
 	h.stdLog = zap.NewStdLog(h.log.Named("tunnel"))
 	h.ids = newRequestIDs()
 	h.retries = &retryBudget{clock: h.clock}
+	h.pricing.limit = deps.PricingMemory
+	if h.pricing.limit <= 0 {
+		h.pricing.limit = DefaultPricingMemory
+	}
 	h.tunnelCtx, h.closeTunnels = context.WithCancel(context.Background())
 	return h, nil
 }
