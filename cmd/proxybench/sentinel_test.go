@@ -106,7 +106,8 @@ func TestSentinelBins(t *testing.T) {
 func TestKillMaster(t *testing.T) {
 	srv, sen, err := sentinelBins(findPeer)
 	if err != nil {
-		t.Skip(err)
+		// errNoRedis or errNoSentinel: the program that is missing.
+		t.Skipf("redis-server and redis-sentinel needed: %v", err)
 	}
 	set, err := testredis.LaunchSentinels(testredis.SentinelOptions{Server: srv, Sentinel: sen, Dir: t.TempDir(),
 		Prepare: func(cmd *exec.Cmd) { cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} }})

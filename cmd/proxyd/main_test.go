@@ -7,5 +7,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if runProxydProcess() { // a child of startProxydProcess: proxyd, not tests
+		return
+	}
 	goleak.VerifyTestMain(m)
 }

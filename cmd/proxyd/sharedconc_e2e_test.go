@@ -235,7 +235,7 @@ func upGet(c *http.Client, u, who string, hold bool) int {
 }
 
 // killableProxyd is proxyd in a process of its own (this test binary,
-// run as TestProxydProcess), so that a test can SIGKILL it.
+// run by TestMain: runProxydProcess), so that a test can SIGKILL it.
 type killableProxyd struct {
 	*proc
 	cmd *exec.Cmd
@@ -252,7 +252,7 @@ const (
 func startProxydProcess(t *testing.T, args ...string) *killableProxyd {
 	t.Helper()
 	args = append([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestProxydProcess$")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=1", helperArgsEnv+"="+strings.Join(args, "\n"))
 	p := &proc{log: &logBuffer{}, stdout: &logBuffer{}}
 	cmd.Stderr, cmd.Stdout = p.log, p.stdout
@@ -268,13 +268,15 @@ func startProxydProcess(t *testing.T, args ...string) *killableProxyd {
 	return &killableProxyd{proc: p, cmd: cmd}
 }
 
-// TestProxydProcess is not a test: startProxydProcess runs this binary
-// with it to serve proxyd in a process of its own.
-func TestProxydProcess(t *testing.T) {
+// runProxydProcess serves proxyd instead of running the tests when
+// startProxydProcess started this binary (TestMain asks it first); it
+// reports whether it did (it exits then, so it never returns true).
+func runProxydProcess() bool {
 	if os.Getenv(helperEnv) != "1" {
-		t.Skip("runs proxyd for startProxydProcess only")
+		return false
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	os.Exit(run(strings.Split(os.Getenv(helperArgsEnv), "\n"), loopbackAllow, os.Stdout, os.Stderr, sig))
+	return true
 }
