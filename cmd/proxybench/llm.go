@@ -310,33 +310,14 @@ func serveLLMOrigin(args []string) int {
 }
 
 func (e *env) startLLMOrigin(o llmOpts) (*server, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p, err := startProc("llm-origin", []string{e.self, "llm-origin", "--listen", addr,
-		"--rpm", strconv.Itoa(o.rpm), "--tpm", strconv.Itoa(o.tpm), "--per", o.per.String()})
-	if err != nil {
-		return nil, err
-	}
-	if err := p.waitTCP(addr, 10*time.Second); err != nil {
-		return nil, err
-	}
-	return &server{p, addr}, nil
+	return e.startOrigin("llm-origin", func(addr string) []string {
+		return []string{"--listen", addr, "--rpm", strconv.Itoa(o.rpm), "--tpm", strconv.Itoa(o.tpm), "--per", o.per.String()}
+	})
 }
 
 func (e *env) llmOriginStats(addr string) (llmOriginStats, error) {
 	var st llmOriginStats
-	resp, err := e.ctl.Get("http://" + addr + llmStatsPath)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("GET %s: %s", llmStatsPath, resp.Status)
-	}
-	return st, json.NewDecoder(resp.Body).Decode(&st)
+	return st, e.getStats(addr, llmStatsPath, &st)
 }
 
 // llmAccount is the origin's record in whole windows.

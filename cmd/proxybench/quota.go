@@ -291,16 +291,25 @@ type quotaResult struct {
 }
 
 func (e *env) startQuotaOrigin(o quotaOpts, headers bool, start time.Time) (*server, error) {
+	return e.startOrigin("quota-origin", func(addr string) []string {
+		args := []string{"--listen", addr, "--limit", strconv.Itoa(o.limit), "--per", o.per.String(), "--start", strconv.FormatInt(start.UnixNano(), 10)}
+		if headers {
+			args = append(args, "--headers")
+		}
+		return args
+	})
+}
+
+// startOrigin re-executes proxybench as the origin cmd (quota-origin,
+// llm-origin) on a free loopback port, with the flags args gives for its
+// address, and waits until it listens.
+func (e *env) startOrigin(cmd string, args func(addr string) []string) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	args := []string{e.self, "quota-origin", "--listen", addr, "--limit", strconv.Itoa(o.limit), "--per", o.per.String(), "--start", strconv.FormatInt(start.UnixNano(), 10)}
-	if headers {
-		args = append(args, "--headers")
-	}
-	p, err := startProc("quota-origin", args)
+	p, err := startProc(cmd, append([]string{e.self, cmd}, args(addr)...))
 	if err != nil {
 		return nil, err
 	}
@@ -312,12 +321,20 @@ func (e *env) startQuotaOrigin(o quotaOpts, headers bool, start time.Time) (*ser
 
 func (e *env) quotaStats(addr string) (quotaStats, error) {
 	var st quotaStats
-	resp, err := e.ctl.Get("http://" + addr + quotaStatsPath)
+	return st, e.getStats(addr, quotaStatsPath, &st)
+}
+
+// getStats decodes an origin's JSON counts at path into v.
+func (e *env) getStats(addr, path string, v any) error {
+	resp, err := e.ctl.Get("http://" + addr + path)
 	if err != nil {
-		return st, err
+		return err
 	}
 	defer resp.Body.Close()
-	return st, json.NewDecoder(resp.Body).Decode(&st)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // runQuotaRow starts the row's origin and target, offers the load and
